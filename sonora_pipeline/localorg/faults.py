@@ -1,0 +1,53 @@
+"""Faults the org can be told to inject, so retry, resume and refresh paths are exercised for real."""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FaultPlan:
+    """What to do to incoming API requests. Rates are probabilities per request; `next_*` counters hit
+    the next N requests deterministically (what tests usually want)."""
+
+    latency_seconds: float = 0.0
+    error_rate: float = 0.0          # answer 503 SERVER_UNAVAILABLE (or 500/502 as chosen below)
+    error_status: int = 503
+    drop_rate: float = 0.0           # close the connection without an answer
+    next_errors: int = 0
+    next_drops: int = 0
+    fail_next_bulk_jobs: int = 0     # Bulk query jobs that end in state Failed
+    path_contains: str = ""          # restrict faults to paths containing this text
+    seed: int = 0
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng.seed(self.seed)
+
+    def decide(self, path: str) -> str | None:
+        """'error', 'drop' or None for a request to `path`."""
+        if self.path_contains and self.path_contains not in path:
+            return None
+        with self._lock:
+            if self.next_drops > 0:
+                self.next_drops -= 1
+                return "drop"
+            if self.next_errors > 0:
+                self.next_errors -= 1
+                return "error"
+            roll = self._rng.random()
+            if roll < self.drop_rate:
+                return "drop"
+            if roll < self.drop_rate + self.error_rate:
+                return "error"
+        return None
+
+    def take_bulk_failure(self) -> bool:
+        with self._lock:
+            if self.fail_next_bulk_jobs > 0:
+                self.fail_next_bulk_jobs -= 1
+                return True
+        return False

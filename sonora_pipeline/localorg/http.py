@@ -1,0 +1,206 @@
+"""The wire: an HTTPS server on loopback that turns bytes into `Request`s for the org's API and its
+`Response`s back into bytes (gzip when asked, keep-alive, exact headers), and injects transport faults.
+
+Kept apart from the API so that the API is plain functions of requests, and so that nothing a handler
+raises ever reaches a client as a Python traceback.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json;charset=UTF-8"
+_STANDARD_HEADERS = {
+    "Strict-Transport-Security": "max-age=31536002; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "X-XSS-Protection": "1; mode=block",
+    "X-Robots-Tag": "none",
+    "Cache-Control": "no-cache,must-revalidate,max-age=0,no-store,private",
+    "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
+    "Vary": "Accept-Encoding",
+}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def param(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8") or "null")
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str | None = JSON_TYPE
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> "Response":
+        # Numbers as Salesforce writes them (Java Double.toString: 300.0, 1.2345678E7).
+        from sonora_pipeline.localorg.soql.results import dumps
+
+        return cls(status, dumps(payload).encode("utf-8"), JSON_TYPE, headers or {})
+
+    @classmethod
+    def raw_json(cls, status: int, text: str, headers: dict[str, str] | None = None) -> "Response":
+        return cls(status, text.encode("utf-8"), JSON_TYPE, headers or {})
+
+    @classmethod
+    def error(cls, status: int, error_code: str, message: str, fields: list[str] | None = None,
+              headers: dict[str, str] | None = None) -> "Response":
+        item: dict[str, Any] = {"message": message, "errorCode": error_code}
+        if fields is not None:
+            item["fields"] = fields
+        return cls.json(status, [item], headers)
+
+    @classmethod
+    def empty(cls, status: int = 204, headers: dict[str, str] | None = None) -> "Response":
+        return cls(status, b"", None, headers or {})
+
+
+class Transport:
+    """What the server needs from the org: the handler, and the transport faults to inject."""
+
+    handle: Callable[[Request], Response]
+    decide_fault: Callable[[str], str | None]
+    latency: Callable[[], float]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "SFDC"
+    sys_version = ""
+    transport: Transport  # set on the subclass made per server
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _serve(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            split = urlsplit(self.path)
+            request = Request(
+                method=self.command,
+                path=split.path,
+                query=parse_qs(split.query, keep_blank_values=True),
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+            )
+        except (ValueError, OSError):
+            self.close_connection = True
+            return
+        fault = self.transport.decide_fault(request.path)
+        delay = self.transport.latency()
+        if delay:
+            time.sleep(delay)
+        if fault == "drop":
+            # A connection reset with no response at all, as a load balancer dropping the socket does.
+            self.close_connection = True
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                self.connection.close()
+            except OSError:
+                pass
+            return
+        if fault == "error":
+            response = Response.error(503, "SERVER_UNAVAILABLE", "Server Unavailable")
+        else:
+            try:
+                response = self.transport.handle(request)
+            except Exception:  # the last line of defence: never a traceback on the wire
+                log.exception("local org handler failed for %s %s", request.method, request.path)
+                response = Response.error(
+                    500, "UNKNOWN_EXCEPTION",
+                    "An unexpected error occurred. Please include this ErrorId if you contact support: "
+                    "1735426101-88123 (-1207524733)",
+                )
+        self._write(request, response)
+
+    def _write(self, request: Request, response: Response) -> None:
+        body = response.body
+        headers = dict(_STANDARD_HEADERS)
+        headers.update(response.headers)
+        accepts_gzip = "gzip" in (request.header("accept-encoding") or "")
+        if body and accepts_gzip and len(body) > 1024:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        if response.content_type:
+            headers["Content-Type"] = response.content_type
+        try:
+            self.send_response(response.status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if body and request.method != "HEAD":
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            self.close_connection = True
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s ended abruptly", client_address)
+
+
+class HttpsServer:
+    """Serves `transport` over TLS on (host, port) in a background thread."""
+
+    def __init__(self, transport: Transport, ssl_context: ssl.SSLContext, host: str = "127.0.0.1", port: int = 0):
+        handler = type("LocalOrgHandler", (_Handler,), {"transport": transport})
+        self._server = _Server((host, port), handler)
+        self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="localorg-https", daemon=True)
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)

@@ -1,0 +1,219 @@
+"""`LocalOrg`: one Salesforce-compatible org — metadata, records, auth, quota, faults — served over HTTPS.
+
+Tests and the demo drive it through the control methods here (in process) or the same controls over HTTP
+(`/__localorg/...`, see `admin_api.py`) when the org runs in another process.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sonora_pipeline.localorg import bulk_api, rest_composite, rest_query, rest_records
+from sonora_pipeline.localorg.admin_api import AdminApi
+from sonora_pipeline.localorg.api import OrgApi
+from sonora_pipeline.localorg.auth import Authority, ClientApp
+from sonora_pipeline.localorg.bulk_api import BulkService
+from sonora_pipeline.localorg.clock import OrgClock
+from sonora_pipeline.localorg.faults import FaultPlan
+from sonora_pipeline.localorg.http import HttpsServer, Request, Response
+from sonora_pipeline.localorg.ids import make_id
+from sonora_pipeline.localorg.limits import ApiQuota
+from sonora_pipeline.localorg.queries import QueryService
+from sonora_pipeline.localorg.schema import Catalog, build_standard_catalog
+from sonora_pipeline.localorg.store import OrgStore
+from sonora_pipeline.localorg.tls import LocalTls
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DAILY_API_REQUESTS = 100_000
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a client needs to connect; printed by `sonora-pipeline localorg` as one JSON line."""
+
+    instance_url: str
+    consumer_key: str
+    consumer_secret: str
+    refresh_token: str
+    ca_bundle: str
+    admin_token: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "instance_url": self.instance_url, "consumer_key": self.consumer_key,
+            "consumer_secret": self.consumer_secret, "refresh_token": self.refresh_token,
+            "ca_bundle": self.ca_bundle, "admin_token": self.admin_token,
+        }
+
+
+class LocalOrg:
+    def __init__(self, *, records: int = 500, seed: int = 7, now: datetime | None = None,
+                 daily_api_requests: int = DEFAULT_DAILY_API_REQUESTS, state_dir: Path | None = None,
+                 consumer_key: str | None = None, consumer_secret: str | None = None,
+                 catalog: Catalog | None = None, generate: bool = True):
+        self.org_id = make_id("00D", 1, pod="5g0")
+        self.clock = OrgClock(now)
+        self.catalog = catalog or build_standard_catalog()
+        self.store = OrgStore(self.catalog, self.clock)
+        self.quota = ApiQuota(self.clock, daily_max=daily_api_requests)
+        self.faults = FaultPlan()
+        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="sonora-localorg-"))
+        self.admin_token = secrets.token_urlsafe(24)
+        app = ClientApp(
+            consumer_key=consumer_key or "3MVG9" + secrets.token_urlsafe(60).replace("-", "A").replace("_", "b")[:80],
+            consumer_secret=consumer_secret or secrets.token_hex(32).upper(),
+        )
+        self.authority = Authority(self.org_id, app)
+        self.generated = None
+        if generate:
+            from sonora_pipeline.localorg.generator import generate_org
+
+            self.generated = generate_org(self.store, records, seed=seed, now=self.clock.now())
+            app.run_as_user_id = self.generated.run_as_user_id
+        self.refresh_token = self.authority.new_refresh_token()
+        self.queries = QueryService(self)
+        self.bulk = BulkService(self)
+        self.api = OrgApi(self)
+        for module in (rest_records, rest_query, rest_composite, bulk_api):
+            module.register(self.api)
+        self.admin = AdminApi(self)
+        self._server: HttpsServer | None = None
+        self._tls: LocalTls | None = None
+        self.instance_url = "https://127.0.0.1"
+
+    # -- serving ----------------------------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        return self.api.handle(request)
+
+    def decide_fault(self, path: str) -> str | None:
+        if path.startswith("/__localorg/"):
+            return None
+        return self.faults.decide(path)
+
+    def latency(self) -> float:
+        return self.faults.latency_seconds
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> "LocalOrg":
+        """Serve in a background thread; returns self so `org = LocalOrg(...).start()` reads well."""
+        self._tls = LocalTls(self.state_dir)
+        self._server = HttpsServer(self, self._tls.server_context(), host=host, port=port)
+        shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+        self.instance_url = f"https://{shown_host}:{self._server.port}"
+        self._server.start()
+        log.info("local org serving at %s", self.instance_url)
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> "LocalOrg":
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def ca_bundle(self) -> str:
+        if self._tls is None:
+            raise RuntimeError("the local org is not serving yet: call start()")
+        return str(self._tls.ca_bundle)
+
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(
+            instance_url=self.instance_url, consumer_key=self.authority.app.consumer_key,
+            consumer_secret=self.authority.app.consumer_secret, refresh_token=self.refresh_token,
+            ca_bundle=self.ca_bundle, admin_token=self.admin_token,
+        )
+
+    # -- controls: records ------------------------------------------------------------------------------
+    def create(self, object_name: str, values: dict[str, Any]) -> str:
+        return self.store.create(object_name, values)
+
+    def update(self, object_name: str, record_id: str, values: dict[str, Any], *, system_only: bool = False) -> None:
+        self.store.update(object_name, record_id, values, system_only=system_only)
+
+    def delete(self, object_name: str, record_id: str) -> None:
+        self.store.delete(object_name, record_id)
+
+    def undelete(self, object_name: str, record_id: str) -> None:
+        self.store.undelete(object_name, record_id)
+
+    def hard_delete(self, object_name: str, record_id: str) -> None:
+        self.store.hard_delete(object_name, record_id)
+
+    # -- controls: time, metadata, access ---------------------------------------------------------------
+    def advance_clock(self, seconds: float) -> datetime:
+        return self.clock.advance(timedelta(seconds=seconds))
+
+    def set_clock(self, when: datetime) -> datetime:
+        return self.clock.set(when)
+
+    def add_field(self, object_name: str, name: str, field_type: str, label: str, **kwargs: Any) -> None:
+        from sonora_pipeline.localorg.schema import FieldFactory, _load_seed
+
+        factory = FieldFactory({n: _load_seed(f"cumulusci_{n.lower()}_describe.json")
+                                for n in ("Account", "Contact", "Opportunity", "Case", "Event")})
+        self.store.add_column(object_name, factory.make(name, field_type, label, **kwargs))
+
+    def revoke_field_access(self, object_name: str, field_name: str) -> None:
+        self.catalog.revoke_read(object_name, field_name)
+
+    def grant_field_access(self, object_name: str, field_name: str) -> None:
+        self.catalog.grant_read(object_name, field_name)
+
+    def add_validation_rule(self, object_name: str, field_name: str, rule: Any) -> None:
+        """`rule(value, row) -> message | None`; a message fails the write with FIELD_CUSTOM_VALIDATION_EXCEPTION."""
+        self.store.validation_rules[(object_name, field_name)] = rule
+
+    # -- controls: auth, quota, faults ------------------------------------------------------------------
+    def configure_app(self, *, client_credentials_enabled: bool | None = None, run_as_user: bool | None = None,
+                      api_enabled: bool | None = None, rotate_secret: bool = False) -> None:
+        app = self.authority.app
+        if client_credentials_enabled is not None:
+            app.client_credentials_enabled = client_credentials_enabled
+        if run_as_user is not None:
+            app.run_as_user_id = self.generated.run_as_user_id if run_as_user and self.generated else None
+        if api_enabled is not None and self.generated:
+            users = self.authority.api_disabled_users
+            (users.discard if api_enabled else users.add)(self.generated.run_as_user_id)
+        if rotate_secret:
+            app.consumer_secret = secrets.token_hex(32).upper()
+
+    def expire_tokens(self) -> int:
+        return self.authority.expire_all()
+
+    def set_quota(self, daily_max: int | None = None, window_seconds: float | None = None,
+                  used: int | None = None) -> None:
+        self.quota.configure(daily_max=daily_max, window_seconds=window_seconds, used=used)
+
+    def reset_quota(self) -> None:
+        self.quota.reset()
+
+    def set_faults(self, **settings: Any) -> FaultPlan:
+        seed = settings.pop("seed", self.faults.seed)
+        plan = FaultPlan(seed=seed, **settings)
+        self.faults = plan
+        return plan
+
+    def clear_faults(self) -> None:
+        self.faults = FaultPlan()
+
+    def state(self) -> dict[str, Any]:
+        snap = self.quota.snapshot()
+        return {
+            "org_id": self.org_id,
+            "instance_url": self.instance_url,
+            "clock": self.clock.now().astimezone(timezone.utc).isoformat(),
+            "api_usage": {"used": snap.used, "max": snap.max, "resets_at": snap.window_resets_at.isoformat()},
+            "records": {o.name: self.store.count(o.name) for o in self.catalog.objects()},
+        }

@@ -1,0 +1,23 @@
+"""A locally generated CA and server certificate (trustme), because simple-salesforce and every real
+client always speak https: the org must be reachable over real TLS on loopback."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import trustme
+
+
+class LocalTls:
+    def __init__(self, directory: Path, hostnames: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.ca = trustme.CA(organization_name="Sonora local org CA")
+        self.cert = self.ca.issue_cert(*hostnames)
+        self.ca_bundle = directory / "localorg-ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_bundle))
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.cert.configure_cert(ctx)
+        return ctx

@@ -1,0 +1,1 @@
+"""Talking to a Salesforce org: connection and client code, importable without Dagster running."""
