@@ -56,7 +56,7 @@ def run_compiled(org: "LocalOrg", soql: str, *, include_deleted: bool, for_bulk:
         raise QueryFailure(err.status, err.error_code, err.message) from None
     cur = org.store.cursor()
     try:
-        table = cur.execute(compiled.sql, compiled.params).to_arrow_table()
+        table = cur.sql(compiled.sql, params=compiled.params).to_arrow_table()
     finally:
         cur.close()
     return compiled, table
