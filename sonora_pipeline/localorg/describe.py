@@ -9,7 +9,7 @@ from typing import Any
 
 from sonora_pipeline.localorg.schema import MASTER_RECORD_TYPE_ID, Catalog, ObjectSpec
 
-_VERSION_IN_URL = re.compile(r"/v\d+\.\d+/")
+_VERSION_IN_URL = re.compile(r"/v(\d+|xx)\.\d+/")  # CumulusCI anonymised some as vxx.0
 _UI_HOST = re.compile(r"https://[^/]+")
 
 
@@ -62,7 +62,12 @@ def describe_sobject(catalog: Catalog, obj: ObjectSpec, version: str, instance_u
     with catalog.lock:
         fields = [copy.deepcopy(f.raw) for f in catalog.readable_fields(obj)]
     top = _versioned(copy.deepcopy(obj.describe_top), version, instance_url)
-    top["urls"] = {**top.get("urls", {}), **_object_urls(obj, version)}
+    recorded = {k: v for k, v in top.get("urls", {}).items() if f"/sobjects/{obj.name}/" in v or k.startswith("ui")}
+    top["urls"] = {
+        **recorded, **_object_urls(obj, version),
+        "uiDetailTemplate": f"{instance_url}/{{ID}}", "uiEditTemplate": f"{instance_url}/{{ID}}/e",
+        "uiNewRecord": f"{instance_url}/{obj.key_prefix}/e",
+    }
     top["fields"] = fields
     top["recordTypeInfos"] = record_type_infos(obj, version)
     return dict(sorted(top.items()))

@@ -3,7 +3,10 @@ describe and basic info, record get/create/update/delete, and the getUpdated/get
 
 from __future__ import annotations
 
+import copy
+import json
 from datetime import datetime, timedelta, timezone
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from sonora_pipeline.localorg import describe
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
     from sonora_pipeline.localorg.org import LocalOrg
 
 NOT_FOUND = ("NOT_FOUND", "The requested resource does not exist")
+_LIMITS_TEMPLATE = json.loads(
+    resources.files("sonora_pipeline.localorg").joinpath("seed", "swiftly_limits.json").read_text("utf-8"))
 
 
 def register(api: OrgApi) -> None:
@@ -47,34 +52,14 @@ def resource_map(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response
 
 
 def limits(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+    """The recorded Developer Edition `/limits` answer, with the counters this org really keeps."""
     snap = org.quota.snapshot()
-    bulk_max = 10000
-    body = {
-        "ActiveScratchOrgs": {"Max": 3, "Remaining": 3},
-        "AnalyticsExternalDataSizeMB": {"Max": 40960, "Remaining": 40960},
-        "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
-        "ConcurrentSyncReportRuns": {"Max": 20, "Remaining": 20},
-        "DailyAnalyticsDataflowJobExecutions": {"Max": 60, "Remaining": 60},
-        "DailyApiRequests": {"Max": snap.max, "Remaining": snap.remaining,
-                             "Sonora": {"Max": 0, "Remaining": 0}},
-        "DailyAsyncApexExecutions": {"Max": 250000, "Remaining": 250000},
-        "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000 - org.bulk.ingest_batches_used()},
-        "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
-        "DailyBulkV2QueryJobs": {"Max": bulk_max, "Remaining": max(bulk_max - org.quota.bulk_jobs_used, 0)},
-        "DailyDurableGenericStreamingApiEvents": {"Max": 10000, "Remaining": 10000},
-        "DailyDurableStreamingApiEvents": {"Max": 10000, "Remaining": 10000},
-        "DailyGenericStreamingApiEvents": {"Max": 10000, "Remaining": 10000},
-        "DailyStandardVolumePlatformEvents": {"Max": 10000, "Remaining": 10000},
-        "DailyStreamingApiEvents": {"Max": 10000, "Remaining": 10000},
-        "DailyWorkflowEmails": {"Max": 390, "Remaining": 390},
-        "DataStorageMB": {"Max": 5, "Remaining": 5},
-        "FileStorageMB": {"Max": 20, "Remaining": 20},
-        "HourlyAsyncReportRuns": {"Max": 1200, "Remaining": 1200},
-        "HourlyODataCallout": {"Max": 10000, "Remaining": 10000},
-        "HourlySyncReportRuns": {"Max": 500, "Remaining": 500},
-        "MassEmail": {"Max": 10, "Remaining": 10},
-        "SingleEmail": {"Max": 15, "Remaining": 15},
-    }
+    body = copy.deepcopy(_LIMITS_TEMPLATE)
+    body["DailyApiRequests"].update({"Max": snap.max, "Remaining": snap.remaining})
+    jobs = body["DailyBulkV2QueryJobs"]
+    jobs["Remaining"] = max(jobs["Max"] - org.quota.bulk_jobs_used, 0)
+    batches = body["DailyBulkApiBatches"]
+    batches["Remaining"] = max(batches["Max"] - org.bulk.ingest_batches_used(), 0)
     return Response.json(200, body)
 
 
