@@ -7,7 +7,6 @@ raises ever reaches a client as a Python traceback.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import socket
@@ -17,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+
+from isal import igzip  # gzip as Salesforce sends it when asked, ~3x faster than zlib
 from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers.update(response.headers)
         accepts_gzip = "gzip" in (request.header("accept-encoding") or "")
         if body and accepts_gzip and len(body) > 1024:
-            body = gzip.compress(body, compresslevel=1)
+            body = igzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         if response.content_type:
             headers["Content-Type"] = response.content_type

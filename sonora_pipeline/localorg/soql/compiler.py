@@ -466,7 +466,7 @@ def compile_query(query_text: str, catalog: Catalog, *, include_deleted: bool, n
     except RecursionError:
         raise SoqlError("MALFORMED_QUERY", "Query is too complicated") from None
     except Exception as e:  # a bug must still answer like Salesforce, not with a traceback
-        raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{type(e).__name__}'") from e
+        raise SoqlError("MALFORMED_QUERY", f"Unable to compile query ({type(e).__name__})") from e
 
 
 def _api_error(message: str) -> SoqlError:
