@@ -1,14 +1,63 @@
-"""Jobs a person launches by name."""
+"""Jobs and schedules, for teams that prefer a fixed cadence to the change sensor."""
+
 
 import dagster as dg
 
-main_job = dg.define_asset_job(
-    name="sonora_main_job",
+from sonora_pipeline.defs.partitions import sync_window
+from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
+from sonora_pipeline.defs.salesforce.sensors import automation_status
+from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.salesforce.errors import SalesforceError
+from sonora_pipeline.sync.engine import reconcile_ids
+
+salesforce_sync_job = dg.define_asset_job(
+    name="salesforce_sync_job",
     selection=dg.AssetSelection.groups("salesforce"),
-    description="Everything Sonora builds from the connected org.",
+    partitions_def=sync_window,
+    description="Sync every Salesforce object for one window (initial import included the first time).",
 )
+
+org_inventory_job = dg.define_asset_job(
+    name="org_inventory_job",
+    selection=dg.AssetSelection.groups("salesforce_meta"),
+    description="Count what the connected org holds, as the run-as user sees it.",
+)
+
+
+@dg.op(description="Find records that are gone from Salesforce (hard deletes, purged recycle bin) with one "
+                   "Id-only Bulk query per object, and mark them in the mirror.")
+def reconcile_deleted_ids(context: dg.OpExecutionContext, salesforce: SalesforceResource,
+                          warehouse: WarehouseResource) -> None:
+    client = salesforce.client(context.log)
+    total = 0
+    for name in SETTINGS.sync.objects:
+        try:
+            total += reconcile_ids(client, warehouse.db_path(), name, run_id=context.run.run_id, log=context.log)
+        except SalesforceError as err:
+            raise dg.Failure(description=str(err)) from None
+    context.log.info(f"Reconciliation done: {total:,} records marked purged, {client.api_calls} API calls")
+
+
+@dg.job(description="Mark hard-deleted and purged records in the mirror (one Bulk job per object).")
+def salesforce_reconcile_job() -> None:
+    reconcile_deleted_ids()
+
+
+def _schedule_status() -> dg.DefaultScheduleStatus:
+    running = automation_status() == dg.DefaultSensorStatus.RUNNING
+    return dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(jobs=[main_job])
+    sync_schedule = dg.build_schedule_from_partitioned_job(
+        salesforce_sync_job, name="salesforce_sync_schedule", hour_of_day=0, minute_of_hour=30,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Materializes each day's window once it has closed (00:30 UTC). Use it instead of the "
+                    "salesforce_changes sensor if you prefer a fixed cadence.")
+    reconcile_schedule = dg.ScheduleDefinition(
+        name="salesforce_reconcile_schedule", job=salesforce_reconcile_job, cron_schedule="15 3 * * *",
+        execution_timezone="UTC", default_status=_schedule_status(),
+        description="Daily Id reconciliation for hard deletes and purges.")
+    return dg.Definitions(jobs=[salesforce_sync_job, org_inventory_job, salesforce_reconcile_job],
+                          schedules=[sync_schedule, reconcile_schedule])

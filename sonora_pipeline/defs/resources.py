@@ -1,38 +1,95 @@
-"""The only place that reads credentials: the Salesforce connection and the DuckDB warehouse."""
+"""The only place that reads credentials: the Salesforce connection, its API budget, and the warehouse."""
 
 from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.paths import duckdb_path
+from sonora_pipeline.salesforce.budget import ApiBudget
+from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import DEFAULT_API_VERSION, OrgConnection
+
+_BUDGETS: dict[str, ApiBudget] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def shared_budget(instance_url: str, log=None) -> ApiBudget:
+    """One budget per org and process: every client in this process paces against the same numbers."""
+    with _BUDGETS_LOCK:
+        budget = _BUDGETS.get(instance_url)
+        if budget is None:
+            budget = _BUDGETS[instance_url] = ApiBudget(
+                max_share=SETTINGS.sync.max_quota_share, pause_poll_seconds=SETTINGS.sync.quota_pause_seconds,
+                log=log)
+        elif log is not None:
+            budget.log = log
+        return budget
 
 
 class SalesforceResource(dg.ConfigurableResource):
-    """An org reached through an External Client App (OAuth 2.0 client credentials)."""
+    """An org reached through an External Client App (OAuth 2.0 client credentials).
 
-    instance_url: str = Field(description="The org's My Domain URL, e.g. https://acme.my.salesforce.com")
-    consumer_key: str = Field(description="The External Client App's consumer key")
-    consumer_secret: str = Field(description="The External Client App's consumer secret (never logged)")
+    With no instance URL configured it uses the embedded local org (started on first use)."""
+
+    instance_url: str = Field(default="", description="The org's My Domain URL, e.g. https://acme.my.salesforce.com; "
+                                                      "empty: the local demo org")
+    consumer_key: str = Field(default="", description="The External Client App's consumer key")
+    consumer_secret: str = Field(default="", description="The External Client App's consumer secret (never logged)")
     api_version: str = Field(default=DEFAULT_API_VERSION, description="REST API version, e.g. 62.0")
-    ca_bundle: str = Field(default="", description="CA bundle to trust (the local org's); empty for the system store")
+    ca_bundle: str = Field(default="", description="CA bundle to trust (the local org's); empty: the system store")
 
     def connection(self) -> OrgConnection:
-        return OrgConnection(instance_url=self.instance_url, consumer_key=self.consumer_key,
-                             consumer_secret=self.consumer_secret, api_version=self.api_version,
-                             ca_bundle=self.ca_bundle or None)
+        if not self.instance_url:
+            from sonora_pipeline.localorg.runtime import ensure_local_org
+
+            creds = ensure_local_org()
+            return OrgConnection(instance_url=creds["instance_url"], consumer_key=creds["consumer_key"],
+                                 consumer_secret=creds["consumer_secret"], api_version=self.api_version,
+                                 ca_bundle=creds["ca_bundle"])
+        connection = OrgConnection(instance_url=self.instance_url, consumer_key=self.consumer_key,
+                                   consumer_secret=self.consumer_secret, api_version=self.api_version,
+                                   ca_bundle=self.ca_bundle or None)
+        connection.validate()
+        return connection
+
+    def client(self, log=None) -> SalesforceClient:
+        connection = self.connection()
+        return SalesforceClient(connection, shared_budget(connection.instance_url, log), log=log)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB file the mirror and the customer model live in."""
+
+    path: str = Field(default="", description="DuckDB file; empty: SONORA_DUCKDB_PATH or data/sonora.duckdb")
+
+    def db_path(self) -> Path:
+        return Path(self.path) if self.path else duckdb_path()
+
+
+def salesforce_resource() -> SalesforceResource:
+    if os.environ.get("SALESFORCE_INSTANCE_URL"):
+        return SalesforceResource(
+            instance_url=dg.EnvVar("SALESFORCE_INSTANCE_URL"),
+            consumer_key=dg.EnvVar("SALESFORCE_CONSUMER_KEY"),
+            consumer_secret=dg.EnvVar("SALESFORCE_CONSUMER_SECRET"),
+            ca_bundle=os.environ.get("SALESFORCE_CA_BUNDLE", ""),
+        )
+    return SalesforceResource()
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(resources={
-        "salesforce": SalesforceResource(
-            instance_url=dg.EnvVar("SALESFORCE_INSTANCE_URL"),
-            consumer_key=dg.EnvVar("SALESFORCE_CONSUMER_KEY"),
-            consumer_secret=dg.EnvVar("SALESFORCE_CONSUMER_SECRET"),
-            ca_bundle=dg.EnvVar("SALESFORCE_CA_BUNDLE"),
-        ),
+        "salesforce": salesforce_resource(),
+        "warehouse": WarehouseResource(),
         "duckdb": DuckDBResource(database=str(duckdb_path())),
     })
+
+

@@ -90,6 +90,7 @@ class Transport:
     handle: Callable[[Request], Response]
     decide_fault: Callable[[str], str | None]
     latency: Callable[[], float]
+    now_timestamp: Callable[[], float]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -100,6 +101,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header comes from the org's clock, which tests and demos can move: clients that
+        take "now" from the server (as the sync does, to be immune to local clock skew) follow it."""
+        from email.utils import formatdate
+
+        return formatdate(self.transport.now_timestamp(), usegmt=True)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s %s", self.address_string(), format % args)

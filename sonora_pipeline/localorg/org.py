@@ -57,7 +57,7 @@ class LocalOrg:
     def __init__(self, *, records: int = 500, seed: int = 7, now: datetime | None = None,
                  daily_api_requests: int = DEFAULT_DAILY_API_REQUESTS, state_dir: Path | None = None,
                  consumer_key: str | None = None, consumer_secret: str | None = None,
-                 catalog: Catalog | None = None, generate: bool = True):
+                 catalog: Catalog | None = None, generate: bool = True, shape: str = "b2b"):
         self.org_id = make_id("00D", 1, pod="5g0")
         self.clock = OrgClock(now)
         self.catalog = catalog or build_standard_catalog()
@@ -75,7 +75,8 @@ class LocalOrg:
         if generate:
             from sonora_pipeline.localorg.generator import generate_org
 
-            self.generated = generate_org(self.store, records, seed=seed, now=self.clock.now())
+            self.generated = generate_org(self.store, records, seed=seed, now=self.clock.now(),
+                                          shape=shape)
             app.run_as_user_id = self.generated.run_as_user_id
         self.refresh_token = self.authority.new_refresh_token()
         self.queries = QueryService(self)
@@ -99,6 +100,9 @@ class LocalOrg:
 
     def latency(self) -> float:
         return self.faults.latency_seconds
+
+    def now_timestamp(self) -> float:
+        return self.clock.now().timestamp()
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> "LocalOrg":
         """Serve in a background thread; returns self so `org = LocalOrg(...).start()` reads well."""

@@ -16,7 +16,7 @@ SYNCED_OBJECTS = ["Account", "Contact", "Opportunity", "Case", "CaseComment", "T
 
 @dg.asset(
     key=["salesforce", "org_inventory"],
-    group_name="salesforce",
+    group_name="salesforce_meta",
     kinds={"salesforce", "duckdb"},
     description="Record and field counts of every object Sonora syncs, as the run-as user sees them.",
 )

@@ -1,0 +1,106 @@
+"""One asset per Salesforce object: `salesforce/<table>`, partitioned by daily sync window.
+
+Materializing a partition reads that window of `SystemModstamp` with queryAll (REST or Bulk API 2.0, by a
+COUNT() probe) and upserts it by Id into `salesforce.<table>`; the first materialization of an object also
+does its initial import. A single-run backfill reads its whole range in one pass.
+"""
+
+
+import dagster as dg
+
+from sonora_pipeline.defs.partitions import sync_window
+from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
+from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.mirror.tables import SCHEMA
+from sonora_pipeline.salesforce.errors import SalesforceError
+from sonora_pipeline.settings import SyncSettings
+from sonora_pipeline.sync.catalog import ObjectSchema, table_name_for
+from sonora_pipeline.sync.engine import SyncResult, sync_object
+
+DESCRIPTIONS = {
+    "Account": "Salesforce Accounts: each becomes a Sonora customer (external id = Account Id).",
+    "Contact": "Salesforce Contacts: the people graph (account, title, email, reports-to).",
+    "Opportunity": "Salesforce Opportunities: stage, amount, close date, owner.",
+    "Case": "Salesforce Cases: subject, status, priority, owner.",
+    "CaseComment": "Salesforce Case Comments.",
+    "Task": "Salesforce Tasks (archived ones included): touchpoints and engagement signals.",
+    "Event": "Salesforce Events (archived ones included): meetings and engagement signals.",
+}
+
+
+class SyncConfig(dg.Config):
+    initial_import: str = ""  # override sync.initial_import (all | active | since:YYYY-MM-DD) for this run
+    redo_initial_import: bool = False  # re-run the initial import even if it was done
+
+
+def asset_key_for(object_name: str) -> dg.AssetKey:
+    return dg.AssetKey(["salesforce", table_name_for(object_name)])
+
+
+def column_schema(schema: ObjectSchema) -> dg.TableSchema:
+    columns = [dg.TableColumn(f.name, f.duckdb_type, description=f.comment) for f in schema.fields]
+    columns += [dg.TableColumn(c.name, "STRUCT", description=f"{c.label} (built from its components)")
+                for c in schema.compounds]
+    return dg.TableSchema(columns=columns)
+
+
+def _materialize_result(result: SyncResult, row_count: int) -> dg.MaterializeResult:
+    metadata = {f"sonora/{k}": v for k, v in result.metadata().items()}
+    metadata.update({
+        "dagster/table_name": f"{SCHEMA}.{table_name_for(result.object_name)}",
+        "dagster/row_count": row_count,
+        "dagster/partition_row_count": result.rows_read,
+    })
+    if result.schema is not None:
+        metadata["dagster/column_schema"] = column_schema(result.schema)
+    if result.initial_import:
+        metadata["sonora/initial_import"] = result.initial_import
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _row_count(warehouse: WarehouseResource, object_name: str) -> int:
+    from sonora_pipeline.mirror.warehouse import read_connection
+
+    with read_connection(warehouse.db_path()) as conn:
+        return conn.execute(f'SELECT count(*) FROM {SCHEMA}."{table_name_for(object_name)}"').fetchone()[0]
+
+
+def build_object_asset(object_name: str, settings: SyncSettings) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=asset_key_for(object_name),
+        group_name="salesforce",
+        kinds={"salesforce", "duckdb"},
+        partitions_def=sync_window,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=DESCRIPTIONS.get(object_name, f"Salesforce custom object {object_name}."),
+        metadata={"dagster/table_name": f"{SCHEMA}.{table_name_for(object_name)}",
+                  "sonora/salesforce_object": object_name},
+        tags={"sonora/object": object_name},
+    )
+    def _object_asset(context: dg.AssetExecutionContext, config: SyncConfig, salesforce: SalesforceResource,
+                      warehouse: WarehouseResource) -> dg.MaterializeResult:
+        effective = settings
+        if config.initial_import:
+            effective = SyncSettings.model_validate({**settings.model_dump(), "initial_import": config.initial_import})
+        window = context.partition_time_window
+        try:
+            result = sync_object(
+                salesforce.client(context.log), warehouse.db_path(), object_name, effective,
+                window=(window.start, window.end), partition_key=context.partition_key_range.start,
+                run_id=context.run.run_id, log=context.log, force_initial=config.redo_initial_import)
+        except SalesforceError as err:
+            raise dg.Failure(description=str(err)) from None
+        context.log.info(
+            f"{object_name}: {result.rows_upserted:,} upserted, {result.deletes:,} deleted, "
+            f"{result.api_calls} API calls via {result.method} in {result.seconds:.1f} s")
+        return _materialize_result(result, _row_count(warehouse, object_name))
+
+    return _object_asset
+
+
+OBJECT_ASSETS = [build_object_asset(name, SETTINGS.sync) for name in SETTINGS.sync.objects]
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(assets=OBJECT_ASSETS)

@@ -1,0 +1,1 @@
+"""The DuckDB side of the mirror: tables typed from describe, idempotent commits, and sync state."""

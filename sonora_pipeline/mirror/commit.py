@@ -1,0 +1,216 @@
+"""Committing a spooled window: load, upsert by Id, mark deletes, move the cursor — one transaction.
+
+Rules that make a re-run (or a crash and re-run) leave the same tables as one clean run:
+- upsert by Id, and only when the incoming `SystemModstamp` is not older than the mirror's (an old window
+  re-read after a newer one never rolls a row back);
+- a row that arrives with `IsDeleted = true` only flips `IsDeleted`, `SystemModstamp` and
+  `_sonora_deleted_at`: Salesforce blanks some fields on delete, and the last known values are worth more;
+- duplicates inside one load (overlapping queries) keep the newest version of each Id;
+- the loaded row count must equal what the org announced, or nothing is committed;
+- the state row and the window log are written in the same transaction as the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import duckdb
+
+from sonora_pipeline.mirror.spool import Spool
+from sonora_pipeline.mirror.state import ensure_state_tables, log_window, read_state, write_state
+from sonora_pipeline.mirror.tables import ensure_table, q, qualified
+from sonora_pipeline.sync.catalog import ObjectSchema
+
+
+class IncompleteData(Exception):
+    """The rows loaded differ from the rows the org announced: the window is not committed."""
+
+
+@dataclass
+class CommitResult:
+    rows_read: int
+    rows_upserted: int
+    deletes: int
+    added_columns: list[str]
+    cursor_modstamp: datetime | None
+    cursor_id: str | None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _stage(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool) -> int:
+    types = {f.name: f.duckdb_type for f in schema.fields}
+    conn.execute("DROP TABLE IF EXISTS staged_raw")
+    selects = []
+    if spool.csv_files:
+        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in spool.csv_files) + "]"
+        columns = "{" + ", ".join(f"'{c}': '{types[c]}'" for c in spool.columns) + "}"
+        selects.append(
+            f"SELECT {', '.join(q(c) for c in spool.columns)} FROM read_csv({files}, header = true, delim = ',', "
+            f"quote = '\"', escape = '\"', columns = {columns}, auto_detect = false, nullstr = '', "
+            f"allow_quoted_nulls = false, timestampformat = '%Y-%m-%dT%H:%M:%S.%gZ')")
+    if spool.parquet_files:
+        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in spool.parquet_files) + "]"
+        casts = ", ".join(f"CAST({q(c)} AS {types[c]}) AS {q(c)}" for c in spool.columns)
+        selects.append(f"SELECT {casts} FROM read_parquet({files})")
+    conn.execute(f"CREATE TEMP TABLE staged_raw AS {' UNION ALL '.join(selects)}")
+    loaded = conn.execute("SELECT count(*) FROM staged_raw").fetchone()[0]
+    if loaded != spool.rows_expected:
+        raise IncompleteData(f"{schema.object_name}: loaded {loaded} rows but the org announced "
+                             f"{spool.rows_expected}; nothing was committed")
+    conn.execute("DROP TABLE IF EXISTS staged")
+    conn.execute('CREATE TEMP TABLE staged AS SELECT * FROM staged_raw '
+                 'QUALIFY row_number() OVER (PARTITION BY "Id" ORDER BY "SystemModstamp" DESC) = 1')
+    conn.execute("DROP TABLE staged_raw")
+    return loaded
+
+
+def _compound_exprs(schema: ObjectSchema, columns: list[str]) -> list[tuple[str, str]]:
+    present = set(columns)
+    out = []
+    for compound in schema.compounds:
+        parts = [(key, col) for key, col in compound.parts if col in present]
+        if not parts:
+            continue
+        all_null = " AND ".join(f"s.{q(col)} IS NULL" for _, col in parts)
+        packed = ", ".join(f"{key} := s.{q(col)}" for key, col in parts)
+        out.append((compound.name, f"CASE WHEN {all_null} THEN NULL ELSE struct_pack({packed}) END"))
+    return out
+
+
+def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[str], synced_at: datetime) -> tuple[int, int]:
+    table = qualified(schema)
+    compounds = _compound_exprs(schema, columns)
+    stamp = f"TIMESTAMP '{synced_at.isoformat(sep=' ')}'"
+    newer = 's."SystemModstamp" >= t."SystemModstamp"'
+    deleted = 'coalesce(s."IsDeleted", false)'
+    sets = [f"{q(c)} = s.{q(c)}" for c in columns if c != "Id"] + [f"{q(n)} = {e}" for n, e in compounds]
+    sets += [f"_sonora_synced_at = {stamp}", "_sonora_deleted_at = NULL", "_sonora_purged_at = NULL"]
+    insert_cols = columns + [n for n, _ in compounds] + ["_sonora_synced_at", "_sonora_deleted_at"]
+    insert_vals = [f"s.{q(c)}" for c in columns] + [e for _, e in compounds] + [
+        stamp, f'CASE WHEN {deleted} THEN s."SystemModstamp" END']
+    counts = conn.execute(
+        'SELECT count(*) FILTER (WHERE NOT coalesce("IsDeleted", false)), '
+        'count(*) FILTER (WHERE coalesce("IsDeleted", false)) FROM staged').fetchone()
+    changed_deletes = conn.execute(
+        f'SELECT count(*) FROM staged s LEFT JOIN {table} t ON t."Id" = s."Id" '
+        f'WHERE {deleted} AND (t."Id" IS NULL OR t._sonora_deleted_at IS NULL)').fetchone()[0]
+    conn.execute(f"""
+        MERGE INTO {table} AS t USING staged AS s ON t."Id" = s."Id"
+        WHEN MATCHED AND {newer} AND NOT {deleted} THEN UPDATE SET {', '.join(sets)}
+        WHEN MATCHED AND {newer} AND {deleted} THEN UPDATE SET "IsDeleted" = true,
+            "SystemModstamp" = s."SystemModstamp", _sonora_synced_at = {stamp},
+            _sonora_deleted_at = coalesce(t._sonora_deleted_at, s."SystemModstamp")
+        WHEN NOT MATCHED THEN INSERT ({', '.join(q(c) for c in insert_cols)}) VALUES ({', '.join(insert_vals)})
+    """)
+    return counts[0], changed_deletes
+
+
+def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool, *, kind: str,
+                  method: str, partition_key: str | None, window_start: datetime | None,
+                  window_end: datetime | None, read_from: datetime | None, read_to: datetime | None,
+                  api_calls: int, run_id: str | None, advance_cursor: bool,
+                  initial_import: str | None = None) -> CommitResult:
+    """Load `spool` into the object's table and record the window, atomically."""
+    synced_at = _utcnow()
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        ensure_state_tables(conn)
+        added = ensure_table(conn, schema)
+        state = read_state(conn, schema.object_name)
+        if added and state.rows_upserted_total:
+            state.pending_backfill = tuple(sorted(set(state.pending_backfill) | set(added)))
+        rows_read = upserted = deletes = 0
+        if not spool.empty:
+            rows_read = _stage(conn, schema, spool)
+            upserted, deletes = _merge(conn, schema, spool.columns, synced_at)
+        if advance_cursor and read_to is not None:
+            # The cursor is the end of what has been read contiguously; it only ever moves forward.
+            if state.cursor_modstamp is None or read_to > state.cursor_modstamp:
+                if read_from is None or state.cursor_modstamp is None or read_from <= state.cursor_modstamp:
+                    state.cursor_modstamp = read_to
+                    state.cursor_id = None
+        if initial_import:
+            state.initial_import = initial_import
+            state.initial_import_at = synced_at
+        state.rows_upserted_total += upserted
+        state.deletes_total += deletes
+        state.api_calls_total += api_calls
+        state.last_method = method
+        state.last_success_at = synced_at
+        write_state(conn, state)
+        log_window(conn, object_name=schema.object_name, partition_key=partition_key, window_start=window_start,
+                   window_end=window_end, read_from=read_from, read_to=read_to, kind=kind, method=method,
+                   rows_read=rows_read, rows_upserted=upserted, deletes=deletes, api_calls=api_calls,
+                   run_id=run_id, committed_at=synced_at)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.execute("DROP TABLE IF EXISTS staged")
+    return CommitResult(rows_read, upserted, deletes, added, state.cursor_modstamp, state.cursor_id)
+
+
+def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool, columns: list[str],
+                    *, api_calls: int, run_id: str | None) -> int:
+    """Fill columns added after rows were mirrored: update those columns only, for rows already present."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        ensure_state_tables(conn)
+        ensure_table(conn, schema)
+        updated = 0
+        if not spool.empty:
+            _stage(conn, schema, spool)
+            sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in columns)
+            updated = conn.execute(f'SELECT count(*) FROM staged s JOIN {qualified(schema)} t ON t."Id" = s."Id"').fetchone()[0]
+            conn.execute(f'UPDATE {qualified(schema)} AS t SET {sets} FROM staged AS s WHERE t."Id" = s."Id"')
+        state = read_state(conn, schema.object_name)
+        state.pending_backfill = tuple(c for c in state.pending_backfill if c not in columns)
+        state.api_calls_total += api_calls
+        write_state(conn, state)
+        log_window(conn, object_name=schema.object_name, kind="backfill_columns", method="bulk",
+                   rows_read=spool.rows_expected, rows_upserted=updated, deletes=0, api_calls=api_calls,
+                   run_id=run_id, committed_at=_utcnow())
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.execute("DROP TABLE IF EXISTS staged")
+    return updated
+
+
+def commit_purges(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, live_ids_table: str, *,
+                  api_calls: int, run_id: str | None) -> int:
+    """Mark rows whose Id the org no longer has (hard-deleted or purged from the recycle bin)."""
+    now = _utcnow()
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        ensure_state_tables(conn)
+        ensure_table(conn, schema)
+        table = qualified(schema)
+        purged = conn.execute(
+            f'SELECT count(*) FROM {table} t WHERE t._sonora_purged_at IS NULL AND NOT EXISTS '
+            f'(SELECT 1 FROM {live_ids_table} o WHERE o."Id" = t."Id")').fetchone()[0]
+        conn.execute(
+            f'UPDATE {table} AS t SET _sonora_purged_at = ?, "IsDeleted" = true, '
+            f'_sonora_deleted_at = coalesce(t._sonora_deleted_at, ?) WHERE t._sonora_purged_at IS NULL AND NOT EXISTS '
+            f'(SELECT 1 FROM {live_ids_table} o WHERE o."Id" = t."Id")', [now, now])
+        state = read_state(conn, schema.object_name)
+        state.purges_total += purged
+        state.api_calls_total += api_calls
+        state.last_reconciled_at = now
+        write_state(conn, state)
+        log_window(conn, object_name=schema.object_name, kind="reconcile_ids", method="bulk", rows_read=None,
+                   rows_upserted=0, deletes=purged, api_calls=api_calls, run_id=run_id, committed_at=now)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return purged
+
+

@@ -1,0 +1,89 @@
+"""Opening the DuckDB file for writing, one writer at a time.
+
+DuckDB allows one read-write process per file, and a read-only process (an analyst's notebook) blocks
+writers too. So writers first queue on an OS file lock next to the database (fair across the processes of
+the multiprocess executor, sensor runs and backfills), then open DuckDB, retrying while someone else holds
+its lock. Fetching from Salesforce never happens under either lock: only the short commit does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+DEFAULT_LOCK_TIMEOUT_SECONDS = 1800.0
+
+
+class WarehouseBusy(Exception):
+    """The DuckDB file stayed locked by another process for longer than the allowed wait."""
+
+
+def _is_lock_conflict(err: BaseException) -> bool:
+    return isinstance(err, duckdb.IOException) and "lock" in str(err).lower()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout: float) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        delay = 0.01
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise WarehouseBusy(
+                        f"another sync kept the write lock {path} for more than {timeout:.0f} s") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def write_connection(db_path: Path, *, timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection, held only for the duration of the `with` block."""
+    db_path = Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(db_path.with_name(db_path.name + ".write.lock"), timeout):
+        try:
+            for attempt in Retrying(retry=retry_if_exception(_is_lock_conflict), stop=stop_after_delay(timeout),
+                                    wait=wait_exponential(multiplier=0.05, max=5), reraise=True):
+                with attempt:
+                    conn = duckdb.connect(str(db_path))
+        except duckdb.IOException as err:
+            raise WarehouseBusy(
+                f"the DuckDB file {db_path} stayed locked by another process for {timeout:.0f} s ({err}). "
+                "Nothing was written and the sync cursor did not move; the next run applies the same window. "
+                "Fix: close read-only connections to the file while syncs run (analysts: use "
+                "`sonora-pipeline snapshot` for a copy to query).") from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def read_connection(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short read-only connection (for sensors and checks), retried while a writer holds the file."""
+    for attempt in Retrying(retry=retry_if_exception(_is_lock_conflict), stop=stop_after_delay(120),
+                            wait=wait_exponential(multiplier=0.05, max=2), reraise=True):
+        with attempt:
+            conn = duckdb.connect(str(db_path), read_only=True)
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,1 @@
+"""Keeping the DuckDB mirror equal to the org: catalog, windows, fetching, committing."""

@@ -1,0 +1,218 @@
+"""Syncing one object for one read plan: describe, probe, fetch to the spool, commit.
+
+The order matters for "nothing lost": everything is fetched (and counted) before the warehouse is
+touched, the commit is one transaction that also moves the cursor, and a failure at any point leaves the
+previous state in place for the next run to repeat the same read.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+from sonora_pipeline.mirror.commit import CommitResult, commit_backfill, commit_purges, commit_window
+from sonora_pipeline.mirror.spool import Spool, clean_stale_spools
+from sonora_pipeline.mirror.state import ObjectState, read_state
+from sonora_pipeline.mirror.warehouse import read_connection, write_connection
+from sonora_pipeline.salesforce.client import SalesforceClient
+from sonora_pipeline.salesforce.errors import ApiError, InsufficientAccess
+from sonora_pipeline.settings import SyncSettings
+from sonora_pipeline.sync.catalog import ObjectSchema, schema_from_describe
+from sonora_pipeline.sync.windows import ReadPlan, initial_plan, window_plan
+
+
+@dataclass
+class SyncResult:
+    object_name: str
+    kind: str
+    method: str
+    read_from: datetime | None
+    read_to: datetime | None
+    rows_read: int
+    rows_upserted: int
+    deletes: int
+    api_calls: int
+    seconds: float
+    added_columns: list[str] = field(default_factory=list)
+    backfilled_rows: int = 0
+    initial_import: str | None = None
+    schema: ObjectSchema | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "method": self.method,
+            "read_from": self.read_from.isoformat() + "Z" if self.read_from else "beginning",
+            "read_to": self.read_to.isoformat() + "Z" if self.read_to else "",
+            "rows_read": self.rows_read, "rows_upserted": self.rows_upserted, "deletes": self.deletes,
+            "api_calls": self.api_calls, "seconds": round(self.seconds, 2),
+            "records_per_second": round(self.rows_read / self.seconds) if self.seconds else 0,
+            "added_columns": ", ".join(self.added_columns) or "none",
+            "backfilled_rows": self.backfilled_rows,
+        }
+
+
+def _server_now(client: SalesforceClient) -> datetime:
+    """The org's "now" (from its Date header), so windows follow the org's clock, not ours."""
+    from datetime import timezone
+
+    server_now = getattr(client, "server_now", None)
+    return server_now() if server_now else datetime.now(timezone.utc)
+
+
+def _spool_root(db_path: Path) -> Path:
+    return db_path.parent / ".sonora-spool"
+
+
+def describe_schema(client: SalesforceClient, object_name: str) -> ObjectSchema:
+    try:
+        return schema_from_describe(client.describe(object_name))
+    except ApiError as err:
+        if err.status == 404:
+            raise InsufficientAccess(object_name) from None
+        raise
+
+
+def _select(schema: ObjectSchema, where: str) -> str:
+    return f"SELECT {', '.join(schema.field_names)} FROM {schema.object_name} WHERE {where}"
+
+
+def _fetch(client: SalesforceClient, schema: ObjectSchema, plan: ReadPlan, spool: Spool, settings: SyncSettings,
+           log: Any) -> str:
+    """Fetch every filter of the plan into the spool; returns the method used ('bulk', 'rest' or 'none')."""
+    counts = [client.count(f"SELECT COUNT() FROM {schema.object_name} WHERE {where}") for where in plan.filters]
+    total = sum(counts)
+    if total == 0:
+        return "none"
+    method = "bulk" if total > settings.bulk_threshold else "rest"
+    log.info(f"{schema.object_name}: {total:,} rows to read via {method.upper()} "
+             f"({plan.kind}, SystemModstamp {plan.read_from or 'beginning'} .. {plan.read_to})")
+    for where, count in zip(plan.filters, counts):
+        if count == 0:
+            continue
+        soql = _select(schema, where)
+        if method == "bulk":
+            for page in client.bulk_query_pages(soql, include_deleted=True):
+                spool.add_csv_page(page.csv, page.number_of_records)
+                log.info(f"{schema.object_name}: {spool.rows_expected:,}/{total:,} rows fetched")
+        else:
+            for records in client.query_pages(soql, include_deleted=True):
+                spool.add_records(records, schema)
+    return method
+
+
+def _backfill_columns(client: SalesforceClient, db_path: Path, schema: ObjectSchema, columns: list[str],
+                      settings: SyncSettings, run_id: str | None, log: Any) -> int:
+    """A new field appeared: read Id + that field for every row the mirror has, and fill it in."""
+    before = client.api_calls
+    wanted = ["Id", "SystemModstamp", "IsDeleted", *[c for c in columns if c in schema.field_names]]
+    narrow = ObjectSchema(schema.object_name, schema.label, [f for f in schema.fields if f.name in wanted])
+    spool = Spool.create(_spool_root(db_path), schema.object_name + "-backfill", narrow.field_names)
+    try:
+        soql = f"SELECT {', '.join(narrow.field_names)} FROM {schema.object_name}"
+        for page in client.bulk_query_pages(soql, include_deleted=True):
+            spool.add_csv_page(page.csv, page.number_of_records)
+        with write_connection(db_path) as conn:
+            updated = commit_backfill(conn, narrow, spool, [c for c in columns if c in schema.field_names],
+                                      api_calls=client.api_calls - before, run_id=run_id)
+        log.info(f"{schema.object_name}: back-filled {', '.join(columns)} on {updated:,} existing rows")
+        return updated
+    finally:
+        spool.remove()
+
+
+def current_state(db_path: Path, object_name: str) -> ObjectState:
+    if not db_path.exists():
+        return ObjectState(object_name)
+    with read_connection(db_path) as conn:
+        return read_state(conn, object_name)
+
+
+def sync_object(client: SalesforceClient, db_path: Path, object_name: str, settings: SyncSettings, *,
+                window: tuple[datetime, datetime] | None, partition_key: str | None, run_id: str | None,
+                log: Any, force_initial: bool = False) -> SyncResult:
+    """Sync one object. With `window`, read that window (doing the initial import first if the object
+    has never been imported); without, only the initial import (or nothing if it is done)."""
+    started = time.monotonic()
+    calls_before = client.api_calls
+    db_path = Path(db_path)
+    clean_stale_spools(_spool_root(db_path))
+    schema = describe_schema(client, object_name)
+    state = current_state(db_path, object_name)
+    now = _server_now(client)
+    results: list[tuple[ReadPlan, str, CommitResult]] = []
+    plans: list[ReadPlan] = []
+    if state.initial_import is None or force_initial:
+        plans.append(initial_plan(object_name, now, settings))
+    if window is not None:
+        plans.append(window_plan(window[0], window[1], now, settings))
+    for plan in plans:
+        if plan.empty:
+            continue
+        spool = Spool.create(_spool_root(db_path), object_name, schema.field_names)
+        try:
+            calls = client.api_calls
+            method = _fetch(client, schema, plan, spool, settings, log)
+            with write_connection(db_path) as conn:
+                committed = commit_window(
+                    conn, schema, spool, kind=plan.kind, method=method, partition_key=partition_key,
+                    window_start=window[0] if window and plan.kind == "window" else None,
+                    window_end=window[1] if window and plan.kind == "window" else None,
+                    read_from=plan.read_from, read_to=plan.read_to, api_calls=client.api_calls - calls,
+                    run_id=run_id, advance_cursor=True,
+                    initial_import=settings.initial_import if plan.kind == "initial" else None)
+            results.append((plan, method, committed))
+        finally:
+            spool.remove()
+    backfilled = 0
+    pending = current_state(db_path, object_name).pending_backfill
+    if pending:
+        backfilled = _backfill_columns(client, db_path, schema, list(pending), settings, run_id, log)
+    return SyncResult(
+        object_name=object_name,
+        kind="+".join(p.kind for p, _, _ in results) or "nothing-to-read",
+        method="+".join(sorted({m for _, m, _ in results})) or "none",
+        read_from=min((p.read_from for p, _, _ in results if p.read_from), default=None),
+        read_to=max((p.read_to for p, _, _ in results), default=None),
+        rows_read=sum(c.rows_read for _, _, c in results),
+        rows_upserted=sum(c.rows_upserted for _, _, c in results),
+        deletes=sum(c.deletes for _, _, c in results),
+        api_calls=client.api_calls - calls_before,
+        seconds=time.monotonic() - started,
+        added_columns=sorted({col for _, _, c in results for col in c.added_columns}),
+        backfilled_rows=backfilled,
+        initial_import=settings.initial_import if any(p.kind == "initial" for p, _, _ in results) else None,
+        schema=schema,
+    )
+
+
+def reconcile_ids(client: SalesforceClient, db_path: Path, object_name: str, *, run_id: str | None,
+                  log: Any) -> int:
+    """Find hard-deleted and purged records: one Id-only Bulk job, diffed against the mirror."""
+    calls = client.api_calls
+    schema = describe_schema(client, object_name)
+    spool = Spool.create(_spool_root(Path(db_path)), object_name + "-ids", ["Id"])
+    try:
+        for page in client.bulk_query_pages(f"SELECT Id FROM {object_name}", include_deleted=True):
+            spool.add_csv_page(page.csv, page.number_of_records)
+        with write_connection(Path(db_path)) as conn:
+            files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in spool.csv_files) + "]"
+            if spool.csv_files:
+                conn.execute(f"CREATE OR REPLACE TEMP TABLE live_ids AS SELECT \"Id\" FROM read_csv({files}, "
+                             "header = true, columns = {'Id': 'VARCHAR'}, auto_detect = false)")
+            else:
+                conn.execute('CREATE OR REPLACE TEMP TABLE live_ids ("Id" VARCHAR)')
+            loaded = conn.execute("SELECT count(*) FROM live_ids").fetchone()[0]
+            if loaded != spool.rows_expected:
+                raise ApiError(200, "INCOMPLETE_RESULTS", f"{loaded} Ids loaded, {spool.rows_expected} announced")
+            purged = commit_purges(conn, schema, "live_ids", api_calls=client.api_calls - calls, run_id=run_id)
+        if purged:
+            log.info(f"{object_name}: {purged:,} records are gone from Salesforce (hard delete or purge)")
+        return purged
+    finally:
+        spool.remove()
+
+
