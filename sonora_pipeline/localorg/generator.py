@@ -16,7 +16,12 @@ columns with pyarrow.compute string kernels, then appended with `store.load_arro
 * *chunks* - the cosmetic columns (names, phones, subjects ...), drawn from a random stream seeded by
   (seed, object, chunk number), so memory stays bounded and the output never depends on timing.
 
-Same (records, seed, now) -> identical data, byte for byte.
+Org shapes (`shape=`): "b2b" (the default) is the customer-success mix of `SHARES`; "accounts" is for
+benchmarks that need 100k-1M Account-like rows: ~97% of the records are Accounts (every standard and
+custom field filled as in "b2b"), owned by a small set of users, and the remaining ~3% are spread over the
+other objects in the "b2b" proportions so every relationship still has rows on both sides.
+
+Same (records, seed, now, shape) -> identical data, byte for byte.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ SHARES: dict[str, float] = {
     "Account": 0.08, "Contact": 0.25, "Opportunity": 0.10, "Case": 0.08, "CaseComment": 0.07,
     "Task": 0.25, "Event": 0.15,
 }
+SHAPES = ("b2b", "accounts")
+ACCOUNTS_SHAPE_SHARE = 0.97       # "accounts" shape: share of the (non-setup) records that are Accounts
 # Stable small integers that tag each object's random streams.
 _STREAM_TAGS = {name: i for i, name in enumerate(
     ["User", "RecordType", "Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event"])}
@@ -549,8 +556,24 @@ def _write_deleted_log(ctx: _Context) -> None:
 _RESERVE_ORDER = ["User", "Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event"]
 
 
-def plan_counts(records: int) -> dict[str, int]:
-    """Rows per object for an approximate total of `records` (users grow like sqrt(records))."""
+def plan_counts(records: int, shape: str = "b2b") -> dict[str, int]:
+    """Rows per object for an approximate total of `records`.
+
+    "b2b": users grow like sqrt(records), the rest follows `SHARES`. "accounts": a small set of users
+    (5-25), `ACCOUNTS_SHAPE_SHARE` of the rest in Account and the remainder over the other objects in the
+    `SHARES` proportions.
+    """
+    if shape not in SHAPES:
+        raise ValueError(f"unknown org shape {shape!r}; expected one of {', '.join(SHAPES)}")
+    if shape == "accounts":
+        n_users = int(np.clip(round(0.02 * math.sqrt(max(records, 1))), 5, 25))
+        rest = max(records - n_users - 3, 0)
+        plan = {"User": n_users, "RecordType": 3, "Account": max(int(round(ACCOUNTS_SHAPE_SHARE * rest)), 1)}
+        others = {name: share for name, share in SHARES.items() if name != "Account"}
+        scale = max(rest - plan["Account"], 0) / sum(others.values())
+        for name, share in others.items():
+            plan[name] = int(round(share * scale))
+        return {name: plan[name] for name in ("User", "RecordType", *SHARES)}
     n_users = int(np.clip(round(0.3 * math.sqrt(max(records, 1))), 5, 400))
     rest = max(records - n_users - 3, 0)
     scale = rest / sum(SHARES.values())
@@ -1249,14 +1272,17 @@ def _generate_events(ctx: _Context, accounts: _Accounts, contacts: _Contacts, op
 # Entry point.
 # =====================================================================================================
 
-def generate_org(store: OrgStore, records: int, *, seed: int = 7, now: datetime) -> GeneratedOrg:
+def generate_org(store: OrgStore, records: int, *, seed: int = 7, now: datetime,
+                 shape: str = "b2b") -> GeneratedOrg:
     """Fill `store` with about `records` records of a realistic B2B org, deterministically.
+
+    `shape` picks the mix of objects: "b2b" (default) or "accounts" (~97% Accounts, for benchmarks).
 
     `now` is the org's present: every timestamp is at or before it except scheduled events and
     open opportunities' close dates. Id numbers are reserved from `store.ids`, so records created
     later through the API get fresh Ids.
     """
-    plan = plan_counts(records)
+    plan = plan_counts(records, shape)
     ctx = _Context(store=store, seed=seed, now_ms=_to_ms(now), plan=plan)
     for name in _RESERVE_ORDER:
         prefix = ctx.obj(name).key_prefix

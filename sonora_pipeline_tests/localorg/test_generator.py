@@ -312,3 +312,89 @@ def test_soft_deletes_are_logged_in_the_recycle_bin(org):
     some = q(store, 'SELECT "Id" FROM "Task" WHERE "IsDeleted" LIMIT 1')[0][0]
     assert store.get("Task", some) is None and store.get("Task", some, include_deleted=True) is not None
     assert some in {i for i, _ in store.deleted_records("Task", NOW - timedelta(days=15), NOW + timedelta(seconds=1))}
+
+
+# -- org shapes ---------------------------------------------------------------------------------------
+
+def _generate_shape(records: int, shape: str, seed: int = 7):
+    store = _store()
+    return store, generate_org(store, records, seed=seed, now=NOW, shape=shape)
+
+
+@pytest.fixture(scope="module")
+def accounts_org():
+    return _generate_shape(6000, "accounts")
+
+
+@pytest.mark.parametrize("records", [10_000, 100_000, 1_000_000])
+def test_accounts_shape_plan_is_mostly_accounts_with_a_few_users(records):
+    plan = plan_counts(records, "accounts")
+    assert abs(sum(plan.values()) - records) <= 2
+    assert plan["Account"] / records >= 0.96
+    assert 5 <= plan["User"] <= 25
+    assert all(plan[name] > 0 for name in SHARES), plan
+    assert plan_counts(records) == plan_counts(records, "b2b")
+
+
+def test_unknown_shape_is_refused():
+    with pytest.raises(ValueError, match="unknown org shape"):
+        plan_counts(1000, "b2c")
+    with pytest.raises(ValueError):
+        generate_org(_store(), 1000, seed=1, now=NOW, shape="nope")
+
+
+def test_accounts_shape_is_deterministic_and_differs_from_b2b():
+    a, ga = _generate_shape(3000, "accounts")
+    b, gb = _generate_shape(3000, "accounts")
+    c, gc = _generate_shape(3000, "b2b")
+    assert ga == gb
+    for name in OBJECTS + ["__DeletedRecord"]:
+        assert table_digest(a, name) == table_digest(b, name), name
+    assert ga.counts != gc.counts
+
+
+def test_accounts_shape_counts_and_relationships(accounts_org):
+    store, gen = accounts_org
+    assert gen.counts["Account"] / gen.total >= 0.96
+    assert all(gen.counts[name] > 0 for name in OBJECTS), gen.counts
+    for obj, fname, targets in REFERENCES:
+        union = " UNION ALL ".join(f'SELECT "Id" FROM "{t}"' for t in targets)
+        assert one(store, f'SELECT count(*) FROM "{obj}" r WHERE r."{fname}" IS NOT NULL '
+                          f'AND r."{fname}" NOT IN ({union})') == 0, (obj, fname)
+    # children hang off some accounts, so parent/child queries have matches and non-matches
+    with_children = one(store, 'SELECT count(DISTINCT "AccountId") FROM "Contact"')
+    assert 0 < with_children < gen.counts["Account"]
+
+
+def test_accounts_shape_fills_every_account_field_like_b2b(accounts_org):
+    store, _ = accounts_org
+    b2b, _ = _generate(20_000)
+    fields = [f.name for f in store.catalog.object("Account").stored_fields()]
+
+    def filled(s: OrgStore) -> set[str]:
+        counts = q(s, "SELECT " + ", ".join(f'count("{n}")' for n in fields) + ' FROM "Account"')[0]
+        return {n for n, c in zip(fields, counts) if c}
+
+    assert filled(store) == filled(b2b)
+    assert {"ARR__c", "Tier__c", "Customer_Success_Manager__c", "BillingCity", "Primary_Contact__c"} <= filled(store)
+
+
+def test_local_org_and_cli_pass_the_shape_through(tmp_path, monkeypatch):
+    from sonora_pipeline import cli
+    from sonora_pipeline.localorg.org import LocalOrg
+
+    org = LocalOrg(records=1000, seed=3, state_dir=tmp_path / "org", shape="accounts")
+    assert org.generated.counts["Account"] >= 950
+
+    seen = {}
+
+    def fake_start(records, port, seed, shape="b2b"):
+        seen.update(records=records, seed=seed, shape=shape)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli, "_start_org", fake_start)
+    with pytest.raises(SystemExit):
+        cli.main(["localorg", "--records", "1234", "--shape", "accounts"])
+    assert seen == {"records": 1234, "seed": 7, "shape": "accounts"}
+    with pytest.raises(SystemExit):
+        cli.main(["localorg", "--shape", "b2c"])

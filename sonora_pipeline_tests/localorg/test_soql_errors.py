@@ -105,7 +105,7 @@ def test_invalid_id_literal():
     "SELECT Industry, COUNT(Id) FROM Account GROUP BY Industry",
     "SELECT Id FROM Account GROUP BY Id",
     "SELECT Id, (SELECT Id FROM Contacts) FROM Account",
-    "SELECT Id FROM Account WHERE Id IN (SELECT AccountId FROM Contact)",
+    "SELECT Id FROM Account WHERE Id IN (SELECT AccountId FROM Contact WHERE Id IN (SELECT ContactId FROM Case))",
     "SELECT TYPEOF What WHEN Account THEN Name END FROM Task",
     "SELECT FIELDS(ALL) FROM Account LIMIT 200",
     "SELECT MAX(ARR__c) FROM Account",

@@ -7,6 +7,12 @@ only from the catalog (never from query text), so no SOQL text can change the SQ
 Salesforce semantics kept here: field-level security hides fields entirely (INVALID_FIELD); text `=`,
 `IN` and `LIKE` are case-insensitive; `!=` and `NOT IN` match nulls (SOQL has no three-valued logic);
 literals are type-checked against the field; ORDER BY puts nulls first for ASC and last for DESC.
+
+Semi-joins (`field IN (SELECT ref FROM Other WHERE ...)`) and anti-joins (`NOT IN`) compile to DuckDB
+`IN (SELECT ...)` sub-selects over the other object's table, with Salesforce's restrictions: the left operand
+is an Id or reference field of the queried object (no relationship path), the sub-select selects exactly
+one Id/reference field of another object (not Task/Event), never nests a further sub-select, and at most
+two appear per query, only ANDed at the top level (never under OR or NOT).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from sonora_pipeline.localorg.soql.errors import (
     SoqlError, invalid_field, invalid_relationship, invalid_type, positioned,
 )
 from sonora_pipeline.localorg.soql.parser import (
-    BoolOp, Compare, CountAll, InList, Literal, Not, Path, Pos, Query, parse,
+    BoolOp, Compare, CountAll, InList, Literal, Not, Path, Pos, Query, SemiJoin, SubQuery, parse,
 )
 
 MAX_OFFSET = 2000
@@ -158,17 +164,22 @@ class _Resolved:
 class _Resolver:
     """Resolves field paths against the catalog, creating LEFT JOINs for each relationship chain once."""
 
-    def __init__(self, catalog: Catalog, root: ObjectSpec, alias: str | None, text: str):
+    def __init__(self, catalog: Catalog, root: ObjectSpec, alias: str | None, text: str, prefix: str = "t"):
         self.catalog = catalog
         self.root = root
         self.alias = alias
         self.text = text
-        self.levels: dict[tuple[str, ...], _Level] = {(): _Level((), root, "t0")}
+        self.prefix = prefix  # SQL table aliases are prefix0, prefix1 ...: sub-selects use their own
+        self.levels: dict[tuple[str, ...], _Level] = {(): _Level((), root, f"{prefix}0")}
         self._n = 0
+
+    @property
+    def root_alias(self) -> str:
+        return f"{self.prefix}0"
 
     def _new_alias(self) -> str:
         self._n += 1
-        return f"t{self._n}"
+        return f"{self.prefix}{self._n}"
 
     def joins(self) -> str:
         return " ".join(j for lvl in self.levels.values() for j in lvl.join_sql)
@@ -336,6 +347,78 @@ def relative_range(name: str, n: int | None, today: dt.date) -> tuple[dt.date, d
     return table[name]
 
 
+# -- semi-joins and anti-joins ------------------------------------------------------------------------------
+
+MAX_SEMI_JOINS = 2
+# Objects Salesforce refuses as the FROM of a semi-join sub-select (those of them this org serves matter).
+_NO_SEMI_JOIN_INNER = {"activityhistory", "attachment", "event", "note", "openactivity", "task"}
+_SEMI_ID_TYPES = ("id", "reference")
+
+
+def _semi_joins(cond) -> list[SemiJoin]:
+    """Every semi-/anti-join of a condition tree, in query order (nested sub-selects not included)."""
+    if isinstance(cond, SemiJoin):
+        return [cond]
+    if isinstance(cond, BoolOp):
+        return [s for c in cond.conds for s in _semi_joins(c)]
+    if isinstance(cond, Not):
+        return _semi_joins(cond.cond)
+    return []
+
+
+def check_semi_join_placement(cond, text: str) -> None:
+    """Salesforce's structural rules, checked before anything is resolved.
+
+    A sub-select may only be ANDed into the top-level WHERE: under OR it is refused with Salesforce's
+    "not allowed with the 'OR' operator", under NOT (which would silently flip it) with the "top level WHERE
+    expressions" message; a sub-select's own WHERE may not hold another one; at most two per query.
+    """
+    def walk(c, under_or: bool, under_not: bool) -> None:
+        if isinstance(c, SemiJoin):
+            pos = c.query.pos
+            if under_or:
+                raise positioned("MALFORMED_QUERY", text, pos.line, pos.column,
+                                 "Semi join sub-selects are not allowed with the 'OR' operator")
+            if under_not:
+                raise positioned("MALFORMED_QUERY", text, pos.line, pos.column,
+                                 "Semi join sub-selects are only allowed at the top level WHERE expressions "
+                                 "and not in nested WHERE expressions.")
+            nested = _semi_joins(c.query.where) if c.query.where is not None else []
+            if nested:
+                npos = nested[0].query.pos
+                raise positioned("MALFORMED_QUERY", text, npos.line, npos.column,
+                                 "Nesting of semi join sub-selects is not supported")
+        elif isinstance(c, BoolOp):
+            for x in c.conds:
+                walk(x, under_or or c.op == "OR", under_not)
+        elif isinstance(c, Not):
+            walk(c.cond, under_or, True)
+
+    walk(cond, False, False)
+    found = _semi_joins(cond)
+    if len(found) > MAX_SEMI_JOINS:
+        pos = found[MAX_SEMI_JOINS].query.pos
+        raise positioned("MALFORMED_QUERY", text, pos.line, pos.column,
+                         f"Maximum {MAX_SEMI_JOINS} semi join sub-selects are allowed")
+
+
+def _references(res: _Resolved, obj: ObjectSpec) -> set[str]:
+    """Object names an Id (the object itself) or reference field (its targets) can point at, lower-cased."""
+    if res.ftype == "id":
+        return {obj.name.lower()}
+    return {t.lower() for t in (res.spec.reference_to if res.spec is not None else [])}
+
+
+def _deleted_filters(obj: ObjectSpec, alias: str) -> list[str]:
+    """What hides recycle-bin (and, for activities, archived) rows from a query without ALL ROWS."""
+    filters = []
+    if obj.field_named("IsDeleted") is not None:
+        filters.append(f'{alias}."IsDeleted" IS NOT TRUE')
+    if obj.name in ("Task", "Event") and obj.field_named("IsArchived") is not None:
+        filters.append(f'{alias}."IsArchived" IS NOT TRUE')
+    return filters
+
+
 class _WhereCompiler:
     """Turns a condition tree into SQL whose every atom is two-valued (never NULL), like SOQL."""
 
@@ -344,6 +427,7 @@ class _WhereCompiler:
         self.text = text
         self.today = today
         self.params: list[Any] = []
+        self._subselects = 0
 
     def compile(self, cond) -> str:
         if isinstance(cond, BoolOp):
@@ -352,7 +436,71 @@ class _WhereCompiler:
             return f"(NOT {self.compile(cond.cond)})"
         if isinstance(cond, InList):
             return self._in(cond)
+        if isinstance(cond, SemiJoin):
+            return self._semi_join(cond)
         return self._compare(cond)
+
+    def _semi_join(self, node: SemiJoin) -> str:
+        """`e IN (SELECT ref ...)`, or for NOT IN `e IS NULL OR e NOT IN (...)`: SOQL's anti-join keeps rows
+        whose field is null, and the sub-select drops null refs so SQL's NOT IN never turns NULL."""
+        text = self.text
+        res, _ = self._target(node.path)
+        pos = node.path.pos
+        if res.level.chain:
+            raise positioned("INVALID_FIELD", text, pos.line, pos.column,
+                             f"Semi join sub-selects can only filter a field of the queried object: "
+                             f"'{node.path.text}' is a relationship path")
+        if res.ftype not in _SEMI_ID_TYPES:
+            raise positioned("INVALID_FIELD", text, pos.line, pos.column,
+                             f"Semi join sub-selects can only filter an Id or reference field: "
+                             f"'{res.name}' is of type {res.ftype}")
+        sub: SubQuery = node.query
+        catalog = self.r.catalog
+        inner = catalog.object(sub.object_name)
+        opos = sub.object_pos
+        if inner is None:
+            raise invalid_type(text, opos.line, opos.column, sub.object_name)
+        if inner.name.lower() == self.r.root.name.lower():
+            raise positioned("MALFORMED_QUERY", text, opos.line, opos.column,
+                             "The inner and outer selects should not be on the same object type")
+        if inner.name.lower() in _NO_SEMI_JOIN_INNER or inner.name.lower().endswith("tag"):
+            raise positioned("MALFORMED_QUERY", text, opos.line, opos.column,
+                             f"Entity '{inner.name}' is not supported for semi join inner selects")
+        if len(sub.select) != 1 or isinstance(sub.select[0], CountAll):
+            bad = sub.select[1] if len(sub.select) > 1 else sub.select[0]
+            raise positioned("INVALID_FIELD", text, bad.pos.line, bad.pos.column,
+                             "Semi join sub-selects must select exactly one Id or reference field")
+        self._subselects += 1
+        ir = _Resolver(catalog, inner, sub.alias, text, prefix=f"{self.r.prefix}s{self._subselects}_")
+        ires = ir.resolve(sub.select[0])
+        spos = sub.select[0].pos
+        if ires.level.chain:
+            raise positioned("INVALID_FIELD", text, spos.line, spos.column,
+                             f"The selected field of a semi join sub-select can't traverse relationships: "
+                             f"'{sub.select[0].text}'")
+        if ires.ftype not in _SEMI_ID_TYPES or ires.expr is None:
+            raise positioned("INVALID_FIELD", text, spos.line, spos.column,
+                             f"The selected field of a semi join sub-select must be an Id or reference field: "
+                             f"'{ires.name}' is of type {ires.ftype}")
+        outer_refs, inner_refs = _references(res, self.r.root), _references(ires, inner)
+        if outer_refs and inner_refs and not outer_refs & inner_refs:
+            raise positioned("INVALID_FIELD", text, spos.line, spos.column,
+                             f"The selected field '{ires.name}' of {inner.name} does not reference the same "
+                             f"object type as '{res.name}'")
+        # Deleted rows: a deliberate simplification. The sub-select always hides the recycle bin, like a plain
+        # query, even when the outer query is a queryAll (Salesforce's queryAll would let the sub-select see
+        # deleted rows too). So queryAll answers "which rows, live or deleted, relate to a live X".
+        iwc = _WhereCompiler(ir, text, self.today)
+        filters = [f"{ires.expr} IS NOT NULL", *_deleted_filters(inner, ir.root_alias)]
+        if sub.where is not None:
+            filters.append(iwc.compile(sub.where))
+        select = (f"SELECT {ires.expr} FROM {inner.table} AS {ir.root_alias} {ir.joins()}".rstrip()
+                  + " WHERE " + " AND ".join(filters))
+        self.params.extend(iwc.params)
+        e = res.expr
+        if node.negated:
+            return f"({e} IS NULL OR {e} NOT IN ({select}))"
+        return f"COALESCE({e} IN ({select}), FALSE)"
 
     # -- helpers
     def _target(self, path: Path) -> tuple[_Resolved, str]:
@@ -373,13 +521,17 @@ class _WhereCompiler:
         raise positioned("INVALID_FIELD", self.text, lit.pos.line, lit.pos.column,
                          f"value of filter criterion for field '{res.name}' must be of type {soap} and {quoted}")
 
-    def _param(self, cat: str, lit: Literal) -> Any:
+    @staticmethod
+    def _value(cat: str, lit: Literal) -> Any:
         v = lit.value
         if lit.kind == "number" and isinstance(v, int) and not (-(2 ** 63) <= v < 2 ** 63):
             v = float(v)
         if cat == "datetime" and isinstance(v, dt.date) and not isinstance(v, dt.datetime):
             v = dt.datetime(v.year, v.month, v.day)
-        self.params.append(v)
+        return v
+
+    def _param(self, cat: str, lit: Literal) -> Any:
+        self.params.append(self._value(cat, lit))
         return "?"
 
     def _range(self, cat: str, lit: Literal) -> tuple[Any, Any]:
@@ -438,7 +590,7 @@ class _WhereCompiler:
         res, cat = self._target(node.path)
         e = res.expr
         alts: list[str] = []
-        plain: list[str] = []
+        plain: list[Any] = []
         for lit in node.values:
             self._check(res, cat, lit)
             if lit.kind == "null":
@@ -446,10 +598,13 @@ class _WhereCompiler:
             elif lit.kind == "reldate" or (cat == "id" and len(lit.value) == 15):
                 alts.append(self._eq(e, cat, lit))
             else:
-                plain.append(self._param(cat, lit) if cat not in ("text", "id") else f"lower({self._param(cat, lit)})")
+                plain.append(self._value(cat, lit))
         if plain:
+            # Placed last so its parameters, appended now, follow those the alternatives above appended.
             lhs = f"lower({e})" if cat in ("text", "id") else e
-            alts.insert(0, f"COALESCE({lhs} IN ({', '.join(plain)}), FALSE)")
+            marks = ", ".join("lower(?)" if cat in ("text", "id") else "?" for _ in plain)
+            alts.append(f"COALESCE({lhs} IN ({marks}), FALSE)")
+            self.params.extend(plain)
         expr = "(" + " OR ".join(alts) + ")"
         return f"(NOT {expr})" if node.negated else expr
 
@@ -518,11 +673,9 @@ def _compile(text: str, catalog: Catalog, *, include_deleted: bool, now: dt.date
     wc = _WhereCompiler(resolver, text, now.date())
     filters: list[str] = []
     if not include_deleted:
-        if obj.field_named("IsDeleted") is not None:
-            filters.append('t0."IsDeleted" IS NOT TRUE')
-        if obj.name in ("Task", "Event") and obj.field_named("IsArchived") is not None:
-            filters.append('t0."IsArchived" IS NOT TRUE')
+        filters.extend(_deleted_filters(obj, "t0"))
     if q.where is not None:
+        check_semi_join_placement(q.where, text)
         filters.append(wc.compile(q.where))
 
     # ORDER BY

@@ -78,6 +78,30 @@ class InList:
 
 
 @dataclass(frozen=True)
+class SubQuery:
+    """The sub-select of a semi-/anti-join: `SELECT <fields> FROM <object> [alias] [WHERE ...]`.
+
+    `select` keeps whatever was written (the compiler insists on exactly one Id/reference field).
+    """
+
+    select: tuple[Union[Path, CountAll], ...]
+    object_name: str
+    object_pos: Pos
+    alias: str | None
+    where: "Condition | None"
+    pos: Pos  # of its SELECT
+
+
+@dataclass(frozen=True)
+class SemiJoin:
+    """`path IN (SELECT ...)` (a semi-join) or, when `negated`, `path NOT IN (SELECT ...)` (an anti-join)."""
+
+    path: Path
+    query: SubQuery
+    negated: bool
+
+
+@dataclass(frozen=True)
 class Not:
     cond: "Condition"
 
@@ -88,7 +112,7 @@ class BoolOp:
     conds: tuple["Condition", ...]
 
 
-Condition = Union[Compare, InList, Not, BoolOp]
+Condition = Union[Compare, InList, SemiJoin, Not, BoolOp]
 
 
 @dataclass(frozen=True)
@@ -284,6 +308,28 @@ class _ToAst(Transformer):
     def not_in_list(self, c):
         return InList(c[0], c[3], True)
 
+    def semi_join(self, c):
+        return SemiJoin(c[0], c[2], False)
+
+    def anti_join(self, c):
+        return SemiJoin(c[0], c[3], True)
+
+    def subquery(self, c):
+        select_tok, select, obj_tok = c[0], c[1], c[3]
+        alias = None
+        where = None
+        for x in c[4:]:
+            if isinstance(x, str) and not isinstance(x, Token):
+                alias = x
+            elif isinstance(x, tuple) and x and x[0] == "where":
+                where = x[1]
+            elif isinstance(x, tuple) and x and x[0] in ("order", "limit", "offset"):
+                pos = x[-1]
+                keyword = {"order": "ORDER BY", "limit": "LIMIT", "offset": "OFFSET"}[x[0]]
+                raise positioned("MALFORMED_QUERY", self.text, pos.line, pos.column,
+                                 f"{keyword} is not supported in semi join sub-selects")
+        return SubQuery(select, str(obj_tok), _pos(obj_tok), alias, where, _pos(select_tok))
+
     def not_cond(self, c):
         return Not(c[1])
 
@@ -317,13 +363,13 @@ class _ToAst(Transformer):
         return OrderItem(path, desc, nulls_first)
 
     def order_clause(self, c):
-        return ("order", tuple(x for x in c if isinstance(x, OrderItem)))
+        return ("order", tuple(x for x in c if isinstance(x, OrderItem)), _pos(c[0]))
 
     def limit_clause(self, c):
-        return ("limit", self._bounded(c[1]), _pos(c[1]))
+        return ("limit", self._bounded(c[1]), _pos(c[1]), _pos(c[0]))
 
     def offset_clause(self, c):
-        return ("offset", self._bounded(c[1]), _pos(c[1]))
+        return ("offset", self._bounded(c[1]), _pos(c[1]), _pos(c[0]))
 
     def _bounded(self, tok: Token) -> int:
         n = int(str(tok))
