@@ -15,15 +15,22 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start_org(records: int, port: int, seed: int):
+def _start_org(records: int, port: int, seed: int, shape: str = "b2b"):
     from sonora_pipeline.localorg.org import LocalOrg
 
-    return LocalOrg(records=records, seed=seed).start(port=port)
+    return LocalOrg(records=records, seed=seed, shape=shape).start(port=port)
 
 
 def cmd_localorg(args: argparse.Namespace) -> int:
-    org = _start_org(args.records, args.port, args.seed)
-    print(json.dumps(org.credentials.as_dict()), flush=True)
+    org = _start_org(args.records, args.port, args.seed, args.shape)
+    line = json.dumps(org.credentials.as_dict())
+    if args.credentials_file:
+        path = Path(args.credentials_file)
+        tmp = path.with_suffix(".tmp")
+        tmp.touch(mode=0o600)
+        tmp.write_text(line)
+        tmp.replace(path)  # appears whole, and only once the org answers
+    print(line, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -44,45 +51,108 @@ def _org_environment(org) -> dict[str, str]:
     }
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def _failure_message(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                return data.user_failure_data.description
+            return data.error.message.strip() if data.error else "step failed"
+    return "the run failed"
+
+
+def _summary_rows(results) -> list[tuple[str, dict]]:
+    rows = []
+    for result in results:
+        for event in result.get_asset_materialization_events():
+            mat = event.step_materialization_data.materialization
+            meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+            rows.append((mat.asset_key.to_user_string(), meta))
+    return rows
+
+
+def _instance():
     import dagster as dg
 
-    from sonora_pipeline.definitions import defs as lazy_defs
-    from sonora_pipeline.paths import duckdb_path
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
 
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from sonora_pipeline.settings import SettingsError
+
+    try:
+        from sonora_pipeline.definitions import defs as lazy_defs
+        from sonora_pipeline.defs.partitions import sync_window
+        from sonora_pipeline.defs.settings import SETTINGS
+    except SettingsError as err:
+        print(f"sonora-pipeline sync: {err}", file=sys.stderr)
+        return 2
+    from sonora_pipeline.paths import duckdb_path
+    from sonora_pipeline.sync.runner import run_sync
+
+    lookback = args.lookback or ""
+    if lookback and lookback not in ("all", "active") and not lookback.startswith("since:"):
+        lookback = f"since:{lookback}"
+    objects = tuple(SETTINGS.sync.objects)
+    if args.objects:
+        wanted = [o.strip() for o in args.objects.split(",") if o.strip()]
+        unknown = [o for o in wanted if o not in objects]
+        if unknown:
+            print(f"sonora-pipeline sync: unknown object(s) {', '.join(unknown)}; known: {', '.join(objects)}",
+                  file=sys.stderr)
+            return 2
+        objects = tuple(wanted)
+    defs = lazy_defs()
+    db = duckdb_path()
+    with _instance() as instance:
+        results = run_sync(defs, db, objects, SETTINGS.sync.overlap_seconds, sync_window,
+                           initial_import=lookback, instance=instance, show_progress=not args.quiet)
+    failed = [r for r in results if not r.success]
+    for key, meta in _summary_rows(results):
+        print(f"{key:<28} {meta.get('sonora/rows_upserted', 0):>9,} upserted {meta.get('sonora/deletes', 0):>6,} "
+              f"deleted {meta.get('sonora/api_calls', 0):>5} API calls  {meta.get('sonora/method', '')}")
+    if failed:
+        print(f"sonora-pipeline sync failed: {_failure_message(failed[0])}", file=sys.stderr)
+        return 1
+    print(f"DuckDB file: {db}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Starting the local org with {args.records:,} records ...", flush=True)
     org = _start_org(args.records, args.port, args.seed)
     os.environ.update(_org_environment(org))
-    db = duckdb_path()
-    db.parent.mkdir(parents=True, exist_ok=True)
-    print(f"Local org at {org.instance_url}; running the main job ...", flush=True)
-    defs = lazy_defs()
-    job = defs.resolve_job_def("sonora_main_job")
-    with dg.instance_for_test() as instance:
-        result = job.execute_in_process(instance=instance)
-    if not result.success:
-        print("The main job failed; see the log above.", file=sys.stderr)
-        org.stop()
-        return 1
-    import duckdb
-
-    with duckdb.connect(str(db), read_only=True) as conn:
-        rows = conn.execute(
-            "SELECT object_name, record_count FROM salesforce_meta.org_inventory ORDER BY object_name").fetchall()
-    print(f"\nDuckDB file: {db}")
-    print("Example query: SELECT object_name, record_count FROM salesforce_meta.org_inventory ORDER BY object_name")
-    for name, count in rows:
-        print(f"  {name:<12} {count:>8,}")
-    if args.no_ui:
-        org.stop()
-        return 0
+    os.environ.setdefault("SONORA_AUTOMATION", "on")
     home = PROJECT_ROOT / ".dagster_home"
     home.mkdir(exist_ok=True)
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    print(f"\nOpening the Dagster UI on http://127.0.0.1:{args.ui_port} (Ctrl-C to stop) ...", flush=True)
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    from sonora_pipeline.paths import duckdb_path
+
+    db = duckdb_path()
+    print(f"Local org at {org.instance_url}; running the initial sync ...", flush=True)
+    code = cmd_sync(argparse.Namespace(lookback=args.lookback, objects="", quiet=False))
+    if code != 0:
+        org.stop()
+        return code
+    import duckdb
+
+    query = ("SELECT Type, count(*) AS accounts, round(sum(ARR__c)) AS arr FROM salesforce.account "
+             "WHERE NOT IsDeleted GROUP BY Type ORDER BY accounts DESC")
+    with duckdb.connect(str(db), read_only=True) as conn:
+        rows = conn.execute(query).fetchall()
+    print(f"Example query: {query}")
+    for account_type, accounts, arr in rows:
+        print(f"  {str(account_type):<24} {accounts:>6,} accounts  ARR {arr or 0:>14,.0f}")
+    if args.no_ui:
+        org.stop()
+        return 0
+    print(f"\nOpening the Dagster UI on http://127.0.0.1:{args.ui_port} with the change sensor on "
+          "(Ctrl-C to stop) ...", flush=True)
     ui = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-                           "-h", "127.0.0.1", "-p", str(args.ui_port)], env=env, cwd=PROJECT_ROOT)
+                           "-h", "127.0.0.1", "-p", str(args.ui_port)], env=dict(os.environ), cwd=PROJECT_ROOT)
     try:
         return ui.wait()
     except KeyboardInterrupt:
@@ -100,14 +170,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--records", type=int, default=5000, help="approximate number of records (default 5000)")
     p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     p.add_argument("--seed", type=int, default=7, help="data generator seed")
+    p.add_argument("--credentials-file", help="also write the JSON line to this file (mode 600)")
+    p.add_argument("--shape", choices=["b2b", "accounts"], default="b2b",
+                   help="mix of objects: b2b (default) or accounts (~97%% Accounts, for benchmarks)")
     p.set_defaults(func=cmd_localorg)
     d = sub.add_parser("demo", help="start the local org, run the main job on it, open the Dagster UI")
     d.add_argument("--records", type=int, default=5000)
     d.add_argument("--port", type=int, default=0)
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--ui-port", type=int, default=3000)
-    d.add_argument("--no-ui", action="store_true", help="stop after the main job instead of opening the UI")
+    d.add_argument("--no-ui", action="store_true", help="stop after the initial sync instead of opening the UI")
+    d.add_argument("--lookback", default="all", help="initial import for the demo (default: all)")
     d.set_defaults(func=cmd_demo)
+    s = sub.add_parser("sync", help="materialize every object's due sync windows in process")
+    s.add_argument("--lookback", help="initial import: all | active | YYYY-MM-DD (overrides sync.initial_import)")
+    s.add_argument("--objects", help="comma-separated objects (default: all configured)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_sync)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import requests
 
 from sonora_pipeline.localorg.org import LocalOrg
+
+# The settings file is read when the Dagster definitions load: point it at the suite's own before that.
+os.environ["SONORA_CONFIG"] = str(Path(__file__).parent / "fixtures" / "test-settings.yaml")
+for _name in ("SALESFORCE_INSTANCE_URL", "SALESFORCE_CONSUMER_KEY", "SALESFORCE_CONSUMER_SECRET",
+              "SALESFORCE_CA_BUNDLE", "SONORA_AUTOMATION", "DAGSTER_HOME"):
+    os.environ.pop(_name, None)
 
 
 def trusting_session(org: LocalOrg) -> requests.Session:

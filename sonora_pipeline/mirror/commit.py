@@ -155,6 +155,26 @@ def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: 
     return CommitResult(rows_read, upserted, deletes, added, state.cursor_modstamp, state.cursor_id)
 
 
+def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[str]:
+    """Bring the table in line with today's describe before reading: new fields become columns, and if
+    the table already had rows, those columns are queued for back-fill (recorded in the state, so a crash
+    between here and the back-fill still back-fills on the next run)."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        ensure_state_tables(conn)
+        added = ensure_table(conn, schema)
+        if added:
+            state = read_state(conn, schema.object_name)
+            if state.rows_upserted_total:
+                state.pending_backfill = tuple(sorted(set(state.pending_backfill) | set(added)))
+                write_state(conn, state)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return added
+
+
 def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool, columns: list[str],
                     *, api_calls: int, run_id: str | None) -> int:
     """Fill columns added after rows were mirrored: update those columns only, for rows already present."""

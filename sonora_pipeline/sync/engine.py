@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 
-from sonora_pipeline.mirror.commit import CommitResult, commit_backfill, commit_purges, commit_window
+from sonora_pipeline.mirror.commit import (
+    CommitResult,
+    commit_backfill,
+    commit_purges,
+    commit_window,
+    prepare_schema,
+)
 from sonora_pipeline.mirror.spool import Spool, clean_stale_spools
 from sonora_pipeline.mirror.state import ObjectState, read_state
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
@@ -141,6 +147,10 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
     db_path = Path(db_path)
     clean_stale_spools(_spool_root(db_path))
     schema = describe_schema(client, object_name)
+    with write_connection(db_path) as conn:
+        added_now = prepare_schema(conn, schema)
+    if added_now:
+        log.info(f"{object_name}: new field(s) {', '.join(added_now)} added as column(s)")
     state = current_state(db_path, object_name)
     now = _server_now(client)
     results: list[tuple[ReadPlan, str, CommitResult]] = []
@@ -182,7 +192,7 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
         deletes=sum(c.deletes for _, _, c in results),
         api_calls=client.api_calls - calls_before,
         seconds=time.monotonic() - started,
-        added_columns=sorted({col for _, _, c in results for col in c.added_columns}),
+        added_columns=sorted(set(added_now) | {col for _, _, c in results for col in c.added_columns}),
         backfilled_rows=backfilled,
         initial_import=settings.initial_import if any(p.kind == "initial" for p, _, _ in results) else None,
         schema=schema,

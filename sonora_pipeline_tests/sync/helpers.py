@@ -1,0 +1,80 @@
+"""Comparing the mirror with the org, computed from the org's own records (not from the sync's code)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import duckdb
+
+from sonora_pipeline.localorg.org import LocalOrg
+from sonora_pipeline.salesforce.client import SalesforceClient
+from sonora_pipeline.salesforce.connection import OrgConnection
+
+OBJECTS = ("Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event")
+TABLES = {"CaseComment": "case_comment"}
+log = logging.getLogger("sonora.tests")
+
+
+def table(object_name: str) -> str:
+    return TABLES.get(object_name, object_name.lower())
+
+
+def connection_for(org: LocalOrg) -> OrgConnection:
+    c = org.credentials
+    return OrgConnection(instance_url=c.instance_url, consumer_key=c.consumer_key,
+                         consumer_secret=c.consumer_secret, ca_bundle=c.ca_bundle)
+
+
+def client_for(org: LocalOrg, **kwargs) -> SalesforceClient:
+    return SalesforceClient(connection_for(org), log=log, **kwargs)
+
+
+def org_fields(org: LocalOrg, object_name: str) -> list[str]:
+    obj = org.catalog.object(object_name)
+    return [f.name for f in org.catalog.readable_fields(obj) if not f.is_compound]
+
+
+def org_rows(org: LocalOrg, object_name: str) -> dict[str, dict]:
+    fields = org_fields(org, object_name)
+    cur = org.store.cursor()
+    try:
+        rows = cur.execute(f'SELECT {", ".join(chr(34) + f + chr(34) for f in fields)} FROM "{object_name}"').fetchall()
+    finally:
+        cur.close()
+    return {r[0]: dict(zip(fields, r)) for r in rows}
+
+
+def mirror_rows(db: Path, object_name: str, fields: list[str]) -> dict[str, dict]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        cols = ", ".join(f'"{f}"' for f in fields)
+        extra = ', _sonora_deleted_at, _sonora_purged_at'
+        rows = conn.execute(f'SELECT {cols}{extra} FROM salesforce."{table(object_name)}"').fetchall()
+    return {r[0]: dict(zip(fields + ["_sonora_deleted_at", "_sonora_purged_at"], r)) for r in rows}
+
+
+def differences(org: LocalOrg, db: Path, object_name: str) -> list[str]:
+    """Every way the mirror differs from the org for one object (empty when they are equal).
+
+    Live records must match field by field; records in the recycle bin must be present and marked deleted;
+    records gone from the org (hard delete) must be marked purged."""
+    fields = org_fields(org, object_name)
+    expected = org_rows(org, object_name)
+    actual = mirror_rows(db, object_name, fields)
+    problems = []
+    for rid, row in expected.items():
+        got = actual.get(rid)
+        if got is None:
+            problems.append(f"{object_name} {rid} missing")
+            continue
+        if row.get("IsDeleted"):
+            if not got["IsDeleted"] or got["_sonora_deleted_at"] is None:
+                problems.append(f"{object_name} {rid} deleted in org, not marked in mirror")
+            continue
+        for f in fields:
+            if got[f] != row[f]:
+                problems.append(f"{object_name} {rid}.{f}: org {row[f]!r} != mirror {got[f]!r}")
+    for rid, got in actual.items():
+        if rid not in expected and got["_sonora_purged_at"] is None:
+            problems.append(f"{object_name} {rid} gone from org, not marked purged in mirror")
+    return problems
