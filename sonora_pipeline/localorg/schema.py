@@ -502,8 +502,86 @@ def build_standard_catalog() -> Catalog:
         cc.fields[f.name] = f
     objects["CaseComment"] = cc
 
+    objects["Subscription__c"] = _subscription_object(seeds, global_seed, ff)
+    _add_child_relationship(objects["Account"], "Subscription__c", "Account__c", "Subscriptions__r")
+
     _add_custom_fields(objects, ff)
     return Catalog(objects.values())
+
+
+SUBSCRIPTION_STATUSES = ("Active", "Trial", "Cancelled", "Expired")
+SUBSCRIPTION_PLANS = ("Starter", "Growth", "Enterprise")
+
+
+# The global-describe / describe-top flags a custom object has that differ from the recorded Account.
+_CUSTOM_OBJECT_FLAGS = dict(
+    custom=True, mergeable=False, feedEnabled=False, activateable=False, deepCloneable=False,
+    customSetting=False, queryable=True, retrieveable=True, replicateable=True, searchable=True,
+    createable=True, updateable=True, deletable=True, undeletable=True, triggerable=True, layoutable=True,
+    mruEnabled=True,
+)
+
+
+def _subscription_object(seeds: dict[str, dict[str, Any]], global_seed: dict[str, dict[str, Any]],
+                         ff: FieldFactory) -> ObjectSpec:
+    """Subscription__c: a custom object (one row per product subscription of a customer account).
+
+    Built like the other objects without a recording: the describe top and global entry copy the recorded
+    Account's (same key sets) with a custom object's flags; the system fields are the recorded Account
+    entries, the `__c` fields come from `FieldFactory`. Its Name is a text name field (length 80, as a
+    custom object's text Name is); generated rows are named "SUB-000123"."""
+    acct_top = seeds["Account"]
+    top_template = {k: v for k, v in acct_top.items() if k not in ("fields", "recordTypeInfos")}
+    acct_global = global_seed["Account"]
+    flags_top = {k: v for k, v in _CUSTOM_OBJECT_FLAGS.items() if k in top_template}
+    flags_global = {k: v for k, v in _CUSTOM_OBJECT_FLAGS.items() if k in acct_global}
+    sub = ObjectSpec(
+        name="Subscription__c", key_prefix="a0S",
+        describe_top=_top_like(top_template, "Subscription__c", "Subscription", "Subscriptions", "a0S",
+                               **flags_top),
+        global_entry=_global_entry_like(acct_global, "Subscription__c", "Subscription", "Subscriptions",
+                                        "a0S", **flags_global),
+    )
+    recorded = {f["name"]: f for f in seeds["Account"]["fields"]}
+    audit = {f.name: f for f in _audit_fields(ff, seeds, "Subscription__c")}
+    name = ff.make("Name", "string", "Subscription Name", length=80, custom=False,
+                   extra={"nameField": True, "idLookup": True, "defaultedOnCreate": True})
+    name.raw.update(nillable=True, permissionable=False)
+    owner = FieldSpec(raw=copy.deepcopy(recorded["OwnerId"]))
+    account = ff.make("Account__c", "reference", "Account", reference_to=["Account"],
+                      relationship_name="Account__r", nillable=False,
+                      extra={"permissionable": False, "relationshipOrder": None})
+    for f in [
+        _id_field(seeds, "Record ID"),
+        owner,
+        audit["IsDeleted"],
+        name,
+        audit["CreatedDate"], audit["CreatedById"], audit["LastModifiedDate"], audit["LastModifiedById"],
+        audit["SystemModstamp"],
+        account,
+        ff.make("Status__c", "picklist", "Status", length=255, picklist=list(SUBSCRIPTION_STATUSES)),
+        ff.make("Plan__c", "picklist", "Plan", length=255, picklist=list(SUBSCRIPTION_PLANS)),
+        ff.make("MRR__c", "currency", "MRR", precision=16, scale=2),
+        ff.make("Seats__c", "double", "Seats", precision=18, scale=0),
+        ff.make("Start_Date__c", "date", "Start Date"),
+        ff.make("End_Date__c", "date", "End Date"),
+        ff.make("Auto_Renew__c", "boolean", "Auto Renew"),
+    ]:
+        sub.fields[f.name] = f
+    return sub
+
+
+def _add_child_relationship(parent: ObjectSpec, child: str, field_name: str, relationship_name: str) -> None:
+    """List `child.field_name` among `parent`'s describe childRelationships (same keys as recorded ones)."""
+    entry = {
+        "cascadeDelete": False, "childSObject": child, "deprecatedAndHidden": False, "field": field_name,
+        "junctionIdListNames": [], "junctionReferenceTo": [], "relationshipName": relationship_name,
+        "restrictedDelete": False,
+    }
+    rels = parent.describe_top.setdefault("childRelationships", [])
+    if rels:
+        entry = {k: entry.get(k) for k in rels[0]}  # exactly the recorded key set
+    rels.append(entry)
 
 
 def _add_custom_fields(objects: dict[str, ObjectSpec], ff: FieldFactory) -> None:

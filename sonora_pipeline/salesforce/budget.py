@@ -111,10 +111,15 @@ class ApiBudget:
         """Return when a call may be made; block (pacing) while usage is at or over the line."""
         self._await_turn(warn=False)
 
-    def on_limit_exceeded(self) -> None:
+    def on_limit_exceeded(self, used: int | None = None, max: int | None = None) -> None:  # noqa: A002
         """The org answered 403 REQUEST_LIMIT_EXCEEDED: warn, pause, and return so the caller can retry
-        (that retry is the probe). Raises `QuotaExhausted` once `max_pause_seconds` are spent."""
+        (that retry is the probe). Raises `QuotaExhausted` once `max_pause_seconds` are spent.
+
+        `used`/`max` are the refusal's own `Sforce-Limit-Info` numbers, if it had any; they update the
+        usage shown but, unlike `observe()`, never count as the quota freeing up."""
         with self._cond:
+            if used is not None and max is not None:
+                self._used, self._max = int(used), int(max)
             self._refused = True
             self.limit_exceeded += 1
             if self._probe_owner == threading.get_ident():
@@ -132,7 +137,7 @@ class ApiBudget:
     def _over(self) -> bool:
         if self._refused:
             return True
-        if self._used is None or not self._max:
+        if self._used is None or self._max is None:
             return False
         return self._used >= self.max_share * self._max
 

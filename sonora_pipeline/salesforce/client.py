@@ -29,10 +29,10 @@ import csv
 import io
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
@@ -41,7 +41,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from sonora_pipeline.salesforce.auth import TokenManager
-from sonora_pipeline.salesforce.budget import ApiBudget
+from sonora_pipeline.salesforce.budget import ApiBudget, parse_limit_info
 from sonora_pipeline.salesforce.connection import ENV_INSTANCE_URL, OrgConnection, safe_url
 from sonora_pipeline.salesforce.errors import (
     ApiError,
@@ -85,6 +85,10 @@ class _Retryable(Exception):
 
 class _LimitExceeded(Exception):
     """Internal: 403 REQUEST_LIMIT_EXCEEDED; the budget decides when to try again."""
+
+    def __init__(self, usage: tuple[int, int] | None):
+        super().__init__("REQUEST_LIMIT_EXCEEDED")
+        self.usage: tuple[int, ...] = usage or ()
 
 
 def count_csv_records(data: bytes) -> int:
@@ -318,7 +322,7 @@ class SalesforceClient:
             while True:
                 retrying = Retrying(
                     stop=stop_after_attempt(self.max_attempts),
-                    wait=wait_exponential_jitter(initial=self.min_backoff_seconds, max=self.max_backoff_seconds,
+                    wait=wait_exponential_jitter(multiplier=self.min_backoff_seconds, max=self.max_backoff_seconds,
                                                  jitter=self.min_backoff_seconds),
                     retry=retry_if_exception_type(_Retryable),
                     sleep=self._sleep,
@@ -327,8 +331,8 @@ class SalesforceClient:
                 )
                 try:
                     return retrying(self._attempt, method, url, params, json_body, headers or {})
-                except _LimitExceeded:
-                    self.budget.on_limit_exceeded()  # pauses, or raises QuotaExhausted
+                except _LimitExceeded as refused:
+                    self.budget.on_limit_exceeded(*refused.usage)  # pauses, or raises QuotaExhausted
                 except _Retryable as exc:
                     raise TransientError(
                         f"Salesforce did not answer {method} {path} after {self.max_attempts} attempts "
@@ -368,8 +372,13 @@ class SalesforceClient:
         except _TRANSPORT_ERRORS as exc:
             self._raise_if_certificate(exc)
             raise _Retryable(type(exc).__name__) from None
-        self.budget.observe_header(reply.headers.get("Sforce-Limit-Info"))
         self._note_server_date(reply.headers.get("Date"))
+        usage = parse_limit_info(reply.headers.get("Sforce-Limit-Info"))
+        if reply.status_code == 403 and _error_of(reply)[0] == "REQUEST_LIMIT_EXCEEDED":
+            # Not an ordinary observation: the budget must not count a refusal as the quota freeing up.
+            raise _LimitExceeded(usage)
+        if usage is not None:
+            self.budget.observe(*usage)
         return reply
 
     def _note_server_date(self, header: str | None) -> None:
@@ -404,8 +413,6 @@ class SalesforceClient:
         path = _path_of(url)
         if status >= 500 or status in _TRANSIENT_STATUSES:
             raise _Retryable(f"HTTP {status} {code}", status)
-        if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
-            raise _LimitExceeded()
         if status == 403 and code == "API_DISABLED_FOR_ORG":
             raise AuthError(
                 "api_disabled",

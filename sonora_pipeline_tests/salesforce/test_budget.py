@@ -93,6 +93,8 @@ def test_the_last_pause_is_cut_to_the_allowed_total():
     budget.on_limit_exceeded()
     assert clock.sleeps == [300, 100]
     with pytest.raises(QuotaExhausted):
+        budget.on_limit_exceeded()
+    with pytest.raises(QuotaExhausted):  # and every other caller too: the allowance is spent
         budget.before_call()
 
 

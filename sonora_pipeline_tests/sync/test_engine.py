@@ -162,3 +162,37 @@ def test_expired_token_mid_sync_refreshes_and_continues(org, tmp_path):
         assert differences(org, tmp_path / "m.duckdb", name) == []
 
 
+
+
+def test_quota_spent_mid_import_pauses_then_completes(org, tmp_path, caplog):
+    from sonora_pipeline.salesforce.budget import ApiBudget
+
+    settings = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=1_000_000)
+    settle(org, settings)
+    budget = ApiBudget(max_share=1.0, pause_poll_seconds=0.3, max_pause_seconds=60)
+    client = client_for(org, budget=budget)
+    used = org.quota.snapshot().used
+    # Enough for a few calls only; the org's window frees 2 s later (a real org's is a rolling 24 h).
+    org.set_quota(daily_max=used + 6, window_seconds=2)
+    with caplog.at_level("INFO"):
+        sync_all(org, tmp_path / "m.duckdb", settings, client=client)
+    assert budget.snapshot()["pauses"] >= 1
+    pause_messages = [r.getMessage() for r in caplog.records if "Pausing" in r.getMessage()]
+    assert pause_messages and all(f"/{used + 6}" in m and "next try at" in m for m in pause_messages)
+    for name in OBJECTS:
+        assert differences(org, tmp_path / "m.duckdb", name) == []
+
+
+def test_pipeline_stays_under_its_share_of_the_quota(org, tmp_path):
+    from sonora_pipeline.salesforce.budget import ApiBudget
+
+    settings = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=1_000_000)
+    settle(org, settings)
+    used = org.quota.snapshot().used
+    org.set_quota(daily_max=used + 40, window_seconds=3)
+    budget = ApiBudget(max_share=0.5, pause_poll_seconds=0.3, max_pause_seconds=60)
+    client = client_for(org, budget=budget)
+    sync_all(org, tmp_path / "m.duckdb", settings, client=client)
+    assert budget.snapshot()["pauses"] >= 1
+    for name in OBJECTS:
+        assert differences(org, tmp_path / "m.duckdb", name) == []
