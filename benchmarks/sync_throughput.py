@@ -15,8 +15,8 @@ in a FRESH Python subprocess against it, so each peak RSS is that measurement's 
               sends (same field list from `schema_from_describe(...).field_names`, same WHERE clause),
               fetched with `client.bulk_query_pages` writing each page to disk, then loaded with DuckDB's
               `read_csv` (typed columns, as the sync's commit reads them) into a fresh table of a fresh file.
-              Timed from the job creation to the loaded table (the describe that builds the SOQL is not
-              timed). Run twice, before and after the Bulk sync; the faster run is the floor (so the ratio
+              Timed from the job creation to the loaded table (the describe that builds the SOQL is
+              counted in its API calls but not timed). Run twice, before and after the Bulk sync; the faster run is the floor (so the ratio
               is conservative) and both are printed.
   sync bulk   `sync_object(..., "Account", SyncSettings(initial_import="all", bulk_threshold=1, lag_seconds=0))`
               into a fresh DuckDB file: describe, COUNT() probe, Bulk 2.0 pages spooled to disk, one MERGE
@@ -146,6 +146,7 @@ def work_floor(creds: dict[str, str], workdir: Path) -> dict[str, Any]:
     from sonora_pipeline.sync.windows import initial_plan
 
     client = _client(creds)
+    calls_before = client.api_calls  # the describe that builds the SOQL is counted (not timed), as in the sync
     schema = schema_from_describe(client.describe("Account"))
     plan = initial_plan("Account", client.server_now(), SyncSettings(initial_import="all", lag_seconds=0))
     (where,) = plan.filters
@@ -154,7 +155,6 @@ def work_floor(creds: dict[str, str], workdir: Path) -> dict[str, Any]:
     pages_dir = workdir / "pages"
     pages_dir.mkdir()
     base_rss = peak_rss_mb()
-    calls_before = client.api_calls
 
     started = time.perf_counter()
     files: list[Path] = []
@@ -374,6 +374,7 @@ def measure_size(size: int, root: Path, with_rest: bool) -> dict[str, Any]:
         print(f"no-change tick: {sensor['api_calls_org']} API call(s) (org count), {sensor['run_requests']} run "
               f"request(s), {sensor['seconds']:.2f} s ({sensor['skip_reason']})", flush=True)
         out["org_peak_rss_mb"] = org.peak_rss_mb()
+        print(f"org RSS high-water at the end: {out['org_peak_rss_mb']:,.0f} MB (the org's, not the sync's)")
     floors = [out["floor-1"], out["floor-2"]]
     out["floor"] = min(floors, key=lambda f: f["seconds"])
     for key in ("sync-bulk", "sync-rest"):
@@ -419,7 +420,7 @@ def summary(results: list[dict[str, Any]]) -> str:
             if key in r:
                 f = r[key]
                 lines.append(f"| peak memory <= {GOAL_PEAK_RSS_MB} MB, {key.split('-')[1]} ({size}) | "
-                             f"{f['peak_rss_mb']:,.0f} MB | {_mark(f['peak_rss_mb'] <= GOAL_PEAK_RSS_MB)} |")
+                             f"{f['peak_rss_mb']:,.1f} MB | {_mark(f['peak_rss_mb'] <= GOAL_PEAK_RSS_MB)} |")
                 lines.append(f"| <= {GOAL_CALLS_PER_MILLION} API calls per 1M rows, {key.split('-')[1]} ({size}) | "
                              f"{f['calls_per_million']:.1f} ({f['api_calls_org']} calls) | "
                              f"{_mark(f['calls_per_million'] <= GOAL_CALLS_PER_MILLION)} |")
@@ -439,6 +440,9 @@ def summary(results: list[dict[str, Any]]) -> str:
     else:
         lines.append("| Bulk peak memory about the same at 1M as at 100k | needs both sizes (--sizes 100000,1000000)"
                      " | n/a |")
+    if small:
+        lines += ["", "Calls per 1M rows below 1M rows are dominated by each import's fixed calls (describe, "
+                      "COUNT() probe, job create and poll); the goal is about large imports, so read it at 1M."]
     return "\n".join(lines)
 
 

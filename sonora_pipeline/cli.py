@@ -120,6 +120,25 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from sonora_pipeline.mirror.warehouse import WarehouseBusy, publish_snapshot
+    from sonora_pipeline.paths import duckdb_path
+
+    db = duckdb_path()
+    if not db.exists():
+        print(f"sonora-pipeline snapshot: {db} does not exist yet; run `sonora-pipeline sync` first.",
+              file=sys.stderr)
+        return 2
+    target = Path(args.output) if args.output else db.with_name(db.stem + "-analyst.duckdb")
+    try:
+        publish_snapshot(db, target)
+    except WarehouseBusy as err:
+        print(f"sonora-pipeline snapshot: {err}", file=sys.stderr)
+        return 1
+    print(f"Snapshot for analysts: {target}\nOpen it read-only, e.g. duckdb -readonly {target}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Starting the local org with {args.records:,} records ...", flush=True)
     org = _start_org(args.records, args.port, args.seed)
@@ -187,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--objects", help="comma-separated objects (default: all configured)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sync)
+    n = sub.add_parser("snapshot", help="copy the warehouse to a file analysts can keep open during syncs")
+    n.add_argument("--output", help="snapshot path (default: <db>-analyst.duckdb next to the warehouse)")
+    n.set_defaults(func=cmd_snapshot)
     args = parser.parse_args(argv)
     return args.func(args)
 

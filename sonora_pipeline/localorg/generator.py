@@ -1,7 +1,8 @@
 """A deterministic generator of a realistic B2B org for the local Salesforce-compatible server.
 
 `generate_org(store, records, seed=..., now=...)` fills an `OrgStore` with users, accounts, contacts,
-opportunities, cases, case comments, tasks and events whose shape matches what a customer-success org
+opportunities, cases, case comments, tasks, events and subscriptions (the custom object `Subscription__c`,
+1-3 per customer account that has any) whose shape matches what a customer-success org
 looks like through the API: record types, picklist values from the describes, parent/child references
 that always resolve, audit timestamps spread over ~3 years (denser recently, with ties to the
 millisecond so sync windows have to break ties by Id), a recycle bin, and the custom fields Sonora reads
@@ -41,15 +42,17 @@ from sonora_pipeline.localorg.store import DELETED_LOG, OrgStore
 CHUNK_ROWS = 100_000
 
 # Share of the requested record total per object (the rest goes to users and record types).
+# `plan_counts` normalises by the sum, so Subscription__c's ~3% is taken from the others proportionally.
 SHARES: dict[str, float] = {
     "Account": 0.08, "Contact": 0.25, "Opportunity": 0.10, "Case": 0.08, "CaseComment": 0.07,
-    "Task": 0.25, "Event": 0.15,
+    "Task": 0.25, "Event": 0.15, "Subscription__c": 0.0303,
 }
 SHAPES = ("b2b", "accounts")
 ACCOUNTS_SHAPE_SHARE = 0.97       # "accounts" shape: share of the (non-setup) records that are Accounts
 # Stable small integers that tag each object's random streams.
 _STREAM_TAGS = {name: i for i, name in enumerate(
-    ["User", "RecordType", "Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event"])}
+    ["User", "RecordType", "Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event",
+     "Subscription__c"])}
 
 MS = 1
 SECOND = 1000 * MS
@@ -61,6 +64,7 @@ ARCHIVE_AGE_DAYS = 365           # activities older than this are archived, as i
 
 ACCOUNT_DELETE_RATE = 0.01       # accounts deleted (cascading to their children)
 LEAF_DELETE_RATE = 0.005         # tasks, events and comments deleted on their own
+SUBSCRIPTION_DELETE_RATE = 0.005  # subscriptions deleted on their own (plus those of deleted accounts: ~1%)
 
 
 @dataclass
@@ -553,7 +557,8 @@ def _write_deleted_log(ctx: _Context) -> None:
 # Planning.
 # =====================================================================================================
 
-_RESERVE_ORDER = ["User", "Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event"]
+_RESERVE_ORDER = ["User", "Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event",
+                  "Subscription__c"]
 
 
 def plan_counts(records: int, shape: str = "b2b") -> dict[str, int]:
@@ -685,6 +690,8 @@ class _Accounts:
     # Children are stored contiguously per account: per child object, counts and first child index.
     counts: dict[str, np.ndarray] = field(default_factory=dict)
     starts: dict[str, np.ndarray] = field(default_factory=dict)
+    arr: np.ndarray | None = None   # ARR__c (NaN where none: non-customers)
+    csm: np.ndarray | None = None   # Customer_Success_Manager__c user index, -1 where none
 
     def children(self, object_name: str) -> np.ndarray:
         """The account index of each child row (children are grouped by account)."""
@@ -769,6 +776,7 @@ def _generate_accounts(ctx: _Context) -> _Accounts:
     contract_start, contract_end = _contract_days(rng, n, ctx.now_ms // DAY)
     csms = users.of_role(ROLE_CSM)
     csm = np.where(customer & (rng.random(n) < 0.85), csms[rng.integers(0, len(csms), n)], -1)
+    accounts.arr, accounts.csm = arr, csm
     revenue = np.round(employees * rng.lognormal(math.log(150_000), 0.6, n), -3)
     rt_ids = {rt["developerName"]: rt["recordTypeId"] for rt in obj.record_types}
     type_values = obj.fields["Type"].picklist_values
@@ -1269,6 +1277,135 @@ def _generate_events(ctx: _Context, accounts: _Accounts, contacts: _Contacts, op
 
 
 # =====================================================================================================
+# Subscriptions (the custom object Subscription__c).
+# =====================================================================================================
+
+_PLAN_SEAT_PRICE = {"Starter": 15.0, "Growth": 35.0, "Enterprise": 60.0}   # list price per seat per month
+_PLAN_SEATS = {"Starter": (10, 0.6), "Growth": (60, 0.7), "Enterprise": (400, 0.8)}  # lognormal median, sigma
+TRIAL_DAYS = 30
+
+
+def _subscription_counts(rng: np.random.Generator, n: int, customer: np.ndarray,
+                         weight: np.ndarray) -> np.ndarray:
+    """Subscriptions per account: 0 for non-customers, 1-3 for the customers that have any, `n` in all
+    (or 3 per customer when there are too few customers for the plan). Bigger customers (by `weight`)
+    are likelier to have subscriptions at all."""
+    counts = np.zeros(len(customer), dtype=np.int64)
+    cust = np.flatnonzero(customer)
+    if n <= 0 or len(cust) == 0:
+        return counts
+    # Weighted order without replacement (Gumbel top-k): who gets subscriptions first.
+    keys = np.log(np.maximum(weight[cust], 1e-9)) + rng.gumbel(size=len(cust))
+    order = cust[np.argsort(-keys, kind="stable")]
+    per = np.array([1, 2, 3])[_weighted(rng, len(order), [0.55, 0.30, 0.15])]
+    n = min(n, 3 * len(order))
+    total = np.cumsum(per)
+    if total[-1] >= n:
+        k = int(np.searchsorted(total, n))           # the first k+1 customers are enough
+        per = per[: k + 1].copy()
+        per[-1] -= int(total[k] - n)                 # trim the last one (stays >= 1)
+        counts[order[: k + 1]] = per
+    else:                                            # too few customers: top them up towards 3 each
+        short = n - int(total[-1])
+        room = 3 - per
+        extra = np.zeros_like(per)
+        for i in rng.permutation(len(order)):
+            if short == 0:
+                break
+            add = min(int(room[i]), short)
+            extra[i] = add
+            short -= add
+        counts[order] = per + extra
+    return counts
+
+
+def _generate_subscriptions(ctx: _Context, accounts: _Accounts) -> None:
+    """Product subscriptions of customer accounts (Account.Type "Customer - ..."), 1-3 each.
+
+    Dates and status agree with the org's present: Active and Trial ones end after today (Active ones that
+    outlived their term were auto-renewed), Expired ones ended before today, Cancelled ones ended on their
+    cancellation day (today at the latest). A subscription starts on or after its account was created, and
+    its record was touched when its status last changed. Trials are free; MRR is seats x plan price with a
+    discount; the plan follows the account's ARR band. Owners are the account's CSM, else its owner.
+    """
+    obj = ctx.obj("Subscription__c")
+    rng = ctx.rng("Subscription__c")
+    users = ctx.users
+    assert users is not None and accounts.arr is not None and accounts.csm is not None
+    now = ctx.now_ms
+    today = now // DAY
+    customer = accounts.kind == KIND_CUSTOMER
+    arr = np.nan_to_num(accounts.arr)
+    counts = _subscription_counts(rng, ctx.plan["Subscription__c"], customer, np.log1p(arr) + 1.0)
+    accounts.counts["Subscription__c"] = counts
+    accounts.starts["Subscription__c"] = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    acct = accounts.children("Subscription__c")
+    n = len(acct)
+
+    created = _spread_after(rng, accounts.audit.created[acct], now, power=1.0)
+    start = np.minimum(created // DAY + rng.integers(0, 15, n), today)
+    term = np.array([365, 730, 1095])[_weighted(rng, n, [7, 2, 1])]
+    natural_end = start + term
+    natural_end = np.where(natural_end == today, natural_end + 1, natural_end)
+    running = natural_end > today            # still within its first term
+    roll = rng.random(n)
+    trial = running & (today - start < TRIAL_DAYS) & (roll < 0.4)
+    renewed = ~running & (roll < 0.45)       # auto-renewed past its first term: still active
+    cancelled = ~trial & np.where(running, roll >= 0.88, (roll >= 0.45) & (roll < 0.6))
+    expired = ~running & ~renewed & ~cancelled
+    active = ~trial & ~cancelled & ~expired
+    statuses = obj.fields["Status__c"].picklist_values
+    status = np.select([trial, cancelled, expired], [statuses.index("Trial"), statuses.index("Cancelled"),
+                                                     statuses.index("Expired")], statuses.index("Active"))
+
+    terms_done = np.maximum((today - start) // term + 1, 1)
+    renewed_end = start + terms_done * term                       # > today
+    cancel_day = start + np.floor(rng.random(n) * (np.minimum(natural_end, today) - start + 1)).astype(np.int64)
+    end = np.select([trial, renewed, cancelled], [start + TRIAL_DAYS, renewed_end, cancel_day], natural_end)
+    auto_renew = renewed | (active & ~renewed & (rng.random(n) < 0.7))
+    # When the status last changed: the cancellation or expiry day, or the latest renewal.
+    changed_day = np.select([cancelled | expired, renewed], [end, renewed_end - term], start)
+    floor = np.minimum(now, np.maximum(created, changed_day * DAY + rng.integers(0, DAY, n)))
+
+    band = np.where(arr[acct] >= 250_000, 2, np.where(arr[acct] >= 50_000, 1, 0))
+    shift = np.where(rng.random(n) < 0.25, rng.choice([-1, 1], n), 0)
+    plan = np.clip(band + shift, 0, 2)
+    plan = np.where(trial, np.minimum(plan, 1), plan)
+    plans = obj.fields["Plan__c"].picklist_values
+    plan_names = [plans[i] for i in range(3)]
+    median = np.array([_PLAN_SEATS[p][0] for p in plan_names])[plan]
+    sigma = np.array([_PLAN_SEATS[p][1] for p in plan_names])[plan]
+    seats = np.maximum(1, np.round(median * np.exp(sigma * rng.standard_normal(n))))
+    price = np.array([_PLAN_SEAT_PRICE[p] for p in plan_names])[plan]
+    discount = 1.0 - np.round(rng.uniform(0, 0.3, n), 2)
+    mrr = np.where(trial, 0.0, np.round(seats * price * discount, 2))
+
+    own = accounts.csm[acct]
+    owner = np.where(own >= 0, own, accounts.owner[acct])
+    audit = _make_audit(rng, created, now, users, owner, floor=floor)
+    _cascade(audit, accounts.audit, acct)
+    _delete_some(rng, audit, SUBSCRIPTION_DELETE_RATE, now)
+    number = ctx.start.get("Subscription__c", 0)
+
+    def build(crng: np.random.Generator, lo: int, hi: int) -> dict[str, pa.Array]:
+        part = slice(lo, hi)
+        return {
+            "Name": _join("SUB-", pc.utf8_lpad(pc.cast(pa.array(np.arange(number + lo, number + hi)),
+                                                        pa.string()), width=6, padding="0")),
+            "Account__c": pc.take(accounts.ids, pa.array(acct[part])),
+            "Status__c": _take(statuses, status[part]),
+            "Plan__c": _take(plans, plan[part]),
+            "MRR__c": _numbers(mrr[part]),
+            "Seats__c": _numbers(seats[part].astype(np.float64)),
+            "Start_Date__c": _dates(start[part], are_days=True),
+            "End_Date__c": _dates(end[part], are_days=True),
+            "Auto_Renew__c": _bools(auto_renew[part]),
+        }
+
+    _emit(ctx, "Subscription__c", lambda lo, hi: ctx.id_range("Subscription__c", lo, hi), audit, build)
+
+
+# =====================================================================================================
 # Entry point.
 # =====================================================================================================
 
@@ -1298,6 +1435,7 @@ def generate_org(store: OrgStore, records: int, *, seed: int = 7, now: datetime,
     _generate_case_comments(ctx, cases)
     _generate_tasks(ctx, accounts, contacts, opp_created, cases)
     _generate_events(ctx, accounts, contacts, opp_created, cases)
+    _generate_subscriptions(ctx, accounts)
     _write_deleted_log(ctx)
 
     admin = users.ids[0].as_py()

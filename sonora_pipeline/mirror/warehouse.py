@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Iterator
@@ -87,3 +88,21 @@ def read_connection(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         yield conn
     finally:
         conn.close()
+
+
+def publish_snapshot(db_path: Path, snapshot_path: Path, *, timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS) -> Path:
+    """Copy the warehouse to a file analysts can keep open for as long as they like.
+
+    DuckDB lets a read-only process block every writer, so analysts' notebooks and BI tools should open
+    this copy, never the live file. The copy is taken between two commits (under the write lock, after a
+    checkpoint folds the write-ahead log into the file) and replaces the old snapshot atomically.
+    """
+    db_path, snapshot_path = Path(db_path), Path(snapshot_path)
+    snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = snapshot_path.with_name(snapshot_path.name + ".tmp")
+    with write_connection(db_path, timeout=timeout) as conn:
+        conn.execute("CHECKPOINT")
+        conn.close()
+        shutil.copyfile(db_path, tmp)
+    os.replace(tmp, snapshot_path)
+    return snapshot_path

@@ -196,3 +196,28 @@ def test_pipeline_stays_under_its_share_of_the_quota(org, tmp_path):
     assert budget.snapshot()["pauses"] >= 1
     for name in OBJECTS:
         assert differences(org, tmp_path / "m.duckdb", name) == []
+
+
+def test_active_initial_import_brings_active_accounts_open_opportunities_and_related(org, tmp_path):
+    db = tmp_path / "m.duckdb"
+    settings = SyncSettings(initial_import="active", lag_seconds=5)
+    settle(org, settings)
+    sync_all(org, db, settings)
+    types = tuple(settings.active_account_types)
+    q = org.store.conn.execute
+    open_opp_accounts = {r[0] for r in q('SELECT "AccountId" FROM "Opportunity" WHERE NOT "IsClosed" AND NOT "IsDeleted"').fetchall()}
+    typed = {r[0] for r in q(f'SELECT "Id" FROM "Account" WHERE "Type" IN {types} AND NOT "IsDeleted"').fetchall()}
+    expected = {
+        "Account": {r[0] for r in q(f'SELECT "Id" FROM "Account" WHERE "Type" IN {types}').fetchall()} | open_opp_accounts,
+        "Opportunity": {r[0] for r in q('SELECT "Id", "AccountId", "IsClosed" FROM "Opportunity"').fetchall()
+                        if not r[2] or r[1] in typed},
+        "Contact": {r[0] for r in q('SELECT "Id", "AccountId" FROM "Contact"').fetchall()
+                    if r[1] in typed or r[1] in open_opp_accounts},
+    }
+    with duckdb.connect(str(db), read_only=True) as conn:
+        for name, ids in expected.items():
+            got = {r[0] for r in conn.execute(f'SELECT "Id" FROM salesforce."{name.lower()}"').fetchall()}
+            assert got == ids, name
+        state = dict(conn.execute("SELECT object_name, initial_import FROM salesforce._sync_state").fetchall())
+    assert set(state.values()) == {"active"}
+    assert 0 < len(expected["Account"]) < org.store.count("Account")
