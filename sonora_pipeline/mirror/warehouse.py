@@ -20,6 +20,7 @@ import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 DEFAULT_LOCK_TIMEOUT_SECONDS = 1800.0
+WRITE_MEMORY_LIMIT = os.environ.get("SONORA_DUCKDB_MEMORY_LIMIT", "256MB")
 
 
 class WarehouseBusy(Exception):
@@ -71,6 +72,11 @@ def write_connection(db_path: Path, *, timeout: float = DEFAULT_LOCK_TIMEOUT_SEC
                 "Nothing was written and the sync cursor did not move; the next run applies the same window. "
                 "Fix: close read-only connections to the file while syncs run (analysts: use "
                 "`sonora-pipeline snapshot` for a copy to query).") from None
+        # Bounded memory whatever the window's size: DuckDB spills to disk past this, and need not keep
+        # insertion order (rows are keyed by Id).
+        conn.execute(f"SET memory_limit = '{WRITE_MEMORY_LIMIT}'")
+        conn.execute("SET preserve_insertion_order = false")
+        conn.execute(f"SET temp_directory = '{db_path.parent / '.sonora-tmp'}'")
         try:
             yield conn
         finally:

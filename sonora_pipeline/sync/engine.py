@@ -31,6 +31,11 @@ from sonora_pipeline.sync.catalog import ObjectSchema, schema_from_describe
 from sonora_pipeline.sync.windows import ReadPlan, initial_plan, window_plan
 
 
+# Rows per Bulk result page: large pages keep API calls low (≈ 10 per million rows), and each page goes
+# straight to the spool on disk, so memory stays bounded.
+BULK_PAGE_RECORDS = 100_000
+
+
 @dataclass
 class SyncResult:
     object_name: str
@@ -101,7 +106,7 @@ def _fetch(client: SalesforceClient, schema: ObjectSchema, plan: ReadPlan, spool
             continue
         soql = _select(schema, where)
         if method == "bulk":
-            for page in client.bulk_query_pages(soql, include_deleted=True):
+            for page in client.bulk_query_pages(soql, include_deleted=True, max_records=BULK_PAGE_RECORDS):
                 spool.add_csv_page(page.csv, page.number_of_records)
                 log.info(f"{schema.object_name}: {spool.rows_expected:,}/{total:,} rows fetched")
         else:

@@ -189,7 +189,7 @@ def test_pipeline_stays_under_its_share_of_the_quota(org, tmp_path):
     settings = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=1_000_000)
     settle(org, settings)
     used = org.quota.snapshot().used
-    org.set_quota(daily_max=used + 40, window_seconds=3)
+    org.set_quota(daily_max=used + 20, window_seconds=3)
     budget = ApiBudget(max_share=0.5, pause_poll_seconds=0.3, max_pause_seconds=60)
     client = client_for(org, budget=budget)
     sync_all(org, tmp_path / "m.duckdb", settings, client=client)
