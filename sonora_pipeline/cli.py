@@ -120,6 +120,37 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connection_from_environment():
+    """The configured org (SALESFORCE_* variables), or the embedded local org when none is set."""
+    from sonora_pipeline.salesforce.connection import OrgConnection
+
+    url = os.environ.get("SALESFORCE_INSTANCE_URL", "")
+    if not url:
+        from sonora_pipeline.localorg.runtime import ensure_local_org
+
+        print("SALESFORCE_INSTANCE_URL is not set: testing the embedded local org.", file=sys.stderr)
+        creds = ensure_local_org()
+        return OrgConnection(instance_url=creds["instance_url"], consumer_key=creds["consumer_key"],
+                             consumer_secret=creds["consumer_secret"], ca_bundle=creds["ca_bundle"])
+    return OrgConnection(instance_url=url, consumer_key=os.environ.get("SALESFORCE_CONSUMER_KEY", ""),
+                         consumer_secret=os.environ.get("SALESFORCE_CONSUMER_SECRET", ""),
+                         ca_bundle=os.environ.get("SALESFORCE_CA_BUNDLE") or None)
+
+
+def cmd_test_connection(args: argparse.Namespace) -> int:
+    from sonora_pipeline.salesforce.diagnose import test_connection
+    from sonora_pipeline.settings import SettingsError, load_settings
+
+    try:
+        objects = load_settings().sync.objects
+    except SettingsError as err:
+        print(f"sonora-pipeline test-connection: {err}", file=sys.stderr)
+        return 2
+    report = test_connection(_connection_from_environment(), required_objects=objects)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from sonora_pipeline.mirror.warehouse import WarehouseBusy, publish_snapshot
     from sonora_pipeline.paths import duckdb_path
@@ -209,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     n = sub.add_parser("snapshot", help="copy the warehouse to a file analysts can keep open during syncs")
     n.add_argument("--output", help="snapshot path (default: <db>-analyst.duckdb next to the warehouse)")
     n.set_defaults(func=cmd_snapshot)
+    t = sub.add_parser("test-connection", help="check credentials, URL, OAuth policy, API access and object access")
+    t.set_defaults(func=cmd_test_connection)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -20,7 +20,15 @@ def test_definitions_load_with_expected_assets_and_job():
     dg.Definitions.validate_loadable(loaded)
     keys = loaded.resolve_asset_graph().get_all_asset_keys()
     assert dg.AssetKey(["salesforce", "org_inventory"]) in keys
-    assert loaded.resolve_job_def("sonora_main_job") is not None
+    for table in ("account", "contact", "opportunity", "case", "case_comment", "task", "event"):
+        key = dg.AssetKey(["salesforce", table])
+        assert key in keys
+        node = loaded.resolve_asset_graph().get(key)
+        assert node.group_name == "salesforce" and {"salesforce", "duckdb"} <= set(node.kinds)
+        assert node.partitions_def is not None
+    for job in ("salesforce_sync_job", "salesforce_reconcile_job", "salesforce_test_connection_job"):
+        assert loaded.resolve_job_def(job) is not None
+    assert {s.name for s in loaded.sensors} == {"salesforce_changes"}
 
 
 def test_dagster_cli_validates_the_workspace():
@@ -30,16 +38,17 @@ def test_dagster_cli_validates_the_workspace():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_demo_runs_the_main_job_on_the_local_org(tmp_path):
+def test_demo_syncs_the_local_org_and_prints_an_example_answer(tmp_path):
     db = tmp_path / "demo.duckdb"
     env = {**os.environ, "SONORA_DUCKDB_PATH": str(db)}
     result = subprocess.run([sys.executable, "-m", "sonora_pipeline.cli", "demo", "--no-ui", "--records", "600"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"DuckDB file: {db}" in result.stdout
+    assert "Example query: SELECT Type, count(*)" in result.stdout
     with duckdb.connect(str(db), read_only=True) as conn:
-        counts = dict(conn.execute("SELECT object_name, record_count FROM salesforce_meta.org_inventory").fetchall())
+        counts = dict(conn.execute("SELECT object_name, rows_upserted_total FROM salesforce._sync_state").fetchall())
+        customers = conn.execute("SELECT count(*) FROM salesforce.account WHERE Type LIKE 'Customer%'").fetchone()[0]
     assert set(counts) == {"Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event"}
     assert all(n > 0 for n in counts.values())
-    secret_free = result.stdout + result.stderr
-    assert "consumer_secret" not in secret_free
+    assert f"Customer - Direct" in result.stdout and customers > 0
