@@ -53,6 +53,10 @@ class SyncSettings(_Strict):
     quota_pause_seconds: float = Field(default=300, gt=0,
                                        description="How long to wait between checks while the quota is spent.")
     custom_objects: list[str] = Field(default_factory=list, description="Custom objects to mirror, e.g. Invoice__c.")
+    required_fields: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Fields the pipeline must be able to read, per object (e.g. Account: [ARR__c]); a sync "
+                    "stops with the object, field and the Salesforce setting to change when one is unreadable.")
 
     @field_validator("initial_import")
     @classmethod

@@ -164,6 +164,16 @@ def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: 
     return CommitResult(rows_read, upserted, deletes, added, state.cursor_modstamp, state.cursor_id)
 
 
+def vanished_columns(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[str]:
+    """Mirrored columns that describe no longer shows (field deleted, or read access revoked): they are
+    kept with their last known values, and the caller says so."""
+    from sonora_pipeline.mirror.tables import OWN_COLUMNS, existing_columns
+
+    known = {f.name.lower() for f in schema.fields} | {c.name.lower() for c in schema.compounds}
+    return sorted(c for c in existing_columns(conn, schema.table)
+                  if c.lower() not in known and c not in OWN_COLUMNS)
+
+
 def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[str]:
     """Bring the table in line with today's describe before reading: new fields become columns, and if
     the table already had rows, those columns are queued for back-fill (recorded in the state, so a crash

@@ -20,6 +20,7 @@ from sonora_pipeline.mirror.commit import (
     commit_purges,
     commit_window,
     prepare_schema,
+    vanished_columns,
 )
 from sonora_pipeline.mirror.spool import Spool, clean_stale_spools
 from sonora_pipeline.mirror.state import ObjectState, read_state
@@ -34,6 +35,7 @@ from sonora_pipeline.sync.windows import ReadPlan, initial_plan, window_plan
 # Rows per Bulk result page: large pages keep API calls low (≈ 10 per million rows), and each page goes
 # straight to the spool on disk, so memory stays bounded.
 BULK_PAGE_RECORDS = 100_000
+MAX_REST_SOQL_LENGTH = 12_000
 
 
 @dataclass
@@ -78,9 +80,9 @@ def _spool_root(db_path: Path) -> Path:
     return db_path.parent / ".sonora-spool"
 
 
-def describe_schema(client: SalesforceClient, object_name: str) -> ObjectSchema:
+def describe_schema(client: SalesforceClient, object_name: str, required: tuple[str, ...] = ()) -> ObjectSchema:
     try:
-        return schema_from_describe(client.describe(object_name))
+        return schema_from_describe(client.describe(object_name), required=required)
     except ApiError as err:
         if err.status == 404:
             raise InsufficientAccess(object_name) from None
@@ -98,7 +100,9 @@ def _fetch(client: SalesforceClient, schema: ObjectSchema, plan: ReadPlan, spool
     total = sum(counts)
     if total == 0:
         return "none"
-    method = "bulk" if total > settings.bulk_threshold else "rest"
+    # REST puts the SOQL in the URL (16,384 bytes at most with headers): very wide objects go to Bulk.
+    too_wide = any(len(_select(schema, where)) > MAX_REST_SOQL_LENGTH for where in plan.filters)
+    method = "bulk" if total > settings.bulk_threshold or too_wide else "rest"
     log.info(f"{schema.object_name}: {total:,} rows to read via {method.upper()} "
              f"({plan.kind}, SystemModstamp {plan.read_from or 'beginning'} .. {plan.read_to})")
     for where, count in zip(plan.filters, counts):
@@ -151,9 +155,13 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
     calls_before = client.api_calls
     db_path = Path(db_path)
     clean_stale_spools(_spool_root(db_path))
-    schema = describe_schema(client, object_name)
+    schema = describe_schema(client, object_name, tuple(settings.required_fields.get(object_name, ())))
     with write_connection(db_path) as conn:
         added_now = prepare_schema(conn, schema)
+        vanished = vanished_columns(conn, schema)
+    if vanished:
+        log.warning(f"{object_name}: {', '.join(vanished)} no longer readable by the run-as user (or deleted); "
+                    "the column(s) keep their last known values and are no longer updated")
     if added_now:
         log.info(f"{object_name}: new field(s) {', '.join(added_now)} added as column(s)")
     state = current_state(db_path, object_name)

@@ -221,3 +221,17 @@ def test_active_initial_import_brings_active_accounts_open_opportunities_and_rel
         state = dict(conn.execute("SELECT object_name, initial_import FROM salesforce._sync_state").fetchall())
     assert set(state.values()) == {"active"}
     assert 0 < len(expected["Account"]) < org.store.count("Account")
+
+
+def test_a_configured_field_the_user_cannot_read_is_named(org, tmp_path):
+    org.revoke_field_access("Account", "ARR__c")
+    settings = SyncSettings(initial_import="all", lag_seconds=5, required_fields={"Account": ["ARR__c"]})
+    with pytest.raises(InsufficientAccess) as err:
+        sync_object(client_for(org), tmp_path / "m.duckdb", "Account", settings, window=None, partition_key=None,
+                    run_id="t", log=log)
+    assert "Account.ARR__c" in str(err.value) and "Set Field-Level Security" in str(err.value)
+    # Without the requirement the field is simply not mirrored (the rest of the object still is).
+    settle(org, settings)
+    result = sync_object(client_for(org), tmp_path / "m.duckdb", "Account", SyncSettings(initial_import="all", lag_seconds=5),
+                         window=None, partition_key=None, run_id="t", log=log)
+    assert result.schema.field("ARR__c") is None and result.rows_read > 0
