@@ -235,3 +235,15 @@ def test_a_configured_field_the_user_cannot_read_is_named(org, tmp_path):
     result = sync_object(client_for(org), tmp_path / "m.duckdb", "Account", SyncSettings(initial_import="all", lag_seconds=5),
                          window=None, partition_key=None, run_id="t", log=log)
     assert result.schema.field("ARR__c") is None and result.rows_read > 0
+
+
+def test_a_chosen_custom_object_is_mirrored_like_the_standard_ones(org, tmp_path):
+    settings = SyncSettings(initial_import="all", lag_seconds=5, custom_objects=["Subscription__c"])
+    settle(org, settings)
+    results = sync_all(org, tmp_path / "m.duckdb", settings)
+    assert results["Subscription__c"].rows_read == org.store.count("Subscription__c") > 0
+    assert differences(org, tmp_path / "m.duckdb", "Subscription__c") == []
+    with duckdb.connect(str(tmp_path / "m.duckdb"), read_only=True) as conn:
+        joined = conn.execute('SELECT count(*) FROM salesforce.subscription__c s JOIN salesforce.account a '
+                              'ON a."Id" = s."Account__c"').fetchone()[0]
+    assert joined > 0
