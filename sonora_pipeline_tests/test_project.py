@@ -49,6 +49,6 @@ def test_demo_syncs_the_local_org_and_prints_an_example_answer(tmp_path):
     with duckdb.connect(str(db), read_only=True) as conn:
         counts = dict(conn.execute("SELECT object_name, rows_upserted_total FROM salesforce._sync_state").fetchall())
         customers = conn.execute("SELECT count(*) FROM salesforce.account WHERE Type LIKE 'Customer%'").fetchone()[0]
-    assert set(counts) == {"Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event"}
+    assert set(counts) >= {"Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event"}
     assert all(n > 0 for n in counts.values())
     assert f"Customer - Direct" in result.stdout and customers > 0

@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from sonora_pipeline.defs.settings import SETTINGS
@@ -65,7 +64,12 @@ class SalesforceResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB file the mirror and the customer model live in."""
+    """The DuckDB file the mirror and the customer model live in.
+
+    Writers go through `sonora_pipeline.mirror.warehouse.write_connection` rather than dagster-duckdb's
+    DuckDBResource: DuckDB allows one writing process, and besides retrying the connect (which
+    DuckDBResource does for about 100 s) our writers queue on a file lock across processes and hold
+    the database only for their commit."""
 
     path: str = Field(default="", description="DuckDB file; empty: SONORA_DUCKDB_PATH or data/sonora.duckdb")
 
@@ -89,7 +93,6 @@ def defs() -> dg.Definitions:
     return dg.Definitions(resources={
         "salesforce": salesforce_resource(),
         "warehouse": WarehouseResource(),
-        "duckdb": DuckDBResource(database=str(duckdb_path())),
     })
 
 

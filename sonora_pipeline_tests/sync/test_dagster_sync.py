@@ -122,3 +122,16 @@ def test_rerunning_a_partition_is_idempotent(org, tmp_path):
         with duckdb.connect(str(db)) as conn:
             after = conn.execute('SELECT * EXCLUDE (_sonora_synced_at) FROM salesforce.contact ORDER BY "Id"').fetchall()
     assert before == after
+
+
+def test_org_inventory_counts_what_the_org_holds(org, tmp_path):
+    from sonora_pipeline.defs.salesforce.org_inventory import org_inventory
+
+    db = tmp_path / "m.duckdb"
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([org_inventory], resources=resources_for(org, db), instance=instance).success
+    with duckdb.connect(str(db), read_only=True) as conn:
+        counts = dict(conn.execute("SELECT object_name, record_count FROM salesforce_meta.org_inventory").fetchall())
+    assert counts["Account"] == org.store.count("Account", include_deleted=False)
+    assert counts["Task"] == org.store.conn.execute(
+        'SELECT count(*) FROM "Task" WHERE NOT "IsDeleted" AND NOT "IsArchived"').fetchone()[0]

@@ -1,40 +1,39 @@
-"""What the connected org holds: each synced object's record count and fields, as seen by the run-as
-user. The first asset a newcomer materializes, and a cheap proof that connection and warehouse work."""
+"""What the connected org holds: each synced object's record count and readable fields, as the run-as user
+sees them — a cheap first look at an org (two API calls per object) before importing it."""
 
-from __future__ import annotations
 
 from datetime import datetime, timezone
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
-from sonora_pipeline.defs.resources import SalesforceResource
-
-SYNCED_OBJECTS = ["Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event"]
+from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
+from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.mirror.warehouse import write_connection
 
 
 @dg.asset(
     key=["salesforce", "org_inventory"],
     group_name="salesforce_meta",
     kinds={"salesforce", "duckdb"},
-    description="Record and field counts of every object Sonora syncs, as the run-as user sees them.",
+    description="Record and field counts of every object Sonora syncs, as the run-as user sees them "
+                "(table salesforce_meta.org_inventory).",
 )
-def org_inventory(salesforce: SalesforceResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
-    sf = salesforce.connection().client()
+def org_inventory(context: dg.AssetExecutionContext, salesforce: SalesforceResource,
+                  warehouse: WarehouseResource) -> dg.MaterializeResult:
+    client = salesforce.client(context.log)
     rows = []
-    for name in SYNCED_OBJECTS:
-        fields = sf.restful(f"sobjects/{name}/describe")["fields"]
-        count = sf.query(f"SELECT COUNT() FROM {name}")["totalSize"]
+    for name in SETTINGS.sync.objects:
+        fields = client.describe(name)["fields"]
         rows.append({
             "object_name": name,
-            "record_count": count,
+            "record_count": client.count(f"SELECT COUNT() FROM {name}", include_deleted=False),
             "field_count": len(fields),
             "custom_field_count": sum(1 for f in fields if f["custom"]),
-            "checked_at": datetime.now(timezone.utc),
+            "checked_at": datetime.now(timezone.utc).replace(tzinfo=None),
         })
     frame = pd.DataFrame(rows)
-    with duckdb.get_connection() as conn:
+    with write_connection(warehouse.db_path()) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS salesforce_meta")
         conn.register("inventory", frame)
         conn.execute("CREATE OR REPLACE TABLE salesforce_meta.org_inventory AS SELECT * FROM inventory")
@@ -42,5 +41,6 @@ def org_inventory(salesforce: SalesforceResource, duckdb: DuckDBResource) -> dg.
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(rows),
         "records_in_org": int(frame["record_count"].sum()),
+        "api_calls": client.api_calls,
         "inventory": dg.MetadataValue.md(frame.drop(columns=["checked_at"]).to_markdown(index=False)),
     })
