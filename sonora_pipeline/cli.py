@@ -170,6 +170,40 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+AT_RISK_QUERY = """
+SELECT c.name, h.score, h.band, c.arr, s.open_cases_total
+FROM sonora.customers c
+JOIN sonora.health_scores h ON h.customer_id = c.external_id
+JOIN sonora.engagement_signals s ON s.customer_id = c.external_id
+WHERE c.is_paying
+ORDER BY h.score NULLS LAST, c.arr DESC
+LIMIT 5
+"""
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    """Rebuild the customer model from the mirror (no Salesforce calls)."""
+    import dagster as dg
+
+    from sonora_pipeline.settings import SettingsError
+
+    try:
+        from sonora_pipeline.definitions import defs as lazy_defs
+    except SettingsError as err:
+        print(f"sonora-pipeline model: {err}", file=sys.stderr)
+        return 2
+    defs = lazy_defs()
+    job = defs.resolve_job_def("customer_model_job")
+    with _instance() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    if not result.success:
+        print(f"sonora-pipeline model failed: {_failure_message(result)}", file=sys.stderr)
+        return 1
+    tables = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
+    print(f"Customer model built: {', '.join(tables)}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Starting the local org with {args.records:,} records ...", flush=True)
     org = _start_org(args.records, args.port, args.seed)
@@ -187,15 +221,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if code != 0:
         org.stop()
         return code
+    code = cmd_model(argparse.Namespace())
+    if code != 0:
+        org.stop()
+        return code
     import duckdb
 
-    query = ("SELECT Type, count(*) AS accounts, round(sum(ARR__c)) AS arr FROM salesforce.account "
-             "WHERE NOT IsDeleted GROUP BY Type ORDER BY accounts DESC")
     with duckdb.connect(str(db), read_only=True) as conn:
-        rows = conn.execute(query).fetchall()
-    print(f"Example query: {query}")
-    for account_type, accounts, arr in rows:
-        print(f"  {str(account_type):<24} {accounts:>6,} accounts  ARR {arr or 0:>14,.0f}")
+        rows = conn.execute(AT_RISK_QUERY).fetchall()
+    print(f"\nExample query (top at-risk paying customers):\n{AT_RISK_QUERY.strip()}")
+    print(f"  {'customer':<34} {'score':>6} {'band':<7} {'ARR':>12} {'open cases':>10}")
+    for name, score, band, arr, cases in rows:
+        print(f"  {str(name)[:34]:<34} {score if score is not None else '-':>6} {band:<7} {arr or 0:>12,.0f} {cases:>10}")
     if args.no_ui:
         org.stop()
         return 0
@@ -237,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--objects", help="comma-separated objects (default: all configured)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sync)
+    m = sub.add_parser("model", help="rebuild the customer model (schema sonora) from the mirror")
+    m.set_defaults(func=cmd_model)
     n = sub.add_parser("snapshot", help="copy the warehouse to a file analysts can keep open during syncs")
     n.add_argument("--output", help="snapshot path (default: <db>-analyst.duckdb next to the warehouse)")
     n.set_defaults(func=cmd_snapshot)

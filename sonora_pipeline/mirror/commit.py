@@ -19,7 +19,7 @@ import duckdb
 
 from sonora_pipeline.mirror.spool import Spool
 from sonora_pipeline.mirror.state import ensure_state_tables, log_window, read_state, write_state
-from sonora_pipeline.mirror.tables import ensure_table, q, qualified
+from sonora_pipeline.mirror.tables import SCHEMA, ensure_table, q, qualified
 from sonora_pipeline.sync.catalog import ObjectSchema
 
 
@@ -174,6 +174,16 @@ def vanished_columns(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> l
                   if c.lower() not in known and c not in OWN_COLUMNS)
 
 
+def _store_record_types(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> None:
+    """Record types from describe (no extra API call): the model filters customers by developer name."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}._record_types (object_name VARCHAR, record_type_id VARCHAR, "
+                 "developer_name VARCHAR, name VARCHAR)")
+    conn.execute(f"DELETE FROM {SCHEMA}._record_types WHERE object_name = ?", [schema.object_name])
+    for rt_id, developer_name, label in schema.record_types:
+        conn.execute(f"INSERT INTO {SCHEMA}._record_types VALUES (?, ?, ?, ?)",
+                     [schema.object_name, rt_id, developer_name, label])
+
+
 def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[str]:
     """Bring the table in line with today's describe before reading: new fields become columns, and if
     the table already had rows, those columns are queued for back-fill (recorded in the state, so a crash
@@ -182,6 +192,7 @@ def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> lis
     try:
         ensure_state_tables(conn)
         added = ensure_table(conn, schema)
+        _store_record_types(conn, schema)
         if added:
             state = read_state(conn, schema.object_name)
             if state.rows_upserted_total:

@@ -62,6 +62,7 @@ class ObjectSchema:
     label: str
     fields: list[MirrorField] = field(default_factory=list)
     compounds: list[CompoundField] = field(default_factory=list)
+    record_types: list[tuple[str, str, str]] = field(default_factory=list)  # (id, developer name, label)
 
     @property
     def table(self) -> str:
@@ -94,7 +95,9 @@ def schema_from_describe(describe: dict[str, Any], *, required: tuple[str, ...] 
     if not describe.get("queryable", True):
         raise SalesforceError(f"{name} cannot be queried through the API.",
                               f"remove {name} from sync.custom_objects, or use a queryable object")
-    schema = ObjectSchema(object_name=name, label=describe.get("label", name))
+    schema = ObjectSchema(object_name=name, label=describe.get("label", name), record_types=[
+        (rt["recordTypeId"], rt["developerName"], rt["name"]) for rt in describe.get("recordTypeInfos") or []
+        if rt.get("recordTypeId") and rt.get("developerName")])
     for raw in describe["fields"]:
         ftype = raw["type"]
         if ftype == "address":

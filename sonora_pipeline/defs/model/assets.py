@@ -1,0 +1,137 @@
+"""The customer model as assets (group `customer_model`): one DuckDB table each in schema `sonora`,
+rebuilt from the mirror whenever the objects it reads change, with checks that keep it trustworthy."""
+
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+
+from sonora_pipeline.defs.resources import WarehouseResource
+from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.model.build import SPECS, MirrorMissing, build_table
+from sonora_pipeline.model.docs import COLUMNS, TABLES
+from sonora_pipeline.model.tables import SCHEMA
+from sonora_pipeline.mirror.warehouse import read_connection, write_connection
+from sonora_pipeline.settings import SettingsError
+
+RAW_OBJECTS = {"account": "Account", "contact": "Contact", "opportunity": "Opportunity", "case": "Case",
+               "case_comment": "CaseComment", "task": "Task", "event": "Event"}
+# Rebuild when any input was updated, even while older sync windows were never materialized.
+AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+
+
+def model_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([SCHEMA, table])
+
+
+def _today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
+def _column_schema(conn, table: str) -> dg.TableSchema:
+    rows = conn.execute("SELECT column_name, data_type, comment FROM duckdb_columns() WHERE schema_name = ? "
+                        "AND table_name = ? ORDER BY column_index", [SCHEMA, table]).fetchall()
+    return dg.TableSchema(columns=[dg.TableColumn(n, t, description=c or "") for n, t, c in rows])
+
+
+def build_model_asset(table: str) -> dg.AssetsDefinition:
+    spec = SPECS[table]
+    deps = [asset_key_for(RAW_OBJECTS[t]) for t in spec.needs] + [model_key(t) for t in spec.after]
+
+    @dg.asset(
+        key=model_key(table),
+        group_name="customer_model",
+        kinds={"duckdb"},
+        deps=deps,
+        description=TABLES.get(table, ""),
+        metadata={"dagster/table_name": f"{SCHEMA}.{table}",
+                  "dagster/column_schema": dg.TableSchema(columns=[
+                      dg.TableColumn(name, description=text) for name, text in COLUMNS.get(table, {}).items()])},
+        automation_condition=AUTOMATION,
+    )
+    def _model_asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        try:
+            with write_connection(warehouse.db_path()) as conn:
+                rows = build_table(conn, table, SETTINGS, _today())
+                schema = _column_schema(conn, table)
+        except (SettingsError, MirrorMissing) as err:
+            raise dg.Failure(description=str(err)) from None
+        context.log.info(f"sonora.{table}: {rows:,} rows")
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": rows, "dagster/table_name": f"{SCHEMA}.{table}", "dagster/column_schema": schema,
+        })
+
+    return _model_asset
+
+
+MODEL_ASSETS = [build_model_asset(t) for t in SPECS]
+
+
+def _scalar(warehouse: WarehouseResource, sql: str, params=None):
+    with read_connection(warehouse.db_path()) as conn:
+        return conn.execute(sql, params or []).fetchone()
+
+
+@dg.asset_check(asset=model_key("customers"), blocking=True,
+                description="Every customer appears once (external_id = Account Id is unique).")
+def customer_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    total, distinct = _scalar(warehouse, f"SELECT count(*), count(DISTINCT external_id) FROM {SCHEMA}.customers")
+    return dg.AssetCheckResult(passed=total == distinct and total > 0 or total == 0,
+                               metadata={"rows": total, "duplicates": total - distinct})
+
+
+def _links_check(table: str, id_column: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=model_key(table), name=f"{table}_point_at_customers",
+                    description=f"Every row of sonora.{table} points at an existing customer, or is flagged "
+                                "(has_customer = false).")
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        dangling, flagged, total = _scalar(warehouse, f"""
+            SELECT count(*) FILTER (WHERE t.customer_id IS NOT NULL AND c.external_id IS NULL),
+                   count(*) FILTER (WHERE NOT t.has_customer), count(*)
+            FROM {SCHEMA}.{table} t LEFT JOIN {SCHEMA}.customers c ON c.external_id = t.customer_id""")
+        return dg.AssetCheckResult(passed=dangling == 0, metadata={
+            "rows": total, "dangling": dangling, "flagged_without_customer": flagged})
+
+    return _check
+
+
+@dg.asset_check(asset=model_key("health_scores"), description="Scores and their measures are within 0-100 and "
+                "bands agree with the settings' thresholds.")
+def health_scores_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    green, yellow = SETTINGS.health.bands.green, SETTINGS.health.bands.yellow
+    bad = _scalar(warehouse, f"""
+        SELECT count(*) FROM {SCHEMA}.health_scores WHERE
+            (score IS NOT NULL AND (score < 0 OR score > 100))
+            OR greatest(coalesce(engagement, 0), coalesce(support, 0), coalesce(commercial, 0), coalesce(sentiment, 0)) > 100
+            OR least(coalesce(engagement, 0), coalesce(support, 0), coalesce(commercial, 0), coalesce(sentiment, 0)) < 0
+            OR (score >= ? AND band != 'green') OR (score < ? AND band != 'red')""", [green, yellow])[0]
+    return dg.AssetCheckResult(passed=bad == 0, metadata={"out_of_range": bad})
+
+
+@dg.asset_check(asset=model_key("ecsat"), description="eCSAT is within 0-100.")
+def ecsat_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    bad = _scalar(warehouse, f"SELECT count(*) FROM {SCHEMA}.ecsat WHERE ecsat < 0 OR ecsat > 100")[0]
+    return dg.AssetCheckResult(passed=bad == 0, metadata={"out_of_range": bad})
+
+
+@dg.asset_check(asset=model_key("customers"), description="Every mirrored object synced successfully in the "
+                "last 26 hours (the model is only as fresh as the mirror).")
+def raw_objects_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=26)
+    with read_connection(warehouse.db_path()) as conn:
+        rows = dict(conn.execute("SELECT object_name, last_success_at FROM salesforce._sync_state").fetchall())
+    stale = {name: str(rows.get(name)) for name in SETTINGS.sync.objects if not rows.get(name) or rows[name] < cutoff}
+    return dg.AssetCheckResult(passed=not stale, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"stale_objects": ", ".join(f"{k} (last {v})" for k, v in stale.items()) or "none"})
+
+
+MODEL_CHECKS = [customer_ids_unique, _links_check("people", "person_id"), _links_check("touchpoints", "touchpoint_id"),
+                health_scores_in_range, ecsat_in_range, raw_objects_fresh]
+
+customer_model_job = dg.define_asset_job("customer_model_job", selection=dg.AssetSelection.groups("customer_model"),
+                                         description="Rebuild the customer model from the mirror (no Salesforce calls).")
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(assets=MODEL_ASSETS, asset_checks=MODEL_CHECKS, jobs=[customer_model_job])

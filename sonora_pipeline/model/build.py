@@ -1,0 +1,106 @@
+"""Building one model table: validate the settings against the mirror, run its SQL, document its columns.
+
+The settings are checked against the mirror's columns (what the last sync saw in describe) before any
+table is touched, so an unknown field, a wrong type or an unreadable field stops the build with the
+settings file's line and the fix, and nothing is written. Each build is one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Callable
+
+import duckdb
+
+from sonora_pipeline.model import scores, tables
+from sonora_pipeline.model.docs import COLUMNS, TABLES
+from sonora_pipeline.model.rules import columns_from_mirror, validate_against_schema
+from sonora_pipeline.model.tables import SCHEMA, Statement
+
+
+class MirrorMissing(Exception):
+    """The raw tables the model reads are not there yet."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    needs: tuple[str, ...]            # raw mirror tables read
+    after: tuple[str, ...]            # model tables read
+    statement: Callable[[Any, date, dict[str, set[str]]], list[Statement]]
+
+
+def _cols(columns: dict[str, dict[str, str]], object_name: str) -> set[str]:
+    return set(columns.get(object_name, {}))
+
+
+SPECS: dict[str, TableSpec] = {spec.name: spec for spec in [
+    TableSpec("customers", ("account", "opportunity"), (),
+              lambda s, d, c: [tables.customers(s, d, c["Account"])]),
+    TableSpec("people", ("contact",), ("customers",), lambda s, d, c: [tables.people(s, c["Contact"])]),
+    TableSpec("people_edges", (), ("people",), lambda s, d, c: [tables.people_edges()]),
+    TableSpec("opportunities", ("opportunity",), ("customers",), lambda s, d, c: [tables.opportunities()]),
+    TableSpec("cases", ("case",), ("customers",), lambda s, d, c: [tables.cases()]),
+    TableSpec("case_comments", ("case_comment",), ("cases",), lambda s, d, c: [tables.case_comments()]),
+    TableSpec("touchpoints", ("task", "event"), ("people", "customers", "opportunities", "cases"),
+              lambda s, d, c: [tables.touchpoints(d)]),
+    TableSpec("engagement_signals", (), ("touchpoints", "cases", "opportunities", "people", "customers"),
+              lambda s, d, c: [tables.engagement_signals(d)]),
+    TableSpec("health_scores", ("account", "contact"), ("engagement_signals", "customers"),
+              lambda s, d, c: [Statement(scores.HISTORY_DDL),
+                               scores.health_scores(s, d, c["Account"], c["Contact"])]),
+    TableSpec("health_score_history", (), ("health_scores",),
+              lambda s, d, c: [Statement(scores.HISTORY_DDL), scores.append_history()]),
+    TableSpec("ecsat", (), ("cases", "health_scores"), lambda s, d, c: [scores.ecsat(s, d, c["Contact"])]),
+    TableSpec("renewals", ("account",), ("customers", "engagement_signals", "health_scores"),
+              lambda s, d, c: [scores.renewals(s, d, c["Account"])]),
+]}
+BUILD_ORDER = list(SPECS)
+
+
+def _existing_tables(conn: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = ?",
+                                       [schema]).fetchall()}
+
+
+def document(conn: duckdb.DuckDBPyConnection, table: str) -> None:
+    description = TABLES.get(table)
+    if description:
+        conn.execute(f"COMMENT ON TABLE {SCHEMA}.{table} IS '{description.replace(chr(39), chr(39) * 2)}'")
+    present = {r[0] for r in conn.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?", [SCHEMA, table]).fetchall()}
+    for column, text in COLUMNS.get(table, {}).items():
+        if column in present:
+            conn.execute(f"COMMENT ON COLUMN {SCHEMA}.{table}.{tables.q(column)} IS "
+                         f"'{text.replace(chr(39), chr(39) * 2)}'")
+
+
+def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, today: date) -> int:
+    """Rebuild one model table; returns its row count."""
+    spec = SPECS[table]
+    raw = _existing_tables(conn, "salesforce")
+    missing = [t for t in spec.needs if t not in raw]
+    if missing:
+        raise MirrorMissing(f"sonora.{table} needs the mirror tables {', '.join('salesforce.' + t for t in missing)}, "
+                            "which are not there yet. Fix: sync the Salesforce objects first "
+                            "(`sonora-pipeline sync`, or materialize the salesforce assets).")
+    columns = columns_from_mirror(conn)
+    validate_against_schema(settings, columns)
+    object_columns = {name: _cols(columns, name) for name in ("Account", "Contact", "Opportunity")}
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        for statement in spec.statement(settings, today, object_columns):
+            conn.execute(statement.sql, statement.params)
+        document(conn, table)
+        rows = conn.execute(f"SELECT count(*) FROM {SCHEMA}.{table}").fetchone()[0]
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return rows
+
+
+def build_all(conn: duckdb.DuckDBPyConnection, settings: Any, today: date) -> dict[str, int]:
+    return {table: build_table(conn, table, settings, today) for table in BUILD_ORDER}
