@@ -755,3 +755,17 @@ def load_settings(path: Path | None = None) -> Settings:
     if problems:
         raise SettingsError(*problems, header=_header(source, len(problems)))
     return settings
+
+
+def model_required_fields(settings: "Settings") -> dict[str, list[str]]:
+    """Fields the customer model reads, per object: the sync refuses to run without read access to them
+    (naming object, field and the Salesforce setting to change) instead of building a silently poorer model."""
+    account = list(settings.mapping.account)
+    account += [c.field for c in settings.accounts.include.conditions]
+    account += [c.field for c in settings.contracts.account_conditions]
+    account += [f for f in (settings.renewals.contract_end_field, settings.renewals.arr_field) if f]
+    contact = list(settings.mapping.contact) + ([settings.health.nps_field] if settings.health.nps_field else [])
+    merged = {name: list(fields) for name, fields in settings.sync.required_fields.items()}
+    for name, fields in (("Account", account), ("Contact", contact)):
+        merged[name] = sorted(set(merged.get(name, [])) | set(fields))
+    return merged

@@ -234,3 +234,28 @@ def test_touchpoints_resolve_people_and_customers(mirrored):
     dangling = query(db, "SELECT count(*) FROM sonora.touchpoints t WHERE t.person_id IS NULL AND t.who_id IS NOT NULL "
                          "AND t.who_id IN (SELECT person_id FROM sonora.people)")[0][0]
     assert dangling == 0
+
+
+def test_a_settings_mistake_found_against_the_mirror_writes_nothing(mirrored):
+    from sonora_pipeline.settings import SettingsError
+
+    org, db = mirrored
+    build(db, Settings())
+    before = query(db, "SELECT count(*), sum(hash(external_id)) FROM sonora.customers")
+    bad = Settings.model_validate({"mapping": {"account": {"Nonexistent_Field__c": "nothing"}}})
+    with pytest.raises(SettingsError) as err:
+        build(db, bad)
+    assert "Account.Nonexistent_Field__c" in str(err.value) and "Field-Level Security" in str(err.value)
+    assert query(db, "SELECT count(*), sum(hash(external_id)) FROM sonora.customers") == before
+    columns = {r[0] for r in query(db, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'customers'")}
+    assert "nothing" not in columns
+
+
+def test_column_comments_document_the_model(mirrored):
+    org, db = mirrored
+    build(db, Settings())
+    comments = dict(query(db, "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'sonora' "
+                              "AND table_name = 'health_scores'"))
+    assert "0-100" in comments["score"] and comments["formula"]
+    formula = query(db, "SELECT DISTINCT formula FROM sonora.health_scores")[0][0]
+    assert "weight" in formula

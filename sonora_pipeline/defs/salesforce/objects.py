@@ -13,7 +13,7 @@ from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.mirror.tables import SCHEMA
 from sonora_pipeline.salesforce.errors import SalesforceError
-from sonora_pipeline.settings import SyncSettings
+from sonora_pipeline.settings import SyncSettings, model_required_fields
 from sonora_pipeline.sync.catalog import ObjectSchema, table_name_for
 from sonora_pipeline.sync.engine import SyncResult, sync_object
 
@@ -98,7 +98,9 @@ def build_object_asset(object_name: str, settings: SyncSettings) -> dg.AssetsDef
     return _object_asset
 
 
-OBJECT_ASSETS = [build_object_asset(name, SETTINGS.sync) for name in SETTINGS.sync.objects]
+# The sync must be able to read every field the customer model uses (mapping, filters, contract rules).
+SYNC_SETTINGS = SETTINGS.sync.model_copy(update={"required_fields": model_required_fields(SETTINGS)})
+OBJECT_ASSETS = [build_object_asset(name, SYNC_SETTINGS) for name in SETTINGS.sync.objects]
 
 
 @dg.definitions
