@@ -404,6 +404,98 @@ class EcsatSettings(_Strict):
                              description="A case closed within N hours of being opened counts as within SLA.")
 
 
+# -- write-back -----------------------------------------------------------------------------------------------
+
+WRITEBACK_TABLES = ("health_scores", "ecsat", "customers", "engagement_signals", "renewals")
+_WRITEBACK_COLUMN = re.compile(r"^([a-z][a-z0-9_]*)\.([a-z][a-z0-9_]*)$")
+
+
+class WritebackMapping(_Strict):
+    """One model column pushed to one Account field: `{column: health_scores.score, field: Sonora_Health_Score__c}`."""
+
+    column: str = Field(description="The model column, as <table>.<column> (tables: "
+                                    + ", ".join(WRITEBACK_TABLES) + ").")
+    field: str = Field(description="The Account field's API name that receives the value.")
+    values: Optional[dict[str, str]] = Field(
+        default=None,
+        description="Model value -> Salesforce value (e.g. green: Green for a picklist); model values not listed "
+                    "are written as empty (null).")
+
+    @field_validator("column", mode="before")
+    @classmethod
+    def _check_column(cls, value: Any) -> str:
+        match = _WRITEBACK_COLUMN.match(value) if isinstance(value, str) else None
+        if not match:
+            raise ValueError(f"{_show(value)!r} is not a model column; write <table>.<column> in lower case, "
+                             "e.g. health_scores.score")
+        if match.group(1) not in WRITEBACK_TABLES:
+            close = difflib.get_close_matches(match.group(1), WRITEBACK_TABLES, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"table '{match.group(1)}' cannot be written back{hint}; use one of "
+                             f"{', '.join(WRITEBACK_TABLES)}")
+        return value
+
+    @field_validator("field", mode="before")
+    @classmethod
+    def _check_field(cls, value: Any) -> str:
+        return _check_field_name(value)
+
+    @field_validator("values")
+    @classmethod
+    def _check_values(cls, value: Optional[dict[str, str]]) -> Optional[dict[str, str]]:
+        if value is not None and not value:
+            raise ValueError("'values' is empty; list model value -> Salesforce value pairs (e.g. green: Green), "
+                             "or remove it to write the model's values as they are")
+        return value
+
+    @property
+    def table(self) -> str:
+        return self.column.split(".", 1)[0]
+
+    @property
+    def model_column(self) -> str:
+        return self.column.split(".", 1)[1]
+
+
+def _default_writeback_mappings() -> list[WritebackMapping]:
+    return [WritebackMapping(column="health_scores.score", field="Sonora_Health_Score__c"),
+            WritebackMapping(column="ecsat.ecsat", field="Sonora_eCSAT__c"),
+            WritebackMapping(column="health_scores.band", field="Sonora_Health_Band__c",
+                             values={"green": "Green", "yellow": "Yellow", "red": "Red"})]
+
+
+class WritebackSettings(_Strict):
+    """Opt-in push of model values (health score, eCSAT, ...) to Account fields in Salesforce."""
+
+    enabled: bool = Field(default=False, strict=True,
+                          description="Write to Salesforce at all; off by default (the asset then reports "
+                                      "'disabled' and makes no call).")
+    mappings: list[WritebackMapping] = Field(default_factory=_default_writeback_mappings,
+                                             description="Model column -> Account field.")
+    bulk_threshold: int = Field(default=2000, ge=1, strict=True,
+                                description="More changed rows than this use Bulk API 2.0 ingest, fewer use "
+                                            "sObject Collections (200 records per call).")
+    dry_run: bool = Field(default=False, strict=True,
+                          description="Compute and report what would be written, write nothing to Salesforce.")
+
+    @field_validator("mappings")
+    @classmethod
+    def _check_unique(cls, value: list[WritebackMapping]) -> list[WritebackMapping]:
+        seen: dict[str, int] = {}
+        problems: list[_At] = []
+        for i, mapping in enumerate(value):
+            key = mapping.field.lower()
+            if key in seen:
+                problems.append(_At(f"Account.{mapping.field} is already the target of mappings[{seen[key]}] "
+                                    f"({value[seen[key]].column}); each field takes one column: remove one of "
+                                    "them or choose another field", i, "field"))
+            else:
+                seen[key] = i
+        if problems:
+            raise problems[0] if len(problems) == 1 else _Many(problems)
+        return value
+
+
 # -- the file -----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -466,6 +558,8 @@ class Settings(_Strict):
     renewals: RenewalsSettings = Field(default_factory=RenewalsSettings, description="Renewal horizon.")
     health: HealthSettings = Field(default_factory=HealthSettings, description="Health score weights and bands.")
     ecsat: EcsatSettings = Field(default_factory=EcsatSettings, description="Estimated CSAT.")
+    writeback: WritebackSettings = Field(default_factory=WritebackSettings,
+                                         description="Opt-in write-back of model values to Account fields.")
 
     _source: SettingsSource | None = PrivateAttr(default=None)
 

@@ -91,6 +91,72 @@ class _LimitExceeded(Exception):
         self.usage: tuple[int, ...] = usage or ()
 
 
+class _Ambiguous(Exception):
+    """Internal: a write request may have reached the org, and its outcome is unknown (no retry)."""
+
+    def __init__(self, description: str, status: int | None = None):
+        super().__init__(description)
+        self.description = description
+        self.status = status
+
+
+class WriteOutcomeUnknown(TransientError):
+    """A write (collections PATCH, Bulk ingest close) failed after the request may have reached the org: it
+    may or may not have been applied. Not retried blindly: the caller re-reads the org's values and sends
+    again only what is not there."""
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """One record's outcome of an sObject Collections write (input order)."""
+
+    id: str | None
+    success: bool
+    errors: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def status_code(self) -> str | None:
+        return str(self.errors[0].get("statusCode")) if self.errors else None
+
+    @property
+    def message(self) -> str | None:
+        if not self.errors:
+            return None
+        return "; ".join(f"{e.get('statusCode')}: {e.get('message')}" + (
+            f" ({', '.join(e.get('fields') or [])})" if e.get("fields") else "") for e in self.errors)
+
+
+MAX_COLLECTION_RECORDS = 200
+BULK_NULL = "#N/A"
+
+
+def _pre_send(exc: BaseException) -> bool:
+    """True when a transport error surely happened before the request left (nothing reached the org)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    text = repr(exc)
+    return isinstance(exc, requests.exceptions.ConnectionError) and (
+        "NewConnectionError" in text or "Connection refused" in text or "Name or service not known" in text)
+
+
+def _bulk_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
+    """Ingest CSV: header row, every value quoted, None as #N/A (sets null; empty would mean unchanged)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([BULK_NULL if row.get(c) is None else _bulk_text(row.get(c)) for c in columns])
+    return out.getvalue().encode("utf-8")
+
+
+def _bulk_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
 def count_csv_records(data: bytes) -> int:
     """Data rows in one Bulk CSV page (header excluded), parsed properly: quoted values may hold newlines,
     so counting lines would be wrong. A blank line is a row (a single null column)."""
@@ -211,6 +277,98 @@ class SalesforceClient:
         payload = {"haltOnError": halt_on_error, "batchRequests": subrequests}
         return self._json(self._call("POST", self._url("composite/batch"), json_body=payload))
 
+    # -- writes ------------------------------------------------------------------------------------------
+    def update_records(self, records: list[dict[str, Any]], all_or_none: bool = False, *,
+                       object_name: str | None = None) -> list[SaveResult]:
+        """sObject Collections update (PATCH composite/sobjects), 200 records per call; SaveResults in input
+        order. Each record needs `id` and `attributes.type` (or pass `object_name`); None values are sent as
+        JSON null (clears the field).
+
+        Never retried blindly: only failures that surely happened before the request was sent (connect
+        errors), a refused token (401, refreshed and sent once more) and REQUEST_LIMIT_EXCEEDED (refused
+        before processing) are retried. A 5xx, a timeout or a dropped connection after sending raise
+        `WriteOutcomeUnknown`: the caller re-reads the org and sends again only what is missing."""
+        results: list[SaveResult] = []
+        for start in range(0, len(records), MAX_COLLECTION_RECORDS):
+            chunk = []
+            for record in records[start:start + MAX_COLLECTION_RECORDS]:
+                record = dict(record)
+                if object_name and "attributes" not in record:
+                    record["attributes"] = {"type": object_name}
+                if not record.get("id") and record.get("Id"):
+                    record["id"] = record.pop("Id")
+                if not isinstance(record.get("attributes"), dict) or not record.get("id"):
+                    raise ValueError("each record needs 'id' and 'attributes': {'type': ...} (or pass object_name)")
+                chunk.append(record)
+            body = self._json(self._call("PATCH", self._url("composite/sobjects"),
+                                         json_body={"allOrNone": bool(all_or_none), "records": chunk},
+                                         idempotent=False))
+            if not isinstance(body, list) or len(body) != len(chunk):
+                raise ApiError(200, "UNEXPECTED_RESPONSE",
+                               f"composite/sobjects answered {type(body).__name__} for {len(chunk)} records",
+                               "composite/sobjects")
+            for sent, item in zip(chunk, body):
+                results.append(SaveResult(id=item.get("id") or sent["id"], success=bool(item.get("success")),
+                                          errors=tuple(item.get("errors") or ())))
+        return results
+
+    def bulk_update(self, object_name: str, rows: list[dict[str, Any]]
+                    ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+        """Bulk API 2.0 ingest `update` job: one CSV upload (None -> #N/A, which sets null), close, wait, then
+        the per-row results: (successes, failures), each a list of dicts with `sf__Id` (and `sf__Error` for
+        failures) plus the columns sent. Creating and polling are retried like reads; the upload and the
+        close are not retried after an ambiguous failure (a job never closed writes nothing and is aborted;
+        for a close whose answer was lost the job's state is read before anything else)."""
+        if not rows:
+            return [], []
+        columns = ["Id"] + sorted({k for row in rows for k in row if k != "Id"})
+        created = self._json(self._call("POST", self._url("jobs/ingest"), json_body={
+            "object": object_name, "operation": "update", "contentType": "CSV", "lineEnding": "LF",
+            "columnDelimiter": "COMMA"}))
+        job_id = str(created["id"])
+        job_path = f"jobs/ingest/{job_id}"
+        try:
+            self._call("PUT", self._url(f"{job_path}/batches"), data=_bulk_csv(rows, columns),
+                       headers={"Content-Type": "text/csv"}, idempotent=False)
+        except Exception:
+            self._abort_ingest(job_id)
+            raise
+        try:
+            self._call("PATCH", self._url(job_path), json_body={"state": "UploadComplete"}, idempotent=False)
+        except WriteOutcomeUnknown:
+            state = self._json(self._call("GET", self._url(job_path))).get("state")
+            if state == "Open":
+                self._call("PATCH", self._url(job_path), json_body={"state": "UploadComplete"}, idempotent=False)
+        delay, ceiling = self.bulk_poll_seconds
+        while True:
+            info = self._json(self._call("GET", self._url(job_path)))
+            if info.get("state") in _BULK_TERMINAL:
+                break
+            self._sleep(delay)
+            delay = min(delay * 2, ceiling)
+        if info.get("state") != "JobComplete":
+            raise BulkJobFailed(200, str(info.get("state")),
+                                f"Bulk ingest job {job_id} ended {info.get('state')}: "
+                                f"{info.get('errorMessage') or 'no error message'}", job_path,
+                                fix="check the job in Setup > Bulk Data Load Jobs; nothing of it was written "
+                                    "unless its results say so.")
+        successes = self._ingest_results(job_path, "successfulResults")
+        failures = self._ingest_results(job_path, "failedResults")
+        self.log.info("Bulk ingest job %s (%s update): %d succeeded, %d failed", job_id, object_name,
+                      len(successes), len(failures))
+        return successes, failures
+
+    def _ingest_results(self, job_path: str, kind: str) -> list[dict[str, str]]:
+        reply = self._call("GET", self._url(f"{job_path}/{kind}/"), headers={"Accept": "text/csv"})
+        text = io.TextIOWrapper(io.BytesIO(reply.content), encoding="utf-8", newline="")
+        return list(csv.DictReader(text))
+
+    def _abort_ingest(self, job_id: str) -> None:
+        try:
+            self._call("PATCH", self._url(f"jobs/ingest/{job_id}"), json_body={"state": "Aborted"})
+        except Exception as exc:  # the job stays Open and expires; it holds no processed data
+            self.log.warning("could not abort Bulk ingest job %s: %s", job_id, exc)
+
     def close(self) -> None:
         self.session.close()
 
@@ -314,7 +472,8 @@ class SalesforceClient:
                            _path_of(reply.request.url or "")) from None
 
     def _call(self, method: str, url: str, *, params: dict[str, Any] | None = None,
-              json_body: Any = None, headers: dict[str, str] | None = None) -> requests.Response:
+              json_body: Any = None, headers: dict[str, str] | None = None, data: bytes | None = None,
+              idempotent: bool = True) -> requests.Response:
         """One logical call: budget gate, token, transient retries and quota pauses. Returns a 2xx/3xx
         response or raises a SalesforceError."""
         path = _path_of(url)
@@ -330,7 +489,13 @@ class SalesforceClient:
                     reraise=True,
                 )
                 try:
-                    return retrying(self._attempt, method, url, params, json_body, headers or {})
+                    return retrying(self._attempt, method, url, params, json_body, headers or {}, data,
+                                    idempotent)
+                except _Ambiguous as exc:
+                    raise WriteOutcomeUnknown(
+                        f"{method} {path} may or may not have been applied ({exc.description}); it was not "
+                        "sent again.", "re-read the records and send only the values that are missing.",
+                        status=exc.status) from None
                 except _LimitExceeded as refused:
                     self.budget.on_limit_exceeded(*refused.usage)  # pauses, or raises QuotaExhausted
                 except _Retryable as exc:
@@ -342,15 +507,20 @@ class SalesforceClient:
             self.budget.after_call()
 
     def _attempt(self, method: str, url: str, params: dict[str, Any] | None, json_body: Any,
-                 headers: dict[str, str]) -> requests.Response:
+                 headers: dict[str, str], data: bytes | None = None, idempotent: bool = True) -> requests.Response:
         self.budget.before_call()
         token = self._token(None)
-        reply = self._send(method, url, token, params, json_body, headers)
+        reply = self._send(method, url, token, params, json_body, headers, data, idempotent)
         if reply.status_code == 401 and _error_of(reply)[0] == "INVALID_SESSION_ID":
             self.log.info("Salesforce session expired; getting a new access token")
             token = self._token(token)
-            reply = self._send(method, url, token, params, json_body, headers)
-        return self._check(reply, method, url)
+            reply = self._send(method, url, token, params, json_body, headers, data, idempotent)
+        try:
+            return self._check(reply, method, url)
+        except _Retryable as exc:
+            if idempotent or exc.status in _TRANSIENT_STATUSES:  # 420/429: refused before processing
+                raise
+            raise _Ambiguous(exc.description, exc.status) from None
 
     def _token(self, stale: str | None) -> str:
         try:
@@ -362,15 +532,17 @@ class SalesforceClient:
             raise _Retryable(f"token endpoint: {type(exc).__name__}") from None
 
     def _send(self, method: str, url: str, token: str, params: dict[str, Any] | None, json_body: Any,
-              headers: dict[str, str]) -> requests.Response:
+              headers: dict[str, str], data: bytes | None = None, idempotent: bool = True) -> requests.Response:
         with self._lock:
             self.api_calls += 1
         try:
-            reply = self.session.request(method, url, params=params, json=json_body,
+            reply = self.session.request(method, url, params=params, json=json_body, data=data,
                                          headers={**headers, "Authorization": f"Bearer {token}"},
                                          timeout=self.timeout, allow_redirects=False)
         except _TRANSPORT_ERRORS as exc:
             self._raise_if_certificate(exc)
+            if not idempotent and not _pre_send(exc):
+                raise _Ambiguous(type(exc).__name__) from None
             raise _Retryable(type(exc).__name__) from None
         self._note_server_date(reply.headers.get("Date"))
         usage = parse_limit_info(reply.headers.get("Sforce-Limit-Info"))
