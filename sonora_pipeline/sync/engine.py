@@ -93,6 +93,16 @@ def _select(schema: ObjectSchema, where: str) -> str:
     return f"SELECT {', '.join(schema.field_names)} FROM {schema.object_name} WHERE {where}"
 
 
+def _bulk_jobs_left(client: SalesforceClient, log: Any) -> bool:
+    """Read /limits before a Bulk job (its response also updates the API budget): when the org's
+    10,000 daily Bulk query jobs are spent, REST still works and nothing waits for tomorrow."""
+    jobs = client.limits().get("DailyBulkV2QueryJobs") or {}
+    if jobs.get("Remaining", 1) > 0:
+        return True
+    log.warning(f"The org's daily Bulk API 2.0 query jobs are spent ({jobs.get('Max')} per 24 h): reading via REST")
+    return False
+
+
 def _fetch(client: SalesforceClient, schema: ObjectSchema, plan: ReadPlan, spool: Spool, settings: SyncSettings,
            log: Any) -> str:
     """Fetch every filter of the plan into the spool; returns the method used ('bulk', 'rest' or 'none')."""
@@ -103,6 +113,8 @@ def _fetch(client: SalesforceClient, schema: ObjectSchema, plan: ReadPlan, spool
     # REST puts the SOQL in the URL (16,384 bytes at most with headers): very wide objects go to Bulk.
     too_wide = any(len(_select(schema, where)) > MAX_REST_SOQL_LENGTH for where in plan.filters)
     method = "bulk" if total > settings.bulk_threshold or too_wide else "rest"
+    if method == "bulk" and not _bulk_jobs_left(client, log):
+        method = "rest"
     log.info(f"{schema.object_name}: {total:,} rows to read via {method.upper()} "
              f"({plan.kind}, SystemModstamp {plan.read_from or 'beginning'} .. {plan.read_to})")
     for where, count in zip(plan.filters, counts):

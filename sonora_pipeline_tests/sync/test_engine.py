@@ -247,3 +247,13 @@ def test_a_chosen_custom_object_is_mirrored_like_the_standard_ones(org, tmp_path
         joined = conn.execute('SELECT count(*) FROM salesforce.subscription__c s JOIN salesforce.account a '
                               'ON a."Id" = s."Account__c"').fetchone()[0]
     assert joined > 0
+
+
+def test_spent_bulk_job_allowance_falls_back_to_rest(org, tmp_path):
+    settings = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=1)
+    settle(org, settings)
+    org.quota.bulk_jobs_used = 10_000  # the org's DailyBulkV2QueryJobs are spent
+    result = sync_object(client_for(org), tmp_path / "m.duckdb", "Account", settings, window=None,
+                         partition_key=None, run_id="t", log=log)
+    assert result.method == "rest"
+    assert differences(org, tmp_path / "m.duckdb", "Account") == []
