@@ -414,6 +414,10 @@ def _process_ingest(org: "LocalOrg", job: IngestJob, user_id: str) -> None:
         return
     org.bulk.count_batches(len(rows) - 1)
     id_index = next((i for i, h in enumerate(job.header) if h.lower() == "id"), None)
+    if job.operation == "update" and id_index is not None:
+        _process_updates(org, job, rows[1:], id_index, user_id)
+        job.state = "JobComplete"
+        return
     for row in rows[1:]:
         if len(row) != len(job.header):
             job.failures.append(("", "INVALID_FIELD:Row has the wrong number of columns:--", row))
@@ -432,6 +436,31 @@ def _process_ingest(org: "LocalOrg", job: IngestJob, user_id: str) -> None:
             job.failures.append((rid if job.operation != "insert" else "",
                                  f"{err.status_code}:{err.message}:{fields}", row))
     job.state = "JobComplete"
+
+
+def _row_values(job: IngestJob, row: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in zip(job.header, row):
+        if value == "" or name.lower() == "id":
+            continue  # empty means "leave unchanged"
+        values[name] = None if value == "#N/A" else value
+    return values
+
+
+def _process_updates(org: "LocalOrg", job: IngestJob, rows: list[list[str]], id_index: int, user_id: str) -> None:
+    """An `update` job applied as one batch (same per-row results as row by row, much faster)."""
+    good = [row for row in rows if len(row) == len(job.header)]
+    for row in rows:
+        if len(row) != len(job.header):
+            job.failures.append(("", "INVALID_FIELD:Row has the wrong number of columns:--", row))
+    outcomes = org.store.update_many(job.object, [(row[id_index], _row_values(job, row)) for row in good],
+                                     user_id=user_id)
+    for row, outcome in zip(good, outcomes):
+        if isinstance(outcome, RecordError):
+            fields = ":".join(outcome.fields) if outcome.fields else "--"
+            job.failures.append((row[id_index], f"{outcome.status_code}:{outcome.message}:{fields}", row))
+        else:
+            job.successes.append((outcome, False, row))
 
 
 def _apply_ingest_row(org: "LocalOrg", job: IngestJob, values: dict[str, Any], rid: str,
