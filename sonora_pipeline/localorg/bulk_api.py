@@ -422,11 +422,7 @@ def _process_ingest(org: "LocalOrg", job: IngestJob, user_id: str) -> None:
         if len(row) != len(job.header):
             job.failures.append(("", "INVALID_FIELD:Row has the wrong number of columns:--", row))
             continue
-        values: dict[str, Any] = {}
-        for name, value in zip(job.header, row):
-            if value == "" or name.lower() == "id":
-                continue  # empty means "leave unchanged"
-            values[name] = None if value == "#N/A" else value
+        values = _row_values(job, row)
         rid = row[id_index] if id_index is not None else ""
         try:
             rid, created = _apply_ingest_row(org, job, values, rid, user_id)

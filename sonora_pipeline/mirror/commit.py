@@ -12,8 +12,10 @@ Rules that make a re-run (or a crash and re-run) leave the same tables as one cl
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Iterator
 
 import duckdb
 
@@ -35,6 +37,20 @@ class CommitResult:
     added_columns: list[str]
     cursor_modstamp: datetime | None
     cursor_id: str | None
+
+
+@contextlib.contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """All or nothing, and no staging table left behind either way."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.execute("DROP TABLE IF EXISTS staged")
 
 
 def _utcnow() -> datetime:
@@ -125,8 +141,7 @@ def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: 
                   initial_import: str | None = None) -> CommitResult:
     """Load `spool` into the object's table and record the window, atomically."""
     synced_at = _utcnow()
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         ensure_state_tables(conn)
         added = ensure_table(conn, schema)
         state = read_state(conn, schema.object_name)
@@ -155,12 +170,6 @@ def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: 
                    window_end=window_end, read_from=read_from, read_to=read_to, kind=kind, method=method,
                    rows_read=rows_read, rows_upserted=upserted, deletes=deletes, api_calls=api_calls,
                    run_id=run_id, committed_at=synced_at)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.execute("DROP TABLE IF EXISTS staged")
     return CommitResult(rows_read, upserted, deletes, added, state.cursor_modstamp, state.cursor_id)
 
 
@@ -188,8 +197,7 @@ def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> lis
     """Bring the table in line with today's describe before reading: new fields become columns, and if
     the table already had rows, those columns are queued for back-fill (recorded in the state, so a crash
     between here and the back-fill still back-fills on the next run)."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         ensure_state_tables(conn)
         added = ensure_table(conn, schema)
         _store_record_types(conn, schema)
@@ -198,18 +206,13 @@ def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> lis
             if state.rows_upserted_total:
                 state.pending_backfill = tuple(sorted(set(state.pending_backfill) | set(added)))
                 write_state(conn, state)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return added
 
 
 def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool, columns: list[str],
                     *, api_calls: int, run_id: str | None) -> int:
     """Fill columns added after rows were mirrored: update those columns only, for rows already present."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         ensure_state_tables(conn)
         ensure_table(conn, schema)
         updated = 0
@@ -225,12 +228,6 @@ def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool
         log_window(conn, object_name=schema.object_name, kind="backfill_columns", method="bulk",
                    rows_read=spool.rows_expected, rows_upserted=updated, deletes=0, api_calls=api_calls,
                    run_id=run_id, committed_at=_utcnow())
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.execute("DROP TABLE IF EXISTS staged")
     return updated
 
 
@@ -238,8 +235,7 @@ def commit_purges(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, live_id
                   api_calls: int, run_id: str | None) -> int:
     """Mark rows whose Id the org no longer has (hard-deleted or purged from the recycle bin)."""
     now = _utcnow()
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         ensure_state_tables(conn)
         ensure_table(conn, schema)
         table = qualified(schema)
@@ -257,10 +253,6 @@ def commit_purges(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, live_id
         write_state(conn, state)
         log_window(conn, object_name=schema.object_name, kind="reconcile_ids", method="bulk", rows_read=None,
                    rows_upserted=0, deletes=purged, api_calls=api_calls, run_id=run_id, committed_at=now)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return purged
 
 
