@@ -93,6 +93,15 @@ def _select(schema: ObjectSchema, where: str) -> str:
     return f"SELECT {', '.join(schema.field_names)} FROM {schema.object_name} WHERE {where}"
 
 
+def _progress_line(object_name: str, done: int, total: int, started: float) -> str:
+    """'Account: 400,000/1,000,000 rows (40%), 31,000 rows/s, about 19 s left' for the run log."""
+    elapsed = max(time.monotonic() - started, 1e-6)
+    rate = done / elapsed
+    left = (total - done) / rate if rate and total > done else 0
+    share = f" ({100 * done / total:.0f}%)" if total else ""
+    return f"{object_name}: {done:,}/{total:,} rows{share}, {rate:,.0f} rows/s, about {left:,.0f} s left"
+
+
 def _bulk_jobs_left(client: SalesforceClient, log: Any) -> bool:
     """Read /limits before a Bulk job (its response also updates the API budget): when the org's
     10,000 daily Bulk query jobs are spent, REST still works and nothing waits for tomorrow."""
@@ -117,6 +126,7 @@ def _fetch(client: SalesforceClient, schema: ObjectSchema, plan: ReadPlan, spool
         method = "rest"
     log.info(f"{schema.object_name}: {total:,} rows to read via {method.upper()} "
              f"({plan.kind}, SystemModstamp {plan.read_from or 'beginning'} .. {plan.read_to})")
+    started = time.monotonic()
     for where, count in zip(plan.filters, counts):
         if count == 0:
             continue
@@ -124,7 +134,7 @@ def _fetch(client: SalesforceClient, schema: ObjectSchema, plan: ReadPlan, spool
         if method == "bulk":
             for page in client.bulk_query_pages(soql, include_deleted=True, max_records=BULK_PAGE_RECORDS):
                 spool.add_csv_page(page.csv, page.number_of_records)
-                log.info(f"{schema.object_name}: {spool.rows_expected:,}/{total:,} rows fetched")
+                log.info(_progress_line(schema.object_name, spool.rows_expected, total, started))
         else:
             for records in client.query_pages(soql, include_deleted=True):
                 spool.add_records(records, schema)
