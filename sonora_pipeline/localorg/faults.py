@@ -19,6 +19,9 @@ class FaultPlan:
     next_errors: int = 0
     next_drops: int = 0
     fail_next_bulk_jobs: int = 0     # Bulk query jobs that end in state Failed
+    truncate_next_json: int = 0      # answer the next N JSON bodies cut in half (a malformed response)
+    short_next_csv: int = 0          # drop the last row of the next N Bulk result pages
+    miscount_next_csv: int = 0       # announce one row too many in the next N pages' Sforce-NumberOfRecords
     path_contains: str = ""          # restrict faults to paths containing this text
     seed: int = 0
     _rng: random.Random = field(default_factory=random.Random, repr=False)
@@ -43,6 +46,23 @@ class FaultPlan:
                 return "drop"
             if roll < self.drop_rate + self.error_rate:
                 return "error"
+        return None
+
+    def corruption(self, path: str, content_type: str | None) -> str | None:
+        """'truncate', 'short' or 'miscount' for a response about to be sent, or None."""
+        if path.startswith("/__localorg/") or (self.path_contains and self.path_contains not in path):
+            return None
+        with self._lock:
+            if content_type and "json" in content_type and self.truncate_next_json > 0:
+                self.truncate_next_json -= 1
+                return "truncate"
+            if content_type == "text/csv" and path.endswith("/results"):
+                if self.short_next_csv > 0:
+                    self.short_next_csv -= 1
+                    return "short"
+                if self.miscount_next_csv > 0:
+                    self.miscount_next_csv -= 1
+                    return "miscount"
         return None
 
     def take_bulk_failure(self) -> bool:

@@ -91,6 +91,7 @@ class Transport:
     decide_fault: Callable[[str], str | None]
     latency: Callable[[], float]
     now_timestamp: Callable[[], float]
+    corruption: Callable[[str, str | None], str | None]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -152,7 +153,24 @@ class _Handler(BaseHTTPRequestHandler):
                     "An unexpected error occurred. Please include this ErrorId if you contact support: "
                     "1735426101-88123 (-1207524733)",
                 )
+        self._corrupt(request, response)
         self._write(request, response)
+
+    def _corrupt(self, request: Request, response: Response) -> None:
+        """Malformed answers on demand: a JSON body cut short, a CSV page missing its last row, or a page
+        whose Sforce-NumberOfRecords is off by one (what clients must detect rather than trust)."""
+        if response.status >= 300 or not response.body:
+            return
+        kind = self.transport.corruption(request.path, response.content_type)
+        if kind == "truncate":
+            response.body = response.body[: max(1, len(response.body) // 2)]
+        elif kind == "short":
+            lines = response.body.rstrip(b"\n").rsplit(b"\n", 1)
+            if len(lines) == 2:
+                response.body = lines[0] + b"\n"
+        elif kind == "miscount":
+            count = int(response.headers.get("Sforce-NumberOfRecords", "0"))
+            response.headers["Sforce-NumberOfRecords"] = str(count + 1)
 
     def _write(self, request: Request, response: Response) -> None:
         body = response.body

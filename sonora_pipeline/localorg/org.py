@@ -101,6 +101,9 @@ class LocalOrg:
     def latency(self) -> float:
         return self.faults.latency_seconds
 
+    def corruption(self, path: str, content_type: str | None) -> str | None:
+        return self.faults.corruption(path, content_type)
+
     def now_timestamp(self) -> float:
         return self.clock.now().timestamp()
 

@@ -233,7 +233,7 @@ class SalesforceClient:
     # -- the simple resources ----------------------------------------------------------------------------
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET /services/data/vXX.X/<path> and return parsed JSON."""
-        return self._json(self._call("GET", self._url(path), params=params))
+        return self._get_json(self._url(path), params=params)
 
     def describe(self, object_name: str) -> dict[str, Any]:
         return self.get(f"sobjects/{object_name}/describe")
@@ -254,7 +254,7 @@ class SalesforceClient:
         """REST query/queryAll, yielding each page's `records` (raw JSON dicts) following nextRecordsUrl."""
         headers = {"Sforce-Query-Options": f"batchSize={max(200, min(2000, int(batch_size)))}"}
         endpoint = "queryAll" if include_deleted else "query"
-        body = self._json(self._call("GET", self._url(endpoint), params={"q": soql}, headers=headers))
+        body = self._get_json(self._url(endpoint), params={"q": soql}, headers=headers)
         pages = rows = 0
         while True:
             records = body.get("records") or []
@@ -266,7 +266,7 @@ class SalesforceClient:
             next_url = body.get("nextRecordsUrl")
             if body.get("done", True) or not next_url:
                 return
-            body = self._json(self._call("GET", self._url(next_url), headers=headers))
+            body = self._get_json(self._url(next_url), headers=headers)
 
     def composite_batch(self, subrequests: list[dict[str, Any]], *, halt_on_error: bool = False) -> dict[str, Any]:
         """POST composite/batch (one API call for up to 25 subrequests). Retried like any call on 5xx and
@@ -336,12 +336,12 @@ class SalesforceClient:
         try:
             self._call("PATCH", self._url(job_path), json_body={"state": "UploadComplete"}, idempotent=False)
         except WriteOutcomeUnknown:
-            state = self._json(self._call("GET", self._url(job_path))).get("state")
+            state = self._get_json(self._url(job_path)).get("state")
             if state == "Open":
                 self._call("PATCH", self._url(job_path), json_body={"state": "UploadComplete"}, idempotent=False)
         delay, ceiling = self.bulk_poll_seconds
         while True:
-            info = self._json(self._call("GET", self._url(job_path)))
+            info = self._get_json(self._url(job_path))
             if info.get("state") in _BULK_TERMINAL:
                 break
             self._sleep(delay)
@@ -425,7 +425,7 @@ class SalesforceClient:
     def _wait_for_job(self, job_id: str) -> dict[str, Any]:
         delay, ceiling = self.bulk_poll_seconds
         while True:
-            info = self._json(self._call("GET", self._url(f"jobs/query/{job_id}")))
+            info = self._get_json(self._url(f"jobs/query/{job_id}"))
             state = info.get("state")
             if state in _BULK_TERMINAL:
                 return info
@@ -463,12 +463,26 @@ class SalesforceClient:
             return self.connection.instance_url + path  # nextRecordsUrl and other absolute paths
         return f"{self.base_url}/{path.lstrip('/')}"
 
+    def _get_json(self, url: str, *, params: dict[str, Any] | None = None,
+                  headers: dict[str, str] | None = None, attempts: int = 3) -> Any:
+        """GET and parse; a malformed body (cut short by a proxy or a dropped stream) is read again, which
+        is safe for a read, before it is reported."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._json(self._call("GET", url, params=params, headers=headers))
+            except ApiError as err:
+                if err.error_code != "NOT_JSON" or attempt == attempts:
+                    raise
+                self.log.warning("Malformed JSON from %s (attempt %d); reading it again", _path_of(url), attempt)
+        raise AssertionError("unreachable")
+
     def _json(self, reply: requests.Response) -> Any:
         try:
             return reply.json()
         except ValueError:
             kind = (reply.headers.get("Content-Type") or "no content type").split(";")[0]
-            raise ApiError(reply.status_code, "NOT_JSON", f"expected JSON, got {kind}",
+            raise ApiError(reply.status_code, "NOT_JSON",
+                           f"the answer was not valid JSON ({kind}, {len(reply.content)} bytes: malformed or cut short)",
                            _path_of(reply.request.url or "")) from None
 
     def _call(self, method: str, url: str, *, params: dict[str, Any] | None = None,

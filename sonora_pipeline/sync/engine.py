@@ -178,14 +178,6 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
     db_path = Path(db_path)
     clean_stale_spools(_spool_root(db_path))
     schema = describe_schema(client, object_name, tuple(settings.required_fields.get(object_name, ())))
-    with write_connection(db_path) as conn:
-        added_now = prepare_schema(conn, schema)
-        vanished = vanished_columns(conn, schema)
-    if vanished:
-        log.warning(f"{object_name}: {', '.join(vanished)} no longer readable by the run-as user (or deleted); "
-                    "the column(s) keep their last known values and are no longer updated")
-    if added_now:
-        log.info(f"{object_name}: new field(s) {', '.join(added_now)} added as column(s)")
     state = current_state(db_path, object_name)
     now = _server_now(client)
     results: list[tuple[ReadPlan, str, CommitResult]] = []
@@ -212,6 +204,17 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
             results.append((plan, method, committed))
         finally:
             spool.remove()
+    # After the reads, so a failed read leaves nothing behind: new fields become columns (queued for
+    # back-fill when the table already has rows) even when no window had rows to commit.
+    with write_connection(db_path) as conn:
+        added_now = prepare_schema(conn, schema)
+        vanished = vanished_columns(conn, schema)
+    added_now = sorted(set(added_now) | {col for _, _, c in results for col in c.added_columns})
+    if added_now:
+        log.info(f"{object_name}: new field(s) {', '.join(added_now)} added as column(s)")
+    if vanished:
+        log.warning(f"{object_name}: {', '.join(vanished)} no longer readable by the run-as user (or deleted); "
+                    "the column(s) keep their last known values and are no longer updated")
     backfilled = 0
     pending = current_state(db_path, object_name).pending_backfill
     if pending:
