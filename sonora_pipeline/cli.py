@@ -126,12 +126,10 @@ def _connection_from_environment():
 
     url = os.environ.get("SALESFORCE_INSTANCE_URL", "")
     if not url:
-        from sonora_pipeline.localorg.runtime import ensure_local_org
+        from sonora_pipeline.localorg.runtime import local_org_connection
 
         print("SALESFORCE_INSTANCE_URL is not set: testing the embedded local org.", file=sys.stderr)
-        creds = ensure_local_org()
-        return OrgConnection(instance_url=creds["instance_url"], consumer_key=creds["consumer_key"],
-                             consumer_secret=creds["consumer_secret"], ca_bundle=creds["ca_bundle"])
+        return local_org_connection()
     return OrgConnection(instance_url=url, consumer_key=os.environ.get("SALESFORCE_CONSUMER_KEY", ""),
                          consumer_secret=os.environ.get("SALESFORCE_CONSUMER_SECRET", ""),
                          ca_bundle=os.environ.get("SALESFORCE_CA_BUNDLE") or None)

@@ -46,12 +46,9 @@ class SalesforceResource(dg.ConfigurableResource):
 
     def connection(self) -> OrgConnection:
         if not self.instance_url:
-            from sonora_pipeline.localorg.runtime import ensure_local_org
+            from sonora_pipeline.localorg.runtime import local_org_connection
 
-            creds = ensure_local_org()
-            return OrgConnection(instance_url=creds["instance_url"], consumer_key=creds["consumer_key"],
-                                 consumer_secret=creds["consumer_secret"], api_version=self.api_version,
-                                 ca_bundle=creds["ca_bundle"])
+            return local_org_connection(self.api_version)
         connection = OrgConnection(instance_url=self.instance_url, consumer_key=self.consumer_key,
                                    consumer_secret=self.consumer_secret, api_version=self.api_version,
                                    ca_bundle=self.ca_bundle or None)

@@ -8,7 +8,7 @@ only decides who handles a request and whether it may be handled at all.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs
 
 from sonora_pipeline.localorg.auth import OAuthError
@@ -40,6 +40,8 @@ class ApiContext:
         self.version = version
         self.user_id = user_id
         self.rest = rest  # path after /services/data/vXX.X, without trailing slash
+        self.match: re.Match[str] | None = None  # the route's match (named groups: obj, id, job, ...)
+        self.obj: Any = None  # the sObject named by the route's `obj` group, resolved by the router
 
 
 def versions_list() -> list[dict[str, str]]:
@@ -101,7 +103,11 @@ class OrgApi:
             if method != request.method:
                 allowed = True
                 continue
-            ctx.match = m  # type: ignore[attr-defined]
+            ctx.match = m
+            if "obj" in m.groupdict():  # every /sobjects/{Object}/... resource: unknown objects are a 404
+                ctx.obj = self.org.catalog.object(m.group("obj"))
+                if ctx.obj is None:
+                    return Response.error(404, "NOT_FOUND", "The requested resource does not exist")
             return handler(self.org, request, ctx)
         if allowed:
             return Response.error(405, "METHOD_NOT_ALLOWED",

@@ -32,6 +32,20 @@ LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 INGEST_OPERATIONS = {"insert", "update", "upsert", "delete", "hardDelete"}
 
 
+def _job_info(job: Any, job_type: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """JobInfo as Bulk API 2.0 answers it: the keys both kinds of job share, then the kind's own."""
+    stamp = format_rest_datetime(job.created)
+    body: dict[str, Any] = {
+        "id": job.id, "operation": job.operation, "object": job.object, "createdById": job.created_by,
+        "createdDate": stamp, "systemModstamp": stamp, "state": job.state, "concurrencyMode": "Parallel",
+        "contentType": "CSV", "apiVersion": float(job.version), "jobType": job_type,
+        "lineEnding": job.line_ending, "columnDelimiter": job.column_delimiter, **extra,
+    }
+    if job.error_message:
+        body["errorMessage"] = job.error_message
+    return body
+
+
 @dataclass
 class QueryJob:
     id: str
@@ -49,18 +63,10 @@ class QueryJob:
     polls: int = 0
 
     def info(self) -> dict[str, Any]:
-        stamp = format_rest_datetime(self.created)
-        body: dict[str, Any] = {
-            "id": self.id, "operation": self.operation, "object": self.object, "createdById": self.created_by,
-            "createdDate": stamp, "systemModstamp": stamp, "state": self.state,
-            "concurrencyMode": "Parallel", "contentType": "CSV", "apiVersion": float(self.version),
-            "jobType": "V2Query", "lineEnding": self.line_ending, "columnDelimiter": self.column_delimiter,
+        return _job_info(self, "V2Query", {
             "numberRecordsProcessed": self.table.num_rows if self.table is not None and self.state == "JobComplete" else 0,
             "retries": 0, "totalProcessingTime": 0, "isPkChunkingSupported": True,
-        }
-        if self.error_message:
-            body["errorMessage"] = self.error_message
-        return body
+        })
 
 
 @dataclass
@@ -83,22 +89,15 @@ class IngestJob:
     error_message: str | None = None
 
     def info(self) -> dict[str, Any]:
-        stamp = format_rest_datetime(self.created)
-        body: dict[str, Any] = {
-            "id": self.id, "operation": self.operation, "object": self.object, "createdById": self.created_by,
-            "createdDate": stamp, "systemModstamp": stamp, "state": self.state,
-            "concurrencyMode": "Parallel", "contentType": "CSV", "apiVersion": float(self.version),
-            "jobType": "V2Ingest", "contentUrl": f"services/data/v{self.version}/jobs/ingest/{self.id}/batches",
-            "lineEnding": self.line_ending, "columnDelimiter": self.column_delimiter,
+        extra: dict[str, Any] = {
+            "contentUrl": f"services/data/v{self.version}/jobs/ingest/{self.id}/batches",
             "numberRecordsProcessed": len(self.successes) + len(self.failures),
             "numberRecordsFailed": len(self.failures), "retries": 0, "totalProcessingTime": 0,
             "apiActiveProcessingTime": 0, "apexProcessingTime": 0,
         }
         if self.external_id_field:
-            body["externalIdFieldName"] = self.external_id_field
-        if self.error_message:
-            body["errorMessage"] = self.error_message
-        return body
+            extra["externalIdFieldName"] = self.external_id_field
+        return _job_info(self, "V2Ingest", extra)
 
 
 class BulkService:
@@ -209,11 +208,16 @@ def create_query_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Resp
     return Response.json(200, created)
 
 
-def _query_job(org: "LocalOrg", ctx: ApiContext) -> QueryJob | Response:
-    job = org.bulk.query_jobs.get(ctx.match.group("job"))  # type: ignore[attr-defined]
+def _job(jobs: dict[str, Any], ctx: ApiContext) -> Any:
+    """The job named by the route, or the org's 404 for an unknown or deleted job."""
+    job = jobs.get(ctx.match.group("job"))
     if job is None:
         return Response.error(404, "NOT_FOUND", "The requested resource does not exist")
     return job
+
+
+def _query_job(org: "LocalOrg", ctx: ApiContext) -> QueryJob | Response:
+    return _job(org.bulk.query_jobs, ctx)
 
 
 def get_query_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
@@ -335,10 +339,7 @@ def create_ingest_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Res
 
 
 def _ingest_job(org: "LocalOrg", ctx: ApiContext) -> IngestJob | Response:
-    job = org.bulk.ingest_jobs.get(ctx.match.group("job"))  # type: ignore[attr-defined]
-    if job is None:
-        return Response.error(404, "NOT_FOUND", "The requested resource does not exist")
-    return job
+    return _job(org.bulk.ingest_jobs, ctx)
 
 
 def list_ingest_jobs(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
@@ -490,7 +491,7 @@ def ingest_results(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respon
     job = _ingest_job(org, ctx)
     if isinstance(job, Response):
         return job
-    kind = ctx.match.group("kind").lower()  # type: ignore[attr-defined]
+    kind = ctx.match.group("kind").lower()
     if job.state not in ("JobComplete", "Failed", "Aborted"):
         return Response.error(400, "INVALIDJOBSTATE", f"Job {job.id} is not complete: state {job.state}")
     out = io.StringIO()

@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from isal import igzip  # gzip as Salesforce sends it when asked, ~3x faster than zlib
+
+from sonora_pipeline.localorg.soql.results import dumps
 from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,6 @@ class Response:
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> "Response":
         # Numbers as Salesforce writes them (Java Double.toString: 300.0, 1.2345678E7).
-        from sonora_pipeline.localorg.soql.results import dumps
-
         return cls(status, dumps(payload).encode("utf-8"), JSON_TYPE, headers or {})
 
     @classmethod

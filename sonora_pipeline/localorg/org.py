@@ -166,11 +166,7 @@ class LocalOrg:
         return self.clock.set(when)
 
     def add_field(self, object_name: str, name: str, field_type: str, label: str, **kwargs: Any) -> None:
-        from sonora_pipeline.localorg.schema import FieldFactory, _load_seed
-
-        factory = FieldFactory({n: _load_seed(f"cumulusci_{n.lower()}_describe.json")
-                                for n in ("Account", "Contact", "Opportunity", "Case", "Event")})
-        self.store.add_column(object_name, factory.make(name, field_type, label, **kwargs))
+        self.store.add_column(object_name, self.catalog.field_factory.make(name, field_type, label, **kwargs))
 
     def revoke_field_access(self, object_name: str, field_name: str) -> None:
         self.catalog.revoke_read(object_name, field_name)

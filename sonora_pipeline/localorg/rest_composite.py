@@ -44,14 +44,14 @@ def _collection_body(request: Request) -> tuple[list[dict[str, Any]], bool] | Re
     return records, bool(payload.get("allOrNone", False))
 
 
-def _type_of(org: "LocalOrg", record: Any) -> str | None:
-    if not isinstance(record, dict):
-        return None
-    attributes = record.get("attributes")
-    if not isinstance(attributes, dict) or not isinstance(attributes.get("type"), str):
-        return None
-    obj = org.catalog.object(attributes["type"])
-    return obj.name if obj else None
+def _type_of(org: "LocalOrg", record: Any) -> str:
+    """The record's sObject from `attributes.type`, or the SaveResult error a real org gives without one."""
+    attributes = record.get("attributes") if isinstance(record, dict) else None
+    obj = org.catalog.object(attributes["type"]) if isinstance(attributes, dict) and isinstance(
+        attributes.get("type"), str) else None
+    if obj is None:
+        raise RecordError("INVALID_TYPE", "Must send a concrete entity type.", [])
+    return obj.name
 
 
 def _apply_all(org: "LocalOrg", records: list[Any], all_or_none: bool, apply) -> list[dict[str, Any]]:
@@ -88,8 +88,6 @@ def update_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Res
 
     def apply(record: Any) -> str:
         obj_name = _type_of(org, record)
-        if obj_name is None:
-            raise RecordError("INVALID_TYPE", "Must send a concrete entity type.", [])
         rid = record.get("id") or record.get("Id")
         if not isinstance(rid, str):
             raise RecordError("MISSING_ARGUMENT", "Id not specified in an update call", [])
@@ -108,8 +106,6 @@ def create_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Res
 
     def apply(record: Any) -> str:
         obj_name = _type_of(org, record)
-        if obj_name is None:
-            raise RecordError("INVALID_TYPE", "Must send a concrete entity type.", [])
         if record.get("id") or record.get("Id"):
             raise RecordError("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
         values = {k: v for k, v in record.items() if k != "attributes"}
@@ -140,9 +136,7 @@ def delete_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Res
 
 
 def retrieve_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
-    obj = org.catalog.object(ctx.match.group("obj"))  # type: ignore[attr-defined]
-    if obj is None:
-        return Response.error(404, "NOT_FOUND", "The requested resource does not exist")
+    obj = ctx.obj
     ids = [i for i in (request.param("ids") or "").split(",") if i]
     fields = [f for f in (request.param("fields") or "").split(",") if f]
     if not ids or not fields:

@@ -32,7 +32,7 @@ def _query(org: "LocalOrg", request: Request, ctx: ApiContext, *, include_delete
 
 def _next_page(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
     try:
-        page = org.queries.next_page(ctx.match.group("locator"), version=ctx.version,  # type: ignore[attr-defined]
+        page = org.queries.next_page(ctx.match.group("locator"), version=ctx.version,
                                      batch_size=batch_size_from(request.header("sforce-query-options")))
     except QueryFailure as failure:
         return failure.response()

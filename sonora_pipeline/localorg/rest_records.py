@@ -45,7 +45,7 @@ def resource_map(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response
              "tabs", "appMenu", "quickActions", "queryAll", "commerce", "wave", "iot", "analytics", "search",
              "identity", "composite", "parameterizedSearch", "fingerprint", "theme", "nouns", "domino", "event",
              "serviceTemplates", "recent", "connect", "licensing", "limits", "process", "async-queries",
-             "dedupe", "query", "asyncQueries", "sobjects", "actions", "support"]
+             "dedupe", "asyncQueries", "sobjects", "actions", "support"]
     out = {n: f"{base}/{n}" for n in names}
     out["identity"] = f"{org.instance_url}/id/{org.org_id}/{ctx.user_id}"
     return Response.json(200, out)
@@ -67,30 +67,19 @@ def describe_global(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respo
     return Response.json(200, describe.describe_global(org.catalog, ctx.version))
 
 
-def _object_or_404(org: "LocalOrg", ctx: ApiContext):
-    obj = org.catalog.object(ctx.match.group("obj"))  # type: ignore[attr-defined]
-    return obj
-
-
 def sobject_basic_info(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
-    obj = _object_or_404(org, ctx)
-    if obj is None:
-        return Response.error(404, *NOT_FOUND)
+    obj = ctx.obj
     return Response.json(200, describe.basic_info(org.catalog, obj, ctx.version, []))
 
 
 def describe_sobject(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
-    obj = _object_or_404(org, ctx)
-    if obj is None:
-        return Response.error(404, *NOT_FOUND)
+    obj = ctx.obj
     return Response.json(200, describe.describe_sobject(org.catalog, obj, ctx.version, org.instance_url))
 
 
 def get_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
-    obj = _object_or_404(org, ctx)
-    if obj is None:
-        return Response.error(404, *NOT_FOUND)
-    record_id = ctx.match.group("id")  # type: ignore[attr-defined]
+    obj = ctx.obj
+    record_id = ctx.match.group("id")
     if not is_valid_id(record_id):
         return Response.error(404, *NOT_FOUND)
     wanted = request.param("fields")
@@ -109,9 +98,7 @@ def get_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
 
 
 def create_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
-    obj = _object_or_404(org, ctx)
-    if obj is None:
-        return Response.error(404, *NOT_FOUND)
+    obj = ctx.obj
     payload, bad = _json_object(request)
     if bad:
         return bad
@@ -124,13 +111,11 @@ def create_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respons
 
 
 def update_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
-    obj = _object_or_404(org, ctx)
-    if obj is None:
-        return Response.error(404, *NOT_FOUND)
+    obj = ctx.obj
     payload, bad = _json_object(request)
     if bad:
         return bad
-    record_id = ctx.match.group("id")  # type: ignore[attr-defined]
+    record_id = ctx.match.group("id")
     if org.store.get(obj.name, record_id, include_deleted=True) is None:
         return Response.error(404, *NOT_FOUND)
     try:
@@ -141,10 +126,8 @@ def update_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respons
 
 
 def delete_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
-    obj = _object_or_404(org, ctx)
-    if obj is None:
-        return Response.error(404, *NOT_FOUND)
-    record_id = ctx.match.group("id")  # type: ignore[attr-defined]
+    obj = ctx.obj
+    record_id = ctx.match.group("id")
     if org.store.get(obj.name, record_id, include_deleted=True) is None:
         return Response.error(404, *NOT_FOUND)
     try:
@@ -199,9 +182,7 @@ def _feed_window(org: "LocalOrg", request: Request, lookback: timedelta) -> tupl
 
 
 def updated_feed(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
-    obj = _object_or_404(org, ctx)
-    if obj is None:
-        return Response.error(404, *NOT_FOUND)
+    obj = ctx.obj
     window = _feed_window(org, request, timedelta(days=30))
     if isinstance(window, Response):
         return window
@@ -213,9 +194,7 @@ def updated_feed(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response
 
 
 def deleted_feed(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
-    obj = _object_or_404(org, ctx)
-    if obj is None:
-        return Response.error(404, *NOT_FOUND)
+    obj = ctx.obj
     window = _feed_window(org, request, timedelta(days=15))
     if isinstance(window, Response):
         return window

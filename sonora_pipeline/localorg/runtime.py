@@ -64,3 +64,14 @@ def ensure_local_org(records: int = DEFAULT_RECORDS, timeout: float = 180.0) -> 
             return creds
         time.sleep(0.2)
     raise RuntimeError(f"the local org did not start within {timeout:.0f} s; see {path.parent / 'localorg.log'}")
+
+
+def local_org_connection(api_version: str | None = None):
+    """An `OrgConnection` to the embedded local org (started if needed): what every entry point uses when
+    no SALESFORCE_INSTANCE_URL is configured."""
+    from sonora_pipeline.salesforce.connection import DEFAULT_API_VERSION, OrgConnection
+
+    creds = ensure_local_org()
+    return OrgConnection(instance_url=creds["instance_url"], consumer_key=creds["consumer_key"],
+                         consumer_secret=creds["consumer_secret"], api_version=api_version or DEFAULT_API_VERSION,
+                         ca_bundle=creds["ca_bundle"])

@@ -166,8 +166,9 @@ class Catalog:
     Thread-safe: the server reads it from many request threads while controls change it.
     """
 
-    def __init__(self, objects: Iterable[ObjectSpec]):
+    def __init__(self, objects: Iterable[ObjectSpec], field_factory: "FieldFactory | None" = None):
         self._objects: dict[str, ObjectSpec] = {o.name.lower(): o for o in objects}
+        self.field_factory = field_factory  # makes describe entries for fields added while the org runs
         self._hidden: set[tuple[str, str]] = set()  # (object lower, field lower) the user cannot read
         self.lock = threading.RLock()
 
@@ -358,7 +359,7 @@ def _top_like(template: dict[str, Any], name: str, label: str, plural: str, pref
     return top
 
 
-def _audit_fields(ff: FieldFactory, seeds: dict[str, dict[str, Any]], obj_label: str) -> list[FieldSpec]:
+def _audit_fields(seeds: dict[str, dict[str, Any]]) -> list[FieldSpec]:
     """IsDeleted and the audit fields exactly as the recorded Account has them."""
     acct = {f["name"]: f for f in seeds["Account"]["fields"]}
     out = []
@@ -421,7 +422,7 @@ def build_standard_catalog() -> Catalog:
                 picklist=["Standard", "PowerPartner", "CsnOnly"]),
     ]:
         user.fields[f.name] = f
-    for f in _audit_fields(ff, seeds, "User"):
+    for f in _audit_fields(seeds):
         if f.name != "IsDeleted":  # User has no IsDeleted in a real org
             user.fields[f.name] = f
     objects["User"] = user
@@ -443,7 +444,7 @@ def build_standard_catalog() -> Catalog:
         ff.make("IsActive", "boolean", "Active", custom=False),
     ]:
         rt.fields[f.name] = f
-    for f in _audit_fields(ff, seeds, "RecordType"):
+    for f in _audit_fields(seeds):
         if f.name != "IsDeleted":
             rt.fields[f.name] = f
     objects["RecordType"] = rt
@@ -498,7 +499,7 @@ def build_standard_catalog() -> Catalog:
         ff.make("CommentBody", "textarea", "Body", length=4000, custom=False),
     ]:
         cc.fields[f.name] = f
-    for f in _audit_fields(ff, seeds, "CaseComment"):
+    for f in _audit_fields(seeds):
         cc.fields[f.name] = f
     objects["CaseComment"] = cc
 
@@ -506,7 +507,7 @@ def build_standard_catalog() -> Catalog:
     _add_child_relationship(objects["Account"], "Subscription__c", "Account__c", "Subscriptions__r")
 
     _add_custom_fields(objects, ff)
-    return Catalog(objects.values())
+    return Catalog(objects.values(), field_factory=ff)
 
 
 SUBSCRIPTION_STATUSES = ("Active", "Trial", "Cancelled", "Expired")
@@ -543,7 +544,7 @@ def _subscription_object(seeds: dict[str, dict[str, Any]], global_seed: dict[str
                                         "a0S", **flags_global),
     )
     recorded = {f["name"]: f for f in seeds["Account"]["fields"]}
-    audit = {f.name: f for f in _audit_fields(ff, seeds, "Subscription__c")}
+    audit = {f.name: f for f in _audit_fields(seeds)}
     name = ff.make("Name", "string", "Subscription Name", length=80, custom=False,
                    extra={"nameField": True, "idLookup": True, "defaultedOnCreate": True})
     name.raw.update(nillable=True, permissionable=False)

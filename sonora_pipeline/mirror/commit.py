@@ -193,20 +193,19 @@ def _store_record_types(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -
                      [schema.object_name, rt_id, developer_name, label])
 
 
-def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[str]:
-    """Bring the table in line with today's describe before reading: new fields become columns, and if
-    the table already had rows, those columns are queued for back-fill (recorded in the state, so a crash
-    between here and the back-fill still back-fills on the next run)."""
+def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> tuple[list[str], tuple[str, ...]]:
+    """Bring the table in line with today's describe: new fields become columns, and if the table already
+    had rows, those columns are queued for back-fill (recorded in the state, so a crash between here and the
+    back-fill still back-fills on the next run). Returns (columns added, columns awaiting back-fill)."""
     with transaction(conn):
         ensure_state_tables(conn)
         added = ensure_table(conn, schema)
         _store_record_types(conn, schema)
-        if added:
-            state = read_state(conn, schema.object_name)
-            if state.rows_upserted_total:
-                state.pending_backfill = tuple(sorted(set(state.pending_backfill) | set(added)))
-                write_state(conn, state)
-    return added
+        state = read_state(conn, schema.object_name)
+        if added and state.rows_upserted_total:
+            state.pending_backfill = tuple(sorted(set(state.pending_backfill) | set(added)))
+            write_state(conn, state)
+    return added, state.pending_backfill
 
 
 def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool, columns: list[str],

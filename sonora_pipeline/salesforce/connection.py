@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import requests
-from simple_salesforce import Salesforce
 
 from sonora_pipeline.salesforce.errors import ConfigError
 
@@ -36,10 +35,6 @@ MY_DOMAIN_HINT = ("use https://<yourdomain>.my.salesforce.com, or "
                   "<yourdomain>--<sandbox>.sandbox.my.salesforce.com for a sandbox")
 _GENERIC_LOGIN_HOSTS = {"login.salesforce.com", "test.salesforce.com"}
 _VERSION = re.compile(r"^\d{2,3}\.\d$")
-
-
-class ConnectionFailed(Exception):
-    """The org refused the connection; `reason` says what is wrong and how to fix it."""
 
 
 def is_loopback_host(host: str) -> bool:
@@ -76,7 +71,6 @@ class OrgConnection:
     consumer_secret: str = field(repr=False)
     api_version: str = DEFAULT_API_VERSION
     ca_bundle: str | None = None
-    timeout: float = 60.0
 
     def __post_init__(self) -> None:
         # Normalise what is harmless to normalise; everything else is judged by validate().
@@ -181,32 +175,13 @@ class OrgConnection:
         """Root of the versioned REST API, e.g. https://acme.my.salesforce.com/services/data/v62.0"""
         return f"{self.instance_url}/services/data/v{self.api_version}"
 
-    # -- sessions and simple-salesforce ------------------------------------------------------------------
+    # -- sessions ------------------------------------------------------------------
     def http_session(self) -> requests.Session:
         session = requests.Session()
         if self.ca_bundle:
             session.verify = self.ca_bundle
             session.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would override `verify`
         return session
-
-    def token(self, session: requests.Session) -> dict:
-        url = self.instance_url.rstrip("/") + "/services/oauth2/token"
-        reply = session.post(url, data={"grant_type": "client_credentials"},
-                             auth=(self.consumer_key, self.consumer_secret), timeout=self.timeout)
-        if reply.status_code != 200:
-            try:
-                body = reply.json()
-                detail = f"{body.get('error')}: {body.get('error_description')}"
-            except (ValueError, AttributeError):
-                detail = f"HTTP {reply.status_code}"
-            raise ConnectionFailed(f"the org at {self.instance_url} refused the client credentials ({detail})")
-        return reply.json()
-
-    def client(self) -> Salesforce:
-        session = self.http_session()
-        token = self.token(session)
-        return Salesforce(instance_url=token["instance_url"], session_id=token["access_token"],
-                          session=session, version=self.api_version)
 
     @property
     def host(self) -> str:

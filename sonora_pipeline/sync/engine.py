@@ -23,7 +23,8 @@ from sonora_pipeline.mirror.commit import (
     vanished_columns,
 )
 from sonora_pipeline.mirror.spool import Spool, clean_stale_spools
-from sonora_pipeline.mirror.state import ObjectState, read_state
+from sonora_pipeline.mirror.state import ObjectState, read_all_states
+from sonora_pipeline.mirror.tables import qualified
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.errors import ApiError, InsufficientAccess
@@ -52,6 +53,7 @@ class SyncResult:
     seconds: float
     added_columns: list[str] = field(default_factory=list)
     backfilled_rows: int = 0
+    rows_in_table: int = 0
     initial_import: str | None = None
     schema: ObjectSchema | None = None
 
@@ -162,10 +164,15 @@ def _backfill_columns(client: SalesforceClient, db_path: Path, schema: ObjectSch
 
 
 def current_state(db_path: Path, object_name: str) -> ObjectState:
-    if not db_path.exists():
-        return ObjectState(object_name)
-    with read_connection(db_path) as conn:
-        return read_state(conn, object_name)
+    return all_states(db_path, (object_name,))[object_name]
+
+
+def all_states(db_path: Path, object_names: tuple[str, ...]) -> dict[str, ObjectState]:
+    """Sync state of several objects with one short read of the warehouse."""
+    if not Path(db_path).exists():
+        return {name: ObjectState(name) for name in object_names}
+    with read_connection(Path(db_path)) as conn:
+        return read_all_states(conn, object_names)
 
 
 def sync_object(client: SalesforceClient, db_path: Path, object_name: str, settings: SyncSettings, *,
@@ -207,8 +214,9 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
     # After the reads, so a failed read leaves nothing behind: new fields become columns (queued for
     # back-fill when the table already has rows) even when no window had rows to commit.
     with write_connection(db_path) as conn:
-        added_now = prepare_schema(conn, schema)
+        added_now, pending = prepare_schema(conn, schema)
         vanished = vanished_columns(conn, schema)
+        rows_in_table = conn.execute(f"SELECT count(*) FROM {qualified(schema)}").fetchone()[0]
     added_now = sorted(set(added_now) | {col for _, _, c in results for col in c.added_columns})
     if added_now:
         log.info(f"{object_name}: new field(s) {', '.join(added_now)} added as column(s)")
@@ -216,7 +224,6 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
         log.warning(f"{object_name}: {', '.join(vanished)} no longer readable by the run-as user (or deleted); "
                     "the column(s) keep their last known values and are no longer updated")
     backfilled = 0
-    pending = current_state(db_path, object_name).pending_backfill
     if pending:
         backfilled = _backfill_columns(client, db_path, schema, list(pending), settings, run_id, log)
     return SyncResult(
@@ -234,6 +241,7 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
         backfilled_rows=backfilled,
         initial_import=settings.initial_import if any(p.kind == "initial" for p, _, _ in results) else None,
         schema=schema,
+        rows_in_table=rows_in_table,
     )
 
 

@@ -17,7 +17,7 @@ import dagster as dg
 
 from sonora_pipeline.mirror.state import ObjectState
 from sonora_pipeline.sync.catalog import table_name_for
-from sonora_pipeline.sync.engine import current_state
+from sonora_pipeline.sync.engine import all_states
 
 
 @dataclass
@@ -32,9 +32,10 @@ def due_runs(objects: tuple[str, ...], db_path: Path, partitions: dg.TimeWindowP
              overlap_seconds: int) -> list[DueRun]:
     keys = partitions.get_partition_keys()
     today = keys[-1]
+    states = all_states(db_path, objects)
     out = []
     for name in objects:
-        state: ObjectState = current_state(db_path, name)
+        state: ObjectState = states[name]
         if state.initial_import is None or state.cursor_modstamp is None:
             out.append(DueRun(name, today, today, True))
             continue

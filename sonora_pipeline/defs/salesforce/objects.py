@@ -58,13 +58,6 @@ def _materialize_result(result: SyncResult, row_count: int) -> dg.MaterializeRes
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _row_count(warehouse: WarehouseResource, object_name: str) -> int:
-    from sonora_pipeline.mirror.warehouse import read_connection
-
-    with read_connection(warehouse.db_path()) as conn:
-        return conn.execute(f'SELECT count(*) FROM {SCHEMA}."{table_name_for(object_name)}"').fetchone()[0]
-
-
 def build_object_asset(object_name: str, settings: SyncSettings) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key_for(object_name),
@@ -93,7 +86,7 @@ def build_object_asset(object_name: str, settings: SyncSettings) -> dg.AssetsDef
         context.log.info(
             f"{object_name}: {result.rows_upserted:,} upserted, {result.deletes:,} deleted, "
             f"{result.api_calls} API calls via {result.method} in {result.seconds:.1f} s")
-        return _materialize_result(result, _row_count(warehouse, object_name))
+        return _materialize_result(result, result.rows_in_table)
 
     return _object_asset
 
