@@ -79,6 +79,18 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
+def _valid_initial_import(value: str) -> bool:
+    from pydantic import ValidationError
+
+    from sonora_pipeline.settings import SyncSettings
+
+    try:
+        SyncSettings(initial_import=value)
+    except ValidationError:
+        return False
+    return True
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from sonora_pipeline.settings import SettingsError
 
@@ -95,6 +107,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     lookback = args.lookback or ""
     if lookback and lookback not in ("all", "active") and not lookback.startswith("since:"):
         lookback = f"since:{lookback}"
+    if lookback and not _valid_initial_import(lookback):
+        print(f"sonora-pipeline sync: --lookback {args.lookback!r} is not a lookback. Fix: use all, active, or "
+              "the first day to import as YYYY-MM-DD (e.g. --lookback 2025-06-01).", file=sys.stderr)
+        return 2
     objects = tuple(SETTINGS.sync.objects)
     if args.objects:
         wanted = [o.strip() for o in args.objects.split(",") if o.strip()]

@@ -514,9 +514,10 @@ class SalesforceClient:
                     self.budget.on_limit_exceeded(*refused.usage)  # pauses, or raises QuotaExhausted
                 except _Retryable as exc:
                     raise TransientError(
-                        f"Salesforce did not answer {method} {path} after {self.max_attempts} attempts "
-                        f"(last: {exc.description}).",
-                        "the org or the network is unavailable; run again later.", status=exc.status) from None
+                        f"Salesforce at {safe_url(self.connection.instance_url)} did not answer {method} {path} "
+                        f"after {self.max_attempts} attempts (last: {exc.description}).",
+                        f"check {ENV_INSTANCE_URL}; if it is right, the org or the network is unavailable: run "
+                        "again later (the next run starts where this one stopped).", status=exc.status) from None
         finally:
             self.budget.after_call()
 

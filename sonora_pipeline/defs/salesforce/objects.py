@@ -7,6 +7,7 @@ does its initial import. A single-run backfill reads its whole range in one pass
 
 
 import dagster as dg
+from pydantic import ValidationError
 
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
@@ -74,7 +75,14 @@ def build_object_asset(object_name: str, settings: SyncSettings) -> dg.AssetsDef
                       warehouse: WarehouseResource) -> dg.MaterializeResult:
         effective = settings
         if config.initial_import:
-            effective = SyncSettings.model_validate({**settings.model_dump(), "initial_import": config.initial_import})
+            try:
+                effective = settings.model_copy(update={
+                    "initial_import": SyncSettings(initial_import=config.initial_import).initial_import})
+            except ValidationError:
+                raise dg.Failure(description=(
+                    f"Run config initial_import {config.initial_import!r} is not a lookback. Fix: use all, active "
+                    "or since:YYYY-MM-DD (e.g. since:2025-06-01), or leave it empty for sync.initial_import."
+                )) from None
         window = context.partition_time_window
         try:
             result = sync_object(
