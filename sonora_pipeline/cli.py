@@ -197,8 +197,6 @@ LIMIT 5
 
 def cmd_model(args: argparse.Namespace) -> int:
     """Rebuild the customer model from the mirror (no Salesforce calls)."""
-    import dagster as dg
-
     from sonora_pipeline.settings import SettingsError
 
     try:

@@ -477,6 +477,10 @@ class WritebackSettings(_Strict):
                                             "sObject Collections (200 records per call).")
     dry_run: bool = Field(default=False, strict=True,
                           description="Compute and report what would be written, write nothing to Salesforce.")
+    settle_seconds: float = Field(
+        default=120, ge=0,
+        description="After a run that died while sending, wait until its last send is this old before reading "
+                    "the org back (Salesforce finishes a request whose client died), so nothing is sent twice.")
 
     @field_validator("mappings")
     @classmethod

@@ -53,7 +53,7 @@ def session_for():
 # -- the proof suites' counts, printed at the end of every run ---------------------------------------------------
 
 PROOF_MARKERS = {
-    "sigkill_trial": "SIGKILL trials (killed, run again, mirror equals the org)",
+    "sigkill_trial": "SIGKILL trials (sync or write-back killed, run again: same result as an unbroken run)",
     "fault": "injected faults (result equals a clean run)",
     "bad_input": "bad inputs (named message, nothing written)",
     "secret_canary": "secret canary runs (no leak anywhere)",

@@ -13,19 +13,57 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import traceback
 from pathlib import Path
 
-import sonora_pipeline.cli as cli
-import sonora_pipeline.definitions  # noqa: F401  (warm: Dagster, the definitions' modules, the settings)
-from sonora_pipeline.salesforce.client import SalesforceClient
-from sonora_pipeline.salesforce.connection import OrgConnection
-from sonora_pipeline.settings import load_settings
-from sonora_pipeline.writeback.push import run_writeback
+HOST_SCRIPT = Path(__file__).resolve()
 
+
+class KillHost:
+    """The test's end: start the host once, then start, kill and wait for children."""
+
+    def __init__(self, workdir: Path, settings_text: str):
+        settings = workdir / "settings.yaml"
+        settings.write_text(settings_text)
+        self.settings = settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFORCE_", "SONORA_", "DAGSTER_HOME"))}
+        env["SONORA_CONFIG"] = str(settings)
+        self.process = subprocess.Popen([sys.executable, str(HOST_SCRIPT)], env=env, cwd=workdir,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def start(self, org, db: Path, log: Path, **request) -> int:
+        """Start a child against `org` writing `db`; returns its pid."""
+        c = org.credentials
+        env = {"SALESFORCE_INSTANCE_URL": c.instance_url, "SALESFORCE_CONSUMER_KEY": c.consumer_key,
+               "SALESFORCE_CONSUMER_SECRET": c.consumer_secret, "SALESFORCE_CA_BUNDLE": c.ca_bundle,
+               "SONORA_DUCKDB_PATH": str(db)}
+        self.process.stdin.write(json.dumps({**request, "env": env, "log": str(log)}) + "\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())["pid"]
+
+    def wait(self) -> int:
+        """The child's exit code (negative: the signal that ended it)."""
+        return json.loads(self.process.stdout.readline())["exit"]
+
+    def run(self, org, db: Path, log: Path, **request) -> int:
+        self.start(org, db, log, **request)
+        return self.wait()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+# -- the host's end ---------------------------------------------------------------------------------------------
 
 def _writeback(request: dict) -> int:
+    from sonora_pipeline.salesforce.client import SalesforceClient
+    from sonora_pipeline.salesforce.connection import OrgConnection
+    from sonora_pipeline.settings import load_settings
+    from sonora_pipeline.writeback.push import run_writeback
+
     env = os.environ
     connection = OrgConnection(env["SALESFORCE_INSTANCE_URL"], env["SALESFORCE_CONSUMER_KEY"],
                                env["SALESFORCE_CONSUMER_SECRET"], ca_bundle=env["SALESFORCE_CA_BUNDLE"])
@@ -42,7 +80,12 @@ def _child(request: dict) -> None:
     code = 1
     try:
         os.environ.update(request.get("env", {}))
-        code = cli.main(request["argv"]) if "argv" in request else _writeback(request["writeback"])
+        if "argv" in request:
+            from sonora_pipeline import cli
+
+            code = cli.main(request["argv"])
+        else:
+            code = _writeback(request["writeback"])
     except BaseException:  # noqa: BLE001 - the child reports everything in its log and exits
         traceback.print_exc()
     finally:
@@ -54,7 +97,11 @@ def _child(request: dict) -> None:
 def main() -> None:
     import dagster as dg
 
-    with dg.DagsterInstance.ephemeral():  # warm: the instance's storage modules
+    import sonora_pipeline.cli  # noqa: F401
+    import sonora_pipeline.definitions  # noqa: F401  (Dagster, the definitions' modules, the settings)
+    import sonora_pipeline.writeback.push  # noqa: F401
+
+    with dg.DagsterInstance.ephemeral():  # and the instance's storage modules
         pass
     for line in sys.stdin:
         request = json.loads(line)

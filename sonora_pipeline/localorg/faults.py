@@ -13,6 +13,9 @@ class FaultPlan:
     the next N requests deterministically (what tests usually want)."""
 
     latency_seconds: float = 0.0
+    spike_rate: float = 0.0          # share of requests that wait `spike_seconds` more (a latency spike)
+    spike_seconds: float = 0.0
+    expire_tokens_every: int = 0     # every Nth API request finds every access token expired (a session timeout)
     error_rate: float = 0.0          # answer 503 SERVER_UNAVAILABLE (or 500/502 as chosen below)
     error_status: int = 503
     drop_rate: float = 0.0           # close the connection without an answer
@@ -26,6 +29,7 @@ class FaultPlan:
     seed: int = 0
     _rng: random.Random = field(default_factory=random.Random, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _api_requests: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         self._rng.seed(self.seed)
@@ -47,6 +51,22 @@ class FaultPlan:
             if roll < self.drop_rate + self.error_rate:
                 return "error"
         return None
+
+    def delay(self) -> float:
+        """Seconds to wait before answering: the constant latency, plus a spike now and then."""
+        if not self.spike_rate:
+            return self.latency_seconds
+        with self._lock:
+            spike = self._rng.random() < self.spike_rate
+        return self.latency_seconds + (self.spike_seconds if spike else 0.0)
+
+    def expire_tokens_now(self, path: str) -> bool:
+        """True on every `expire_tokens_every`-th API request (the org then expires every token first)."""
+        if not self.expire_tokens_every or not path.startswith("/services/data/v"):
+            return False
+        with self._lock:
+            self._api_requests += 1
+            return self._api_requests % self.expire_tokens_every == 0
 
     def corruption(self, path: str, content_type: str | None) -> str | None:
         """'truncate', 'short' or 'miscount' for a response about to be sent, or None."""

@@ -32,6 +32,7 @@ class ApiQuota:
         self._used = 0
         self._window_start = clock.now()
         self.bulk_jobs_used = 0
+        self.peak_used = 0  # the most requests counted in one window: what a quota-share test checks
 
     def _roll(self) -> None:
         now = self._clock.now()
@@ -47,6 +48,7 @@ class ApiQuota:
             if self._used >= self.daily_max:
                 return False
             self._used += 1
+            self.peak_used = max(self.peak_used, self._used)
             return True
 
     def snapshot(self) -> UsageSnapshot:
@@ -67,9 +69,11 @@ class ApiQuota:
                 self.window = timedelta(seconds=window_seconds)
             if used is not None:
                 self._used = used
+            self.peak_used = self._used
 
     def reset(self) -> None:
         with self._lock:
             self._used = 0
+            self.peak_used = 0
             self.bulk_jobs_used = 0
             self._window_start = self._clock.now()

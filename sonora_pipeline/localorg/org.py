@@ -96,10 +96,12 @@ class LocalOrg:
     def decide_fault(self, path: str) -> str | None:
         if path.startswith("/__localorg/"):
             return None
+        if self.faults.expire_tokens_now(path):
+            self.expire_tokens()
         return self.faults.decide(path)
 
     def latency(self) -> float:
-        return self.faults.latency_seconds
+        return self.faults.delay()
 
     def corruption(self, path: str, content_type: str | None) -> str | None:
         return self.faults.corruption(path, content_type)

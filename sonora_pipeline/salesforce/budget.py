@@ -5,9 +5,12 @@ spend it too. Running it to zero locks *everyone* out until the rolling 24-hour 
 pipeline stops on its own at `max_share` of the allowance, instead of at 100%.
 
 How: every response's `Sforce-Limit-Info: api-usage=N/M` is fed to `observe()`. `before_call()` lets calls
-through while the last observation is under `max_share * M`; above it, one thread sleeps
-`pause_poll_seconds` and then lets ONE probe call through, whose response updates the observation; the
-other threads wait for that probe. `on_limit_exceeded()` (the org answered 403 REQUEST_LIMIT_EXCEEDED)
+through while the last observation leaves room under `max_share * M` for the call and one more; at the line,
+one thread sleeps `pause_poll_seconds` and then lets ONE probe call through (the room kept), whose response
+updates the observation; the other threads wait for that probe. Every call counts against the allowance
+(only `GET /services/data/` is free, and it says nothing about usage), so a probe that finds the window not
+yet freed is the only call that can take usage past the share: one per pause, when other integrations hold
+usage up. `on_limit_exceeded()` (the org answered 403 REQUEST_LIMIT_EXCEEDED)
 does the same, with a warning saying when the next try is. After `max_pause_seconds` of pausing without the
 usage going back under the line, `QuotaExhausted` is raised so the run fails with a clear reason instead of
 hanging.
@@ -139,7 +142,9 @@ class ApiBudget:
             return True
         if self._used is None or self._max is None:
             return False
-        return self._used >= self.max_share * self._max
+        # One call of headroom is kept for the probe a pause ends with, so that the probe too stays within
+        # the share: a call may go out while usage after it leaves room for that probe.
+        return self._used + 2 > self.max_share * self._max
 
     def _stale_probe(self) -> bool:
         # A probe holder that never came back (a bug or a killed thread) must not block everyone forever.

@@ -2,7 +2,8 @@
 
 The ledger `sonora.writeback_ledger` has one row per (account, field) attempt: the value (as text), when the
 model computed it, when it was attempted, the result (`success`, `error`, `skipped_conflict`, `dry_run`), the
-org's status code and message, and the run. The latest `success` row of an (account, field) is "what was last
+org's status code and message, and the run. A `sending` row is written before a batch goes out; when it is
+still the latest row of an (account, field), the run that wrote it died before recording the outcome. The latest `success` row of an (account, field) is "what was last
 pushed"; a value equal to it costs nothing (no API call), anything else (new, changed, previously failed or
 skipped) is planned again.
 
@@ -29,7 +30,7 @@ LEDGER_DDL = f"""
         account_id VARCHAR, field VARCHAR, value VARCHAR, computed_at TIMESTAMP, attempted_at TIMESTAMP,
         result VARCHAR, status_code VARCHAR, message VARCHAR, run_id VARCHAR
     )"""
-RESULTS = ("success", "error", "skipped_conflict", "dry_run")
+RESULTS = ("success", "error", "skipped_conflict", "dry_run", "sending")
 _LEDGER_SCHEMA = pa.schema([("account_id", pa.string()), ("field", pa.string()), ("value", pa.string()),
                             ("computed_at", pa.timestamp("us")), ("attempted_at", pa.timestamp("us")),
                             ("result", pa.string()), ("status_code", pa.string()), ("message", pa.string()),
@@ -57,6 +58,7 @@ class Plan:
     changes: list[Planned] = field(default_factory=list)
     unchanged: int = 0
     column_types: dict[int, str] = field(default_factory=dict)  # mapping index -> DuckDB type of its column
+    last_unfinished_send: datetime | None = None  # latest `sending` row of a planned value with no outcome after it
 
     @property
     def accounts(self) -> list[str]:
@@ -163,6 +165,14 @@ def last_pushed(conn: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str | 
     return {(a, f): v for a, f, v in rows}
 
 
+def unfinished_sends(conn: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], datetime]:
+    """{(account, field): when it was sent} for values whose latest ledger row is `sending` (outcome unknown)."""
+    rows = conn.execute(f"""
+        SELECT account_id, field, result, attempted_at FROM {LEDGER}
+        QUALIFY row_number() OVER (PARTITION BY account_id, field ORDER BY attempted_at DESC) = 1""").fetchall()
+    return {(a, f): at for a, f, result, at in rows if result == "sending"}
+
+
 def compute_plan(conn: duckdb.DuckDBPyConnection, settings: Settings, *, now: datetime | None = None) -> Plan:
     """The values to write: every mapped model value of a live customer that differs from what was last pushed.
     A value never pushed counts as empty, so an empty model value is not written until something was."""
@@ -170,6 +180,7 @@ def compute_plan(conn: duckdb.DuckDBPyConnection, settings: Settings, *, now: da
     ensure_ledger(conn)
     types = check_columns(conn, settings)
     pushed = last_pushed(conn)
+    unfinished = unfinished_sends(conn)
     plan = Plan(column_types=types)
     mirror = _columns(conn, "salesforce", "account")
     if not mirror:
@@ -193,6 +204,9 @@ def compute_plan(conn: duckdb.DuckDBPyConnection, settings: Settings, *, now: da
             if text == before:
                 plan.unchanged += 1
                 continue
+            sent_at = unfinished.get((account_id, mapping.field))
+            if sent_at is not None and (plan.last_unfinished_send is None or sent_at > plan.last_unfinished_send):
+                plan.last_unfinished_send = sent_at
             plan.changes.append(Planned(
                 account_id=account_id, field=mapping.field, mapping_index=i, column=mapping.column, value=text,
                 wire=_wire(value) if text is not None else None, computed_at=computed_at or now,

@@ -6,7 +6,9 @@ One run (`run_writeback`):
 2. Plan (DuckDB only, no API call): model values of live customers that differ from the ledger's last
    successful value. Nothing changed: the run ends here, with 0 API calls.
 3. Targets: one describe of Account; a bad target field stops the run before any write (`targets.py`).
-4. Fresh read of the planned Accounts from the org (one REST queryAll per 200 Ids, or one Bulk query of all
+4. If an earlier run died while sending (its `sending` rows are the latest of some planned values), wait until
+   that send is `writeback.settle_seconds` old: Salesforce finishes requests whose client died.
+   Fresh read of the planned Accounts from the org (one REST queryAll per 200 Ids, or one Bulk query of all
    Accounts when more than `bulk_threshold` are planned): IsDeleted, LastModifiedDate, LastModifiedById and
    the target fields' current values. Then per account:
    - gone or deleted in Salesforce: not written ('error', ENTITY_IS_DELETED);
@@ -17,8 +19,8 @@ One run (`run_writeback`):
      decides again. Our own writes (LastModifiedById = the token's user) never count as a conflict.
 5. Dry run: 'dry_run' ledger rows and a table of account, field, old -> new; no write call.
 6. Send: sObject Collections PATCH (200 records per call, allOrNone false) or, for more than
-   `bulk_threshold` records, one Bulk API 2.0 ingest `update` job (CSV, `#N/A` for null). After each batch its
-   outcomes go to the ledger (one short DuckDB transaction, no connection held while calling Salesforce)
+   `bulk_threshold` records, one Bulk API 2.0 ingest `update` job (CSV, `#N/A` for null). Before each batch
+   its values go to the ledger as `sending`; after it, its outcomes go to the ledger (one short DuckDB transaction, no connection held while calling Salesforce)
    before the next batch is sent. A collections call whose outcome is unknown (5xx or a drop after sending)
    is not resent blindly: the batch's accounts are read again and only values still missing are resent once.
 
@@ -207,6 +209,7 @@ def _run(client: SalesforceClient, db_path: Path, settings: Settings, plan: Plan
     targets = check_targets(client, settings, plan.changes, plan.column_types, OBJECT)
     our_user = client.tokens.user_id
     ids = plan.accounts
+    _let_unfinished_sends_land(plan, wb.settle_seconds, log)
     report.read_method = "bulk" if len(ids) > wb.bulk_threshold else "rest"
     org = read_org(client, ids, [t.name for t in targets.values()], use_bulk=report.read_method == "bulk")
     log.info("Write-back: targets valid; read %d of %d Accounts back from the org (%s)", len(org), len(ids),
@@ -270,12 +273,34 @@ def _run(client: SalesforceClient, db_path: Path, settings: Settings, plan: Plan
     log.info("Write-back: %s via %s, %d API calls", dict(report.counts), report.method, client.api_calls)
 
 
+def _let_unfinished_sends_land(plan: Plan, settle_seconds: float, log: Any) -> None:
+    """A run that died while sending left `sending` rows. Salesforce finishes a request whose client died, so
+    reading those accounts back at once could miss values still being applied and send them a second time:
+    wait until the last such send is `settle_seconds` old, then the read-back sees what landed."""
+    if plan.last_unfinished_send is None:
+        return
+    age = (datetime.now(timezone.utc).replace(tzinfo=None) - plan.last_unfinished_send).total_seconds()
+    wait = settle_seconds - age
+    if wait > 0:
+        log.info("Write-back: an earlier run stopped while sending values at %s UTC; waiting %.1f s for Salesforce "
+                 "to finish those requests before reading the accounts back", plan.last_unfinished_send, wait)
+        time.sleep(wait)
+
+
 def _record(db_path: Path, rows: list[LedgerRow], run_id: str, report: WritebackReport) -> None:
     if not rows:
         return
     with write_connection(db_path) as conn:
         record(conn, rows, run_id=run_id)
-    report.counts.update(r.result for r in rows)
+    report.counts.update(r.result for r in rows if r.result != "sending")
+
+
+def _record_sending(db_path: Path, accounts: Iterable[str], to_send: dict[str, list[Planned]], run_id: str,
+                    report: WritebackReport) -> None:
+    """Before a batch goes out: if this run dies before recording the outcome, the next run knows to wait."""
+    _record(db_path, [LedgerRow(p.account_id, p.field, p.value, p.computed_at, "sending", None,
+                                "sent; the outcome was not recorded (the run stopped)")
+                      for a in accounts for p in to_send[a]], run_id, report)
 
 
 def _payload(account_id: str, items: list[Planned], targets: dict[str, Target]) -> dict[str, Any]:
@@ -304,6 +329,7 @@ def _send_collections(client: SalesforceClient, db_path: Path, to_send: dict[str
         batch = accounts[start:start + MAX_COLLECTION_RECORDS]
         if before_batch is not None:
             before_batch(n)
+        _record_sending(db_path, batch, to_send, run_id, report)
         rows = _collections_batch(client, batch, to_send, targets, org, report, log=log)
         report.batches += 1
         _record(db_path, rows, run_id, report)
@@ -348,6 +374,7 @@ def _send_bulk(client: SalesforceClient, db_path: Path, to_send: dict[str, list[
                run_id: str, before_batch: Callable[[int], None] | None, log: Any = log) -> None:
     if before_batch is not None:
         before_batch(0)
+    _record_sending(db_path, to_send, to_send, run_id, report)
     rows_out = []
     for account_id, items in to_send.items():
         row: dict[str, Any] = {"Id": account_id}

@@ -43,10 +43,13 @@ def test_calls_pass_freely_under_the_share():
     clock = FakeTime()
     budget = budget_with(clock, max_share=0.8, pause_poll_seconds=300)
     budget.before_call()  # nothing observed yet
-    for used in range(1, 80):
+    for used in range(1, 79):
         budget.observe(used, 100)
         budget.before_call()
-    assert clock.sleeps == [] and budget.pauses == 0 and budget.calls_observed == 79
+    assert clock.sleeps == [] and budget.pauses == 0 and budget.calls_observed == 78
+    budget.observe(79, 100)  # one call from the line: that call is kept for the probe that ends a pause
+    budget.before_call()
+    assert clock.sleeps == [300] and budget.pauses == 1
 
 
 def test_over_the_share_one_probe_per_pause_until_usage_falls(caplog):

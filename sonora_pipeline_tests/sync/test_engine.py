@@ -138,66 +138,6 @@ def test_a_required_field_the_user_cannot_read_is_named_with_the_fix(org, tmp_pa
     assert not (tmp_path / "m.duckdb").exists()
 
 
-def test_faults_mid_sync_leave_the_same_result(org, tmp_path):
-    settings = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=200)
-    settle(org, settings)
-    org.set_faults(error_rate=0.15, drop_rate=0.05, seed=9)
-    client = client_for(org, max_backoff_seconds=0.05)
-    sync_all(org, tmp_path / "m.duckdb", settings, client=client)
-    org.clear_faults()
-    for name in OBJECTS:
-        assert differences(org, tmp_path / "m.duckdb", name) == []
-
-
-def test_expired_token_mid_sync_refreshes_and_continues(org, tmp_path):
-    settings = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=1_000_000)
-    settle(org, settings)
-    client = client_for(org)
-    first = sync_object(client, tmp_path / "m.duckdb", "Account", settings, window=None, partition_key=None,
-                        run_id="t", log=log)
-    org.expire_tokens()
-    sync_all(org, tmp_path / "m.duckdb", settings, client=client)
-    assert first.rows_read > 0
-    for name in OBJECTS:
-        assert differences(org, tmp_path / "m.duckdb", name) == []
-
-
-
-
-def test_quota_spent_mid_import_pauses_then_completes(org, tmp_path, caplog):
-    from sonora_pipeline.salesforce.budget import ApiBudget
-
-    settings = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=1_000_000)
-    settle(org, settings)
-    budget = ApiBudget(max_share=1.0, pause_poll_seconds=0.3, max_pause_seconds=60)
-    client = client_for(org, budget=budget)
-    used = org.quota.snapshot().used
-    # Enough for a few calls only; the org's window frees 2 s later (a real org's is a rolling 24 h).
-    org.set_quota(daily_max=used + 6, window_seconds=2)
-    with caplog.at_level("INFO"):
-        sync_all(org, tmp_path / "m.duckdb", settings, client=client)
-    assert budget.snapshot()["pauses"] >= 1
-    pause_messages = [r.getMessage() for r in caplog.records if "Pausing" in r.getMessage()]
-    assert pause_messages and all(f"/{used + 6}" in m and "next try at" in m for m in pause_messages)
-    for name in OBJECTS:
-        assert differences(org, tmp_path / "m.duckdb", name) == []
-
-
-def test_pipeline_stays_under_its_share_of_the_quota(org, tmp_path):
-    from sonora_pipeline.salesforce.budget import ApiBudget
-
-    settings = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=1_000_000)
-    settle(org, settings)
-    used = org.quota.snapshot().used
-    org.set_quota(daily_max=used + 20, window_seconds=3)
-    budget = ApiBudget(max_share=0.5, pause_poll_seconds=0.3, max_pause_seconds=60)
-    client = client_for(org, budget=budget)
-    sync_all(org, tmp_path / "m.duckdb", settings, client=client)
-    assert budget.snapshot()["pauses"] >= 1
-    for name in OBJECTS:
-        assert differences(org, tmp_path / "m.duckdb", name) == []
-
-
 def test_active_initial_import_brings_active_accounts_open_opportunities_and_related(org, tmp_path):
     db = tmp_path / "m.duckdb"
     settings = SyncSettings(initial_import="active", lag_seconds=5)

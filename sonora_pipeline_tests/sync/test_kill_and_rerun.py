@@ -12,12 +12,9 @@ forked from a warm host (`kill_host.py`) so a trial costs its syncs, not Dagster
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,56 +24,25 @@ import pytest
 from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline.settings import SyncSettings
 from sonora_pipeline.sync.engine import sync_object
+from sonora_pipeline_tests.kill_host import KillHost
 from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, table
 from sonora_pipeline_tests.sync.helpers import log as test_log
 
 TRIALS = 20
-HOST_SCRIPT = Path(__file__).resolve().parents[1] / "kill_host.py"
 SETTINGS = "sync:\n  initial_import: all\n  lag_seconds: 5\n  overlap_seconds: 60\n  bulk_threshold: 40\n"
 OBJECTS_PER_TRIAL = 3
 SYNC = SyncSettings(initial_import="all", lag_seconds=5, overlap_seconds=60, bulk_threshold=40)
 
 
-class KillHost:
-    """The test's end of `kill_host.py`."""
-
-    def __init__(self, workdir: Path):
-        settings = workdir / "settings.yaml"
-        settings.write_text(SETTINGS)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESFORCE_", "SONORA_", "DAGSTER_HOME"))}
-        env["SONORA_CONFIG"] = str(settings)
-        self.workdir = workdir
-        self.process = subprocess.Popen([sys.executable, str(HOST_SCRIPT)], env=env,
-                                        cwd=workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def start(self, org: LocalOrg, db: Path, log: Path, objects=OBJECTS, **request) -> int:
-        request.setdefault("argv", ["sync", "--quiet", "--objects", ",".join(objects)])
-        c = org.credentials
-        env = {"SALESFORCE_INSTANCE_URL": c.instance_url, "SALESFORCE_CONSUMER_KEY": c.consumer_key,
-               "SALESFORCE_CONSUMER_SECRET": c.consumer_secret, "SALESFORCE_CA_BUNDLE": c.ca_bundle,
-               "SONORA_DUCKDB_PATH": str(db)}
-        request = {**request, "env": env, "log": str(log)}
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        return json.loads(self.process.stdout.readline())["pid"]
-
-    def wait(self) -> int:
-        return json.loads(self.process.stdout.readline())["exit"]
-
-    def run(self, org: LocalOrg, db: Path, log: Path, objects=OBJECTS, **request) -> int:
-        self.start(org, db, log, objects, **request)
-        return self.wait()
-
-    def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    h = KillHost(tmp_path_factory.mktemp("kill-host"))
+    h = KillHost(tmp_path_factory.mktemp("kill-host"), SETTINGS)
     yield h
     h.close()
+
+
+def sync_argv(objects) -> list[str]:
+    return ["sync", "--quiet", "--objects", ",".join(objects)]
 
 
 def calls(org: LocalOrg) -> int:
@@ -139,11 +105,11 @@ def clean_run_calls(host, tmp_path_factory):
         org.advance_clock(8)
         db, log = workdir / "mirror.duckdb", workdir / "sync.log"
         before = calls(org)
-        assert host.run(org, db, log) == 0, log.read_text()[-3000:]
+        assert host.run(org, db, log, argv=sync_argv(OBJECTS)) == 0, log.read_text()[-3000:]
         initial = calls(org) - before
         change_the_org(org, random.Random(100))
         before = calls(org)
-        assert host.run(org, db, log) == 0, log.read_text()[-3000:]
+        assert host.run(org, db, log, argv=sync_argv(OBJECTS)) == 0, log.read_text()[-3000:]
         return {"initial": initial / len(OBJECTS), "incremental": (calls(org) - before) / len(OBJECTS)}
     finally:
         org.stop()
@@ -168,7 +134,7 @@ def test_sigkill_at_a_random_point_then_rerun_equals_a_clean_sync(host, clean_ru
         # Well inside a clean run's calls, whose number varies a little with the seed.
         kill_at = rng.randint(1, max(1, int(clean_run_calls[mode] * len(objects) * 0.7)))
         before = calls(org)
-        pid = host.start(org, db, log, objects)
+        pid = host.start(org, db, log, argv=sync_argv(objects))
         deadline = time.monotonic() + 120
         while calls(org) - before < kill_at and time.monotonic() < deadline:
             time.sleep(0.001)
@@ -178,7 +144,7 @@ def test_sigkill_at_a_random_point_then_rerun_equals_a_clean_sync(host, clean_ru
         assert status == -signal.SIGKILL, f"the sync ended on its own ({status}) before call {kill_at}"
         assert cursor_never_ahead(org, db) == []
         org.clear_faults()
-        assert host.run(org, db, log, objects) == 0, log.read_text()[-3000:]
+        assert host.run(org, db, log, argv=sync_argv(objects)) == 0, log.read_text()[-3000:]
         mirror_equals_org(org, db, objects)
         spool = tmp_path / ".sonora-spool"
         assert not spool.exists() or not any(spool.iterdir())

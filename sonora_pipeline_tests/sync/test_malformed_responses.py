@@ -1,6 +1,6 @@
-"""Malformed answers from the org — a JSON body cut short, a CSV page missing a row, a wrong
-Sforce-NumberOfRecords — are read again when that can heal them, and otherwise stop the sync with a clear
-error before anything is written."""
+"""Malformed answers from the org that do not heal — a JSON body cut short, a CSV page missing a row, a wrong
+Sforce-NumberOfRecords, every time — stop the sync with a clear error before anything is written. (Answers
+malformed once are read again: `test_fault_matrix.py`.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from sonora_pipeline.salesforce.errors import ApiError
 from sonora_pipeline.settings import SyncSettings
 from sonora_pipeline.sync.engine import sync_object
-from sonora_pipeline_tests.sync.helpers import client_for, differences, log
+from sonora_pipeline_tests.sync.helpers import client_for, log
 
 
 def _sync(org, db, settings, name="Contact"):
@@ -17,25 +17,7 @@ def _sync(org, db, settings, name="Contact"):
                        partition_key=None, run_id="t", log=log)
 
 
-def test_json_cut_short_once_is_read_again(org, tmp_path):
-    settings = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=1_000_000)
-    org.advance_clock(8)
-    org.set_faults(truncate_next_json=2, path_contains="/query")
-    _sync(org, tmp_path / "m.duckdb", settings)
-    assert org.faults.truncate_next_json == 0
-    assert differences(org, tmp_path / "m.duckdb", "Contact") == []
-
-
-@pytest.mark.parametrize("fault", ["short_next_csv", "miscount_next_csv"])
-def test_a_bad_csv_page_once_is_read_again(org, tmp_path, fault):
-    settings = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=1)
-    org.advance_clock(8)
-    org.set_faults(**{fault: 1})
-    _sync(org, tmp_path / "m.duckdb", settings)
-    assert getattr(org.faults, fault) == 0
-    assert differences(org, tmp_path / "m.duckdb", "Contact") == []
-
-
+@pytest.mark.bad_input
 @pytest.mark.parametrize("fault, settings_kwargs, code", [
     ({"truncate_next_json": 1000, "path_contains": "/query"}, {"bulk_threshold": 1_000_000}, "NOT_JSON"),
     ({"miscount_next_csv": 1000}, {"bulk_threshold": 1}, "RESULT_COUNT_MISMATCH"),

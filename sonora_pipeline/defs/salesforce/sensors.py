@@ -10,7 +10,7 @@ the reason (and retries the token cheaply each tick) instead of launching runs t
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from urllib.parse import quote_plus
 
 import dagster as dg
