@@ -116,8 +116,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         wanted = [o.strip() for o in args.objects.split(",") if o.strip()]
         unknown = [o for o in wanted if o not in objects]
         if unknown:
-            print(f"sonora-pipeline sync: unknown object(s) {', '.join(unknown)}; known: {', '.join(objects)}",
-                  file=sys.stderr)
+            print(f"sonora-pipeline sync: unknown object(s) {', '.join(unknown)}. Fix: name objects the settings "
+                  f"sync ({', '.join(objects)}); add custom objects under sync.custom_objects.", file=sys.stderr)
             return 2
         objects = tuple(wanted)
     defs = lazy_defs()
@@ -197,17 +197,22 @@ LIMIT 5
 
 def cmd_model(args: argparse.Namespace) -> int:
     """Rebuild the customer model from the mirror (no Salesforce calls)."""
+    from sonora_pipeline.paths import duckdb_path
     from sonora_pipeline.settings import SettingsError
+
+    duckdb_path()  # a file name DuckDB would confuse with a schema is refused here, not half-way through the job
 
     try:
         from sonora_pipeline.definitions import defs as lazy_defs
     except SettingsError as err:
         print(f"sonora-pipeline model: {err}", file=sys.stderr)
         return 2
+    from sonora_pipeline.sync.runner import QUIET_CONSOLE
+
     defs = lazy_defs()
     job = defs.resolve_job_def("customer_model_job")
     with _instance() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
     if not result.success:
         print(f"sonora-pipeline model failed: {_failure_message(result)}", file=sys.stderr)
         return 1
@@ -294,7 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("test-connection", help="check credentials, URL, OAuth policy, API access and object access")
     t.set_defaults(func=cmd_test_connection)
     args = parser.parse_args(argv)
-    return args.func(args)
+    from sonora_pipeline.paths import WarehousePathError
+
+    try:
+        return args.func(args)
+    except WarehousePathError as err:
+        print(f"sonora-pipeline {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -286,17 +286,20 @@ def test_injection_attempts_in_filter_values_are_plain_values(world, tmp_path, c
 
 # -- the command line -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv, message", [
-    (["sync", "--objects", "Acount"], "unknown object(s) Acount"),
-    (["sync", "--lookback", "yesterday"], "--lookback 'yesterday' is not a lookback"),
-    (["sync", "--lookback", "2025-02-30"], "--lookback '2025-02-30' is not a lookback"),
-], ids=["unknown object", "lookback word", "impossible date"])
-def test_bad_command_line_arguments(world, monkeypatch, tmp_path, capsys, argv, message):
+@pytest.mark.parametrize("argv, db_name, message", [
+    (["sync", "--objects", "Acount"], "never.duckdb", "unknown object(s) Acount"),
+    (["sync", "--lookback", "yesterday"], "never.duckdb", "--lookback 'yesterday' is not a lookback"),
+    (["sync", "--lookback", "2025-02-30"], "never.duckdb", "--lookback '2025-02-30' is not a lookback"),
+    (["sync"], "sonora.duckdb", "named 'sonora', like the schema 'sonora'"),
+    (["model"], "Salesforce.duckdb", "like the schema 'salesforce'"),
+], ids=["unknown object", "lookback word", "impossible date", "file named like a schema", "same, any case"])
+def test_bad_command_line_arguments(world, monkeypatch, tmp_path, capsys, argv, db_name, message):
     org, _, _ = world
-    db = tmp_path / "never.duckdb"
+    db = tmp_path / db_name
     for name, value in cli._org_environment(org).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("SONORA_DUCKDB_PATH", str(db))
     assert cli.main(argv) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Fix:" in err
     assert not db.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,14 +40,19 @@ def test_dagster_cli_validates_the_workspace():
 
 
 def test_demo_syncs_the_local_org_and_prints_an_example_answer(tmp_path):
-    db = tmp_path / "demo.duckdb"
-    env = {**os.environ, "SONORA_DUCKDB_PATH": str(db)}
+    db = tmp_path / "data" / "warehouse.duckdb"  # the default file, as the README's first command makes it
+    (tmp_path / "home").mkdir()
+    env = {**{k: v for k, v in os.environ.items() if k != "SONORA_DUCKDB_PATH"}, "DAGSTER_HOME": str(tmp_path / "home")}
     result = subprocess.run([sys.executable, "-m", "sonora_pipeline.cli", "demo", "--no-ui", "--records", "600"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"DuckDB file: {db}" in result.stdout
     assert "Example query (top at-risk paying customers)" in result.stdout
     assert "Customer model built:" in result.stdout
+    bar = result.stderr.split("\r")  # one progress line, redrawn in place: objects, rows, rate, elapsed
+    assert re.search(r"\] (\d+)/\1 done", bar[-1]) and any(re.search(r"Contact initial import: [\d,]+/[\d,]+ rows", b)
+                                                          for b in bar)
+    assert "DEBUG" not in result.stderr  # the Dagster console log is down to warnings while the bar draws
     with duckdb.connect(str(db), read_only=True) as conn:
         counts = dict(conn.execute("SELECT object_name, rows_upserted_total FROM salesforce._sync_state").fetchall())
         customers = conn.execute("SELECT count(*) FROM salesforce.account WHERE Type LIKE 'Customer%'").fetchone()[0]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sonora_pipeline.localorg.org import LocalOrg
 
 CANARY = "CANARYsecret5f2b9e1d7c0a4466"
@@ -34,6 +36,7 @@ def _files_containing(root: Path, needle: bytes) -> list[str]:
     return hits
 
 
+@pytest.mark.secret_canary
 def test_canary_secret_never_leaks(tmp_path):
     org = LocalOrg(records=400, seed=5, consumer_secret=CANARY, state_dir=tmp_path / "org").start()
     try:

@@ -10,7 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from sonora_pipeline.defs.settings import SETTINGS
-from sonora_pipeline.paths import duckdb_path
+from sonora_pipeline.paths import checked_duckdb_path, duckdb_path
 from sonora_pipeline.salesforce.budget import ApiBudget
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import DEFAULT_API_VERSION, OrgConnection
@@ -68,10 +68,10 @@ class WarehouseResource(dg.ConfigurableResource):
     DuckDBResource does for about 100 s) our writers queue on a file lock across processes and hold
     the database only for their commit."""
 
-    path: str = Field(default="", description="DuckDB file; empty: SONORA_DUCKDB_PATH or data/sonora.duckdb")
+    path: str = Field(default="", description="DuckDB file; empty: SONORA_DUCKDB_PATH or data/warehouse.duckdb")
 
     def db_path(self) -> Path:
-        return Path(self.path) if self.path else duckdb_path()
+        return checked_duckdb_path(Path(self.path)) if self.path else duckdb_path()
 
 
 def salesforce_resource() -> SalesforceResource:

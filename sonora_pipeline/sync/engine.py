@@ -29,6 +29,7 @@ from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.errors import ApiError, InsufficientAccess
 from sonora_pipeline.settings import SyncSettings
+from sonora_pipeline.sync import progress
 from sonora_pipeline.sync.catalog import ObjectSchema, schema_from_describe
 from sonora_pipeline.sync.windows import ReadPlan, initial_plan, window_plan
 
@@ -128,7 +129,8 @@ def _fetch(client: SalesforceClient, schema: ObjectSchema, plan: ReadPlan, spool
         method = "rest"
     log.info(f"{schema.object_name}: {total:,} rows to read via {method.upper()} "
              f"({plan.kind}, SystemModstamp {plan.read_from or 'beginning'} .. {plan.read_to})")
-    started = time.monotonic()
+    started, done = time.monotonic(), 0
+    progress.report(schema.object_name, 0, total)
     for where, count in zip(plan.filters, counts):
         if count == 0:
             continue
@@ -136,10 +138,14 @@ def _fetch(client: SalesforceClient, schema: ObjectSchema, plan: ReadPlan, spool
         if method == "bulk":
             for page in client.bulk_query_pages(soql, include_deleted=True, max_records=BULK_PAGE_RECORDS):
                 spool.add_csv_page(page.csv, page.number_of_records)
-                log.info(_progress_line(schema.object_name, spool.rows_expected, total, started))
+                done += page.number_of_records
+                log.info(_progress_line(schema.object_name, done, total, started))
+                progress.report(schema.object_name, done, total)
         else:
             for records in client.query_pages(soql, include_deleted=True):
                 spool.add_records(records, schema)
+                done += len(records)
+                progress.report(schema.object_name, done, total)
     return method
 
 

@@ -1,5 +1,5 @@
 """`sonora-pipeline sync`: materialize every object's due sync windows in process, through the same
-Dagster definitions the UI uses (so runs, metadata and state are identical), with a progress line.
+Dagster definitions the UI uses (so runs, metadata and state are identical), with a progress bar.
 
 Due = the initial import for an object never imported (done by materializing today's window), otherwise
 every window from the one holding the object's cursor up to today, as one single-run backfill.
@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from sonora_pipeline.mirror.state import ObjectState
+from sonora_pipeline.sync import progress
 from sonora_pipeline.sync.catalog import table_name_for
 from sonora_pipeline.sync.engine import all_states
 
@@ -46,42 +47,84 @@ def due_runs(objects: tuple[str, ...], db_path: Path, partitions: dg.TimeWindowP
     return out
 
 
-def _progress(done: int, total: int, label: str, started: float) -> None:
-    width = 30
-    filled = int(width * done / total) if total else width
-    elapsed = time.monotonic() - started
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<40} {elapsed:6.1f}s")
-    sys.stderr.flush()
+class ProgressBar:
+    """One line on stderr, redrawn in place: objects done, the current object's rows, rate and time left.
+
+    Fed by the runner (which object is next) and by the engine's row reports (`sync.progress`). The Dagster
+    console log is turned down to warnings while it draws, so that the bar stays one line; the run log in the
+    Dagster instance keeps every line."""
+
+    WIDTH = 30
+
+    def __init__(self, total_objects: int, stream=None):
+        self.total = total_objects
+        self.done = 0
+        self.label = ""
+        self.rows = ""
+        self.stream = stream or sys.stderr
+        self.started = time.monotonic()
+        self._rows_started = self.started
+
+    def next_object(self, done: int, label: str) -> None:
+        self.done, self.label, self.rows = done, label, ""
+        self.draw()
+
+    def rows_read(self, object_name: str, done: int, total: int) -> None:
+        if done == 0:
+            self._rows_started = time.monotonic()
+        elapsed = max(time.monotonic() - self._rows_started, 1e-6)
+        rate = done / elapsed
+        left = f", ~{(total - done) / rate:,.0f} s left" if rate and total > done else ""
+        self.rows = f"{done:,}/{total:,} rows, {rate:,.0f}/s{left}" if total else ""
+        self.draw()
+
+    def draw(self) -> None:
+        filled = int(self.WIDTH * self.done / self.total) if self.total else self.WIDTH
+        elapsed = time.monotonic() - self.started
+        text = f"{self.label}: {self.rows}" if self.rows else self.label
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total} "
+                          f"{text[:70]:<70} {elapsed:6.1f}s")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self.next_object(self.total, "done")
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def run_sync(defs: dg.Definitions, db_path: Path, objects: tuple[str, ...], overlap_seconds: int,
              partitions: dg.TimeWindowPartitionsDefinition, *, initial_import: str = "",
              instance: dg.DagsterInstance, show_progress: bool = True) -> list[dg.ExecuteInProcessResult]:
     runs = due_runs(objects, db_path, partitions, overlap_seconds)
+    bar = ProgressBar(len(runs)) if show_progress else None
     results = []
-    started = time.monotonic()
-    for i, due in enumerate(runs):
-        if show_progress:
-            what = "initial import" if due.initial else f"windows {due.first_key}..{due.last_key}"
-            _progress(i, len(runs), f"{due.object_name}: {what}", started)
-        key = dg.AssetKey(["salesforce", table_name_for(due.object_name)])
-        tags = {"sonora/trigger": "cli-sync"}
-        if due.first_key != due.last_key:
-            tags.update({"dagster/asset_partition_range_start": due.first_key,
-                         "dagster/asset_partition_range_end": due.last_key})
-        run_config = {"ops": {f"salesforce__{table_name_for(due.object_name)}": {
-            "config": {"initial_import": initial_import}}}} if initial_import else None
-        result = dg.materialize(
-            [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and key in a.keys],
-            resources=defs.resources, instance=instance, tags=tags, run_config=run_config,
-            partition_key=due.last_key if due.first_key == due.last_key else None,
-            raise_on_error=False,
-        )
-        results.append(result)
-        if not result.success:
-            break
-    if show_progress:
-        _progress(len(runs), len(runs), "done", started)
-        sys.stderr.write("\n")
+    with progress.listening(bar.rows_read if bar else (lambda *_: None)):
+        for i, due in enumerate(runs):
+            if bar:
+                what = "initial import" if due.initial else f"windows {due.first_key}..{due.last_key}"
+                bar.next_object(i, f"{due.object_name} {what}")
+            key = dg.AssetKey(["salesforce", table_name_for(due.object_name)])
+            tags = {"sonora/trigger": "cli-sync"}
+            if due.first_key != due.last_key:
+                tags.update({"dagster/asset_partition_range_start": due.first_key,
+                             "dagster/asset_partition_range_end": due.last_key})
+            run_config: dict = dict(QUIET_CONSOLE) if bar else {}
+            if initial_import:
+                run_config["ops"] = {f"salesforce__{table_name_for(due.object_name)}": {
+                    "config": {"initial_import": initial_import}}}
+            result = dg.materialize(
+                [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and key in a.keys],
+                resources=defs.resources, instance=instance, tags=tags, run_config=run_config or None,
+                partition_key=due.last_key if due.first_key == due.last_key else None,
+                raise_on_error=False,
+            )
+            results.append(result)
+            if not result.success:
+                break
+    if bar:
+        bar.finish()
     return results
 
