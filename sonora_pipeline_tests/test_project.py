@@ -29,7 +29,7 @@ def test_definitions_load_with_expected_assets_and_job():
         assert node.partitions_def is not None
     for job in ("salesforce_sync_job", "salesforce_reconcile_job", "salesforce_test_connection_job"):
         assert loaded.resolve_job_def(job) is not None
-    assert {s.name for s in loaded.sensors} == {"salesforce_changes"}
+    assert {s.name for s in loaded.sensors} == {"salesforce_changes", "customer_model_automation"}
 
 
 def test_dagster_cli_validates_the_workspace():

@@ -120,9 +120,13 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
         conn.execute(f"INSERT INTO {table} ({', '.join(q(c) for c in insert_cols)}) "
                      f"SELECT {', '.join(insert_vals)} FROM staged AS s")
         return counts[0], counts[1]
-    changed_deletes = conn.execute(
-        f'SELECT count(*) FROM staged s LEFT JOIN {table} t ON t."Id" = s."Id" '
-        f'WHERE {deleted} AND (t."Id" IS NULL OR t._sonora_deleted_at IS NULL)').fetchone()[0]
+    # Counted against the table before the merge: a row re-read by an overlap, no newer than the mirror's
+    # copy, is not an upsert (the two passes of an initial import overlap by design).
+    changed_upserts, changed_deletes = conn.execute(
+        f'SELECT count(*) FILTER (WHERE NOT {deleted} AND (t."Id" IS NULL OR s."SystemModstamp" > t."SystemModstamp" '
+        f'OR t._sonora_deleted_at IS NOT NULL)), '
+        f'count(*) FILTER (WHERE {deleted} AND (t."Id" IS NULL OR t._sonora_deleted_at IS NULL)) '
+        f'FROM staged s LEFT JOIN {table} t ON t."Id" = s."Id"').fetchone()
     conn.execute(f"""
         MERGE INTO {table} AS t USING staged AS s ON t."Id" = s."Id"
         WHEN MATCHED AND {newer} AND NOT {deleted} THEN UPDATE SET {', '.join(sets)}
@@ -131,7 +135,7 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
             _sonora_deleted_at = coalesce(t._sonora_deleted_at, s."SystemModstamp")
         WHEN NOT MATCHED THEN INSERT ({', '.join(q(c) for c in insert_cols)}) VALUES ({', '.join(insert_vals)})
     """)
-    return counts[0], changed_deletes
+    return changed_upserts, changed_deletes
 
 
 def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool, *, kind: str,

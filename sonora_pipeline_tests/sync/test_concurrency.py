@@ -11,8 +11,7 @@ import time
 import duckdb
 
 from sonora_pipeline.mirror.warehouse import publish_snapshot
-from sonora_pipeline_tests.sync.helpers import OBJECTS, differences
-from sonora_pipeline_tests.sync.test_kill_and_rerun import sync_command
+from sonora_pipeline_tests.sync.helpers import OBJECTS, differences, sync_command
 
 
 def hold_read_only(db, seconds: float) -> subprocess.Popen:

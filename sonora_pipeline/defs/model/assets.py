@@ -7,6 +7,7 @@ import dagster as dg
 
 from sonora_pipeline.defs.resources import WarehouseResource
 from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.sensors import automation_status
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.model.build import SPECS, MirrorMissing, build_table
 from sonora_pipeline.model.docs import COLUMNS, TABLES
@@ -132,6 +133,15 @@ customer_model_job = dg.define_asset_job("customer_model_job", selection=dg.Asse
                                          description="Rebuild the customer model from the mirror (no Salesforce calls).")
 
 
+# Dagster's own automation sensor starts stopped, whatever SONORA_AUTOMATION says; this one follows it, so the
+# model's eager conditions are evaluated (and the model rebuilt after syncs) exactly when the sync sensor runs.
+customer_model_automation = dg.AutomationConditionSensorDefinition(
+    "customer_model_automation", target=dg.AssetSelection.groups("customer_model"),
+    default_status=automation_status(), minimum_interval_seconds=60,
+    description="Rebuilds customer-model tables whose Salesforce objects were synced (eager conditions).")
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(assets=MODEL_ASSETS, asset_checks=MODEL_CHECKS, jobs=[customer_model_job])
+    return dg.Definitions(assets=MODEL_ASSETS, asset_checks=MODEL_CHECKS, jobs=[customer_model_job],
+                          sensors=[customer_model_automation])
