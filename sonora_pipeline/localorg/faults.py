@@ -52,8 +52,10 @@ class FaultPlan:
                 return "error"
         return None
 
-    def delay(self) -> float:
-        """Seconds to wait before answering: the constant latency, plus a spike now and then."""
+    def delay(self, path: str = "") -> float:
+        """Seconds to wait before answering `path`: the constant latency, plus a spike now and then."""
+        if self.path_contains and self.path_contains not in path:
+            return 0.0
         if not self.spike_rate:
             return self.latency_seconds
         with self._lock:

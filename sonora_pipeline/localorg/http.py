@@ -89,7 +89,7 @@ class Transport:
 
     handle: Callable[[Request], Response]
     decide_fault: Callable[[str], str | None]
-    latency: Callable[[], float]
+    latency: Callable[[str], float]
     now_timestamp: Callable[[], float]
     corruption: Callable[[str, str | None], str | None]
 
@@ -129,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         fault = self.transport.decide_fault(request.path)
-        delay = self.transport.latency()
+        delay = self.transport.latency(request.path)
         if delay:
             time.sleep(delay)
         if fault == "drop":

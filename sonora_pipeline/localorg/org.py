@@ -100,8 +100,8 @@ class LocalOrg:
             self.expire_tokens()
         return self.faults.decide(path)
 
-    def latency(self) -> float:
-        return self.faults.delay()
+    def latency(self, path: str = "") -> float:
+        return self.faults.delay(path)
 
     def corruption(self, path: str, content_type: str | None) -> str | None:
         return self.faults.corruption(path, content_type)

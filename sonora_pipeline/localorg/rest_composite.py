@@ -80,11 +80,31 @@ def _apply_all(org: "LocalOrg", records: list[Any], all_or_none: bool, apply) ->
     return results
 
 
+def _update_as_one_batch(org: "LocalOrg", records: list[Any], user_id: str | None) -> list[dict[str, Any]] | None:
+    """allOrNone false and one sObject type with string Ids: the store's batch update (same per-record rules
+    and errors, one write). Like a real org, the request lands as a whole, and fast; None when it does not fit."""
+    try:
+        types = {_type_of(org, r) for r in records}
+    except RecordError:
+        return None
+    if len(types) != 1 or not all(isinstance(r.get("id") or r.get("Id"), str) for r in records):
+        return None
+    items = [(r.get("id") or r.get("Id"), {k: v for k, v in r.items() if k not in ("attributes", "id", "Id")})
+             for r in records]
+    outcomes = org.store.update_many(types.pop(), items, user_id=user_id)
+    return [{"id": o, "success": True, "errors": []} if isinstance(o, str)
+            else {"id": rid, "success": False, "errors": [o.as_error()]} for (rid, _), o in zip(items, outcomes)]
+
+
 def update_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
     parsed = _collection_body(request)
     if isinstance(parsed, Response):
         return parsed
     records, all_or_none = parsed
+    if not all_or_none and records:
+        batch = _update_as_one_batch(org, records, ctx.user_id)
+        if batch is not None:
+            return Response.json(200, batch)
 
     def apply(record: Any) -> str:
         obj_name = _type_of(org, record)

@@ -28,7 +28,7 @@ from sonora_pipeline_tests.kill_host import KillHost
 from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, table
 from sonora_pipeline_tests.sync.helpers import log as test_log
 
-TRIALS = 20
+TRIALS = int(os.environ.get("SONORA_KILL_TRIALS", "20"))  # a longer soak: SONORA_KILL_TRIALS=200
 SETTINGS = "sync:\n  initial_import: all\n  lag_seconds: 5\n  overlap_seconds: 60\n  bulk_threshold: 40\n"
 OBJECTS_PER_TRIAL = 3
 SYNC = SyncSettings(initial_import="all", lag_seconds=5, overlap_seconds=60, bulk_threshold=40)

@@ -1,7 +1,8 @@
 """A write-back process killed with SIGKILL part-way, then run again, writes each value exactly once.
 
-The kill comes after the org has applied the k-th Account write (k drawn over the whole push), so it lands
-inside a batch's request, between the org applying a batch and the ledger recording it, or between batches.
+The kill comes after the org has received the k-th API call of the run, so it lands before the first batch,
+while a batch is in flight (the org applies it anyway), between the org applying a batch and the ledger
+recording it, or between batches.
 Writes are counted on the org's side (a validation rule that only watches); the processes are forked from
 the warm host in `kill_host.py`.
 """
@@ -53,19 +54,67 @@ def test_a_write_back_killed_part_way_then_rerun_writes_each_value_once(host, tm
         request = {"writeback": {"db": str(db), "settings": str(settings_file), "run_id": f"trial-{trial}"}}
         writes = Writes(org)
         org.set_faults(latency_seconds=rng.choice([0.0, 0.01, 0.03]))
-        kill_after = rng.randint(1, len(expected) - 1)
-        pid = host.start(org, db, tmp_path / "writeback.log", **request)
+        # The org counts a call when it arrives: describe 1, read-back 2-3, then one PATCH per 200 Accounts. Killing
+        # at the 3rd to 5th call stops the run before its first batch, or while a batch is in flight (the org
+        # applies it anyway, as Salesforce does), or between batches; a few random ms move it further.
+        kill_at = 3 + trial % 3
+        before = org.quota.snapshot().used
+        log = tmp_path / "writeback.log"
+        pid = host.start(org, db, log, **request)
         deadline = time.monotonic() + 60
-        while len(writes) < kill_after and time.monotonic() < deadline:
+        while org.quota.snapshot().used - before < kill_at and time.monotonic() < deadline:
             time.sleep(0.001)
         time.sleep(rng.uniform(0, 0.05))
         os.kill(pid, signal.SIGKILL)
         assert host.wait() == -signal.SIGKILL, "the write-back ended before it was killed"
-        assert 0 < len(writes) < len(expected)
+        assert '"status"' not in log.read_text(), "the killed run had already finished"
         org.clear_faults()
-        assert host.run(org, db, tmp_path / "writeback.log", **request) == 0, \
-            (tmp_path / "writeback.log").read_text()[-3000:]
+        assert host.run(org, db, log, **request) == 0, log.read_text()[-3000:]
         assert Counter(writes.ids) == Counter({a: 1 for a in expected})
         assert_org_has_model_values(org, db)
+    finally:
+        org.stop()
+
+
+@pytest.mark.parametrize("settle_seconds, writes_per_account", [
+    pytest.param(7, 1, id="waits for the send in flight", marks=pytest.mark.sigkill_trial),
+    pytest.param(0, 2, id="control: without the wait it writes twice"),
+])
+def test_a_batch_still_in_flight_when_the_run_died_is_waited_for(host, tmp_path, settle_seconds,
+                                                                 writes_per_account):
+    """The org takes 5 s to start on each PATCH. The run is killed while its first batch waits there; the
+    re-run starts at once. With `settle_seconds` it reads the accounts back only after that batch landed
+    and sends the rest; without (the control) it reads too early and writes the first batch again."""
+    org = LocalOrg(records=600, seed=40, shape="accounts", state_dir=tmp_path / "org").start()
+    try:
+        db = tmp_path / "m.duckdb"
+        sync(org, db)
+        build(db, settings())
+        expected = {a for a, v in model_values(db).items() if any(x is not None for x in v)}
+        assert 200 < len(expected) <= 400  # two batches, two read-back queries
+        settings_file = tmp_path / "sonora.yaml"
+        settings_file.write_text(f"writeback:\n  enabled: true\n  settle_seconds: {settle_seconds}\n")
+        request = {"writeback": {"db": str(db), "settings": str(settings_file), "run_id": "in-flight"}}
+        writes = Writes(org)
+        org.set_faults(latency_seconds=5.0, path_contains="/composite/sobjects")
+        log = tmp_path / "writeback.log"
+        before = org.quota.snapshot().used
+        pid = host.start(org, db, log, **request)
+        deadline = time.monotonic() + 60
+        while org.quota.snapshot().used - before < 3 and time.monotonic() < deadline:  # describe, 2 reads answered
+            time.sleep(0.001)
+        time.sleep(0.7)  # the first PATCH went out right after the reads and waits its 5 s at the org
+        os.kill(pid, signal.SIGKILL)
+        assert host.wait() == -signal.SIGKILL and len(writes) == 0  # the first batch is still waiting at the org
+        org.clear_faults()
+        killed_at = time.monotonic()
+        assert host.run(org, db, log, **request) == 0, log.read_text()[-3000:]
+        time.sleep(max(0.0, killed_at + 5.5 - time.monotonic()))  # the dead run's PATCH has landed by now
+        first_batch = {a for a, n in Counter(writes.ids).items() if n > 1}
+        if writes_per_account == 1:
+            assert Counter(writes.ids) == Counter({a: 1 for a in expected})
+            assert_org_has_model_values(org, db)
+        else:
+            assert len(first_batch) == 200
     finally:
         org.stop()
