@@ -1,7 +1,7 @@
 """`sonora-pipeline sync` killed with SIGKILL at a random point, then run again, leaves the same tables as a
 clean sync; while it lies dead, its cursor never claims rows that were not committed.
 
-Each trial has its own org (seeded by the trial number) and syncs three of the seven objects, so that every
+Each trial has its own org (seeded by the trial number) and syncs two of the seven objects, so that every
 object is killed in several trials (windows over 40 rows go through Bulk API 2.0, smaller ones through REST).
 Even trials kill the initial import, odd ones an incremental sync after a clean import and a round of changes
 in the org (edits, new records, deletes). The kill point is the k-th API call the org has received from the
@@ -30,7 +30,7 @@ from sonora_pipeline_tests.sync.helpers import log as test_log
 
 TRIALS = int(os.environ.get("SONORA_KILL_TRIALS", "20"))  # a longer soak: SONORA_KILL_TRIALS=200
 SETTINGS = "sync:\n  initial_import: all\n  lag_seconds: 5\n  overlap_seconds: 60\n  bulk_threshold: 40\n"
-OBJECTS_PER_TRIAL = 3
+OBJECTS_PER_TRIAL = 2
 SYNC = SyncSettings(initial_import="all", lag_seconds=5, overlap_seconds=60, bulk_threshold=40)
 
 
