@@ -127,8 +127,6 @@ CONNECTION_CASES = {
     "URL of another org": (Connection(url="{sandbox}"), "does not know this consumer key", "another org"),
     "sandbox key used against production": (Connection(key="{sandbox_key}", secret="{sandbox_secret}"),
                                             "does not know this consumer key", "a sandbox instead of production"),
-    "nothing listening at the URL": (Connection(url="https://127.0.0.1:{closed}"), "https://127.0.0.1:{closed}",
-                                     "SALESFORCE_INSTANCE_URL"),
 }
 
 
@@ -169,6 +167,17 @@ def test_bad_connection_settings(world, mirror, case):
         assert str(err) == text
     else:
         assert not report.ok and message in report.render() and fix in report.render(), report.render()
+
+
+def test_nothing_listening_at_the_url(world, mirror):
+    """Test-connection says so at once and names the URL (a sync would retry first: an outage passes)."""
+    org, sandbox, _ = world
+    values = _values(org, sandbox)
+    resource = _resource(Connection(url="https://127.0.0.1:{closed}"), org, sandbox, values)
+    report = run_test_connection(resource.connection(), required_objects=("Account",))
+    text = report.render()
+    assert not report.ok and f"https://127.0.0.1:{values['closed']}" in text and "could not reach" in text, text
+    assert "SALESFORCE_INSTANCE_URL" in text
 
 
 @pytest.mark.parametrize("problem", ["flow disabled", "no run-as user"])

@@ -164,6 +164,7 @@ def test_persistent_5xx_ends_in_transient_error_after_max_attempts(org):
     with pytest.raises(TransientError) as caught:
         client.count("SELECT COUNT() FROM Account")
     assert "after 3 attempts" in str(caught.value) and "503" in str(caught.value)
+    assert org.instance_url in str(caught.value) and "check SALESFORCE_INSTANCE_URL" in str(caught.value)
     assert client.api_calls == 3
 
 
