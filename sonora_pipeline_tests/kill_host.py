@@ -98,9 +98,10 @@ def main() -> None:
     import dagster as dg
 
     import sonora_pipeline.cli  # noqa: F401
-    import sonora_pipeline.definitions  # noqa: F401  (Dagster, the definitions' modules, the settings)
+    import sonora_pipeline.definitions
     import sonora_pipeline.writeback.push  # noqa: F401
 
+    sonora_pipeline.definitions.defs()  # Dagster, every module under defs/, the settings
     with dg.DagsterInstance.ephemeral():  # and the instance's storage modules
         pass
     for line in sys.stdin:
