@@ -41,16 +41,6 @@ def cmd_localorg(args: argparse.Namespace) -> int:
     return 0
 
 
-def _org_environment(org) -> dict[str, str]:
-    creds = org.credentials
-    return {
-        "SALESFORCE_INSTANCE_URL": creds.instance_url,
-        "SALESFORCE_CONSUMER_KEY": creds.consumer_key,
-        "SALESFORCE_CONSUMER_SECRET": creds.consumer_secret,
-        "SALESFORCE_CA_BUNDLE": creds.ca_bundle,
-    }
-
-
 def _failure_message(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:
@@ -79,18 +69,6 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
-def _valid_initial_import(value: str) -> bool:
-    from pydantic import ValidationError
-
-    from sonora_pipeline.settings import SyncSettings
-
-    try:
-        SyncSettings(initial_import=value)
-    except ValidationError:
-        return False
-    return True
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
     from sonora_pipeline.settings import SettingsError
 
@@ -102,14 +80,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(f"sonora-pipeline sync: {err}", file=sys.stderr)
         return 2
     from sonora_pipeline.paths import duckdb_path
+    from sonora_pipeline.settings import parse_initial_import
     from sonora_pipeline.sync.runner import run_sync
 
-    lookback = args.lookback or ""
-    if lookback and lookback not in ("all", "active") and not lookback.startswith("since:"):
-        lookback = f"since:{lookback}"
-    if lookback and not _valid_initial_import(lookback):
-        print(f"sonora-pipeline sync: --lookback {args.lookback!r} is not a lookback. Fix: use all, active, or "
-              "the first day to import as YYYY-MM-DD (e.g. --lookback 2025-06-01).", file=sys.stderr)
+    try:
+        lookback = parse_initial_import(args.lookback) if args.lookback else ""
+    except ValueError as err:
+        print(f"sonora-pipeline sync: --lookback {err}", file=sys.stderr)
         return 2
     objects = tuple(SETTINGS.sync.objects)
     if args.objects:
@@ -138,16 +115,21 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def _connection_from_environment():
     """The configured org (SALESFORCE_* variables), or the embedded local org when none is set."""
-    from sonora_pipeline.salesforce.connection import OrgConnection
+    from sonora_pipeline.salesforce.connection import (
+        ENV_CONSUMER_KEY,
+        ENV_CONSUMER_SECRET,
+        ENV_INSTANCE_URL,
+        OrgConnection,
+    )
 
-    url = os.environ.get("SALESFORCE_INSTANCE_URL", "")
+    url = os.environ.get(ENV_INSTANCE_URL, "")
     if not url:
         from sonora_pipeline.localorg.runtime import local_org_connection
 
-        print("SALESFORCE_INSTANCE_URL is not set: testing the embedded local org.", file=sys.stderr)
+        print(f"{ENV_INSTANCE_URL} is not set: testing the embedded local org.", file=sys.stderr)
         return local_org_connection()
-    return OrgConnection(instance_url=url, consumer_key=os.environ.get("SALESFORCE_CONSUMER_KEY", ""),
-                         consumer_secret=os.environ.get("SALESFORCE_CONSUMER_SECRET", ""),
+    return OrgConnection(instance_url=url, consumer_key=os.environ.get(ENV_CONSUMER_KEY, ""),
+                         consumer_secret=os.environ.get(ENV_CONSUMER_SECRET, ""),
                          ca_bundle=os.environ.get("SALESFORCE_CA_BUNDLE") or None)
 
 
@@ -224,7 +206,7 @@ def cmd_model(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Starting the local org with {args.records:,} records ...", flush=True)
     org = _start_org(args.records, args.port, args.seed)
-    os.environ.update(_org_environment(org))
+    os.environ.update(org.credentials.as_environment())
     os.environ.setdefault("SONORA_AUTOMATION", "on")
     home = PROJECT_ROOT / ".dagster_home"
     home.mkdir(exist_ok=True)

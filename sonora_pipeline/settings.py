@@ -813,6 +813,19 @@ def sort_problems(problems: list[str]) -> list[str]:
     return sorted(problems, key=line_of)
 
 
+def parse_initial_import(value: str) -> str:
+    """A one-run lookback (command line or run config) in the setting's form: `all`, `active`, `since:YYYY-MM-DD`,
+    or a bare `YYYY-MM-DD`. A ValueError names the accepted forms."""
+    text = value.strip()
+    if text not in ("all", "active") and not text.startswith("since:"):
+        text = f"since:{text}"
+    try:
+        return SyncSettings(initial_import=text).initial_import
+    except ValidationError:
+        raise ValueError(f"{value!r} is not a lookback. Fix: use all, active, or the first day to import as "
+                         "YYYY-MM-DD (e.g. 2025-06-01).") from None
+
+
 def load_settings(path: Path | None = None) -> Settings:
     """Read and validate the settings file; defaults when there is none (no path and no SONORA_CONFIG)."""
     path = path or settings_path()

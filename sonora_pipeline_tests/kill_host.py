@@ -35,10 +35,7 @@ class KillHost:
 
     def start(self, org, db: Path, log: Path, **request) -> int:
         """Start a child against `org` writing `db`; returns its pid."""
-        c = org.credentials
-        env = {"SALESFORCE_INSTANCE_URL": c.instance_url, "SALESFORCE_CONSUMER_KEY": c.consumer_key,
-               "SALESFORCE_CONSUMER_SECRET": c.consumer_secret, "SALESFORCE_CA_BUNDLE": c.ca_bundle,
-               "SONORA_DUCKDB_PATH": str(db)}
+        env = {**org.credentials.as_environment(), "SONORA_DUCKDB_PATH": str(db)}
         self.process.stdin.write(json.dumps({**request, "env": env, "log": str(log)}) + "\n")
         self.process.stdin.flush()
         return json.loads(self.process.stdout.readline())["pid"]

@@ -52,6 +52,11 @@ def org_fingerprint(org: LocalOrg) -> tuple:
     return rows, len(org.bulk.ingest_jobs)
 
 
+def trusted_bundle(org: LocalOrg) -> Path:
+    """A CA bundle that trusts `org` and its sandbox (written by `world`)."""
+    return Path(org.ca_bundle).with_name("trusted-with-sandbox.pem")
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """An org, a second org whose External Client App has another key (a sandbox of it), and a mirror of the
@@ -60,9 +65,8 @@ def world(tmp_path_factory):
     org = LocalOrg(records=400, seed=21, state_dir=root / "org").start()
     sandbox = LocalOrg(records=60, seed=22, state_dir=root / "sandbox").start()
     org.advance_clock(SYNC.lag_seconds + 3)
-    both = root / "both-cas.pem"  # trust both orgs, as a machine trusts every real org's public CA
-    both.write_text(Path(org.ca_bundle).read_text() + Path(sandbox.ca_bundle).read_text())
-    org.trusted_bundle = str(both)
+    # Trust both orgs, as a machine trusts every real org's public CA.
+    trusted_bundle(org).write_text(Path(org.ca_bundle).read_text() + Path(sandbox.ca_bundle).read_text())
     db = root / "mirror.duckdb"
     client = client_for(org)
     for name in SYNC.objects:
@@ -140,7 +144,7 @@ def _resource(case: Connection, org: LocalOrg, sandbox: LocalOrg, values=None) -
     values = values or _values(org, sandbox)
     return SalesforceResource(instance_url=case.url.format(**values), consumer_key=case.key.format(**values),
                               consumer_secret=case.secret.format(**values), api_version=case.api_version,
-                              ca_bundle=org.trusted_bundle)
+                              ca_bundle=str(trusted_bundle(org)))
 
 
 def _sync_through(resource: SalesforceResource, db: Path) -> None:
@@ -305,7 +309,7 @@ def test_injection_attempts_in_filter_values_are_plain_values(world, tmp_path, c
 def test_bad_command_line_arguments(world, monkeypatch, tmp_path, capsys, argv, db_name, message):
     org, _, _ = world
     db = tmp_path / db_name
-    for name, value in cli._org_environment(org).items():
+    for name, value in org.credentials.as_environment().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("SONORA_DUCKDB_PATH", str(db))
     assert cli.main(argv) == 2

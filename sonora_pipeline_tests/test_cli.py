@@ -14,9 +14,7 @@ from sonora_pipeline_tests.sync.helpers import differences
 def run_cli(args, org=None, tmp_path=None, **env_overrides):
     env = {**os.environ}
     if org is not None:
-        c = org.credentials
-        env.update({"SALESFORCE_INSTANCE_URL": c.instance_url, "SALESFORCE_CONSUMER_KEY": c.consumer_key,
-                    "SALESFORCE_CONSUMER_SECRET": c.consumer_secret, "SALESFORCE_CA_BUNDLE": c.ca_bundle})
+        env.update(org.credentials.as_environment())
     if tmp_path is not None:
         env["SONORA_DUCKDB_PATH"] = str(tmp_path / "mirror.duckdb")
     env.update(env_overrides)

@@ -81,14 +81,10 @@ def dagster_home(tmp_path: Path) -> Path:
 
 
 def server_environment(org: LocalOrg, tmp_path: Path) -> dict[str, str]:
-    c = org.credentials
     env = dict(os.environ)  # SONORA_CONFIG is the suite's settings (set by conftest)
     env.pop("SONORA_AUTOMATION", None)  # sensors and schedules stay stopped: the only run is the test's
     env.update({
-        "SALESFORCE_INSTANCE_URL": c.instance_url,
-        "SALESFORCE_CONSUMER_KEY": c.consumer_key,
-        "SALESFORCE_CONSUMER_SECRET": c.consumer_secret,
-        "SALESFORCE_CA_BUNDLE": c.ca_bundle,
+        **org.credentials.as_environment(),
         "SONORA_DUCKDB_PATH": str(tmp_path / "mirror.duckdb"),
         "DAGSTER_HOME": str(dagster_home(tmp_path)),
     })

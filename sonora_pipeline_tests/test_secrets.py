@@ -16,9 +16,7 @@ CANARY = "CANARYsecret5f2b9e1d7c0a4466"
 
 
 def _run(args, org, tmp_path, home, secret=CANARY):
-    c = org.credentials
-    env = {**os.environ, "SALESFORCE_INSTANCE_URL": c.instance_url, "SALESFORCE_CONSUMER_KEY": c.consumer_key,
-           "SALESFORCE_CONSUMER_SECRET": secret, "SALESFORCE_CA_BUNDLE": c.ca_bundle,
+    env = {**os.environ, **org.credentials.as_environment(), "SALESFORCE_CONSUMER_SECRET": secret,
            "SONORA_DUCKDB_PATH": str(tmp_path / "mirror.duckdb"), "DAGSTER_HOME": str(home)}
     return subprocess.run([sys.executable, "-m", "sonora_pipeline.cli", *args], env=env, capture_output=True,
                           text=True, timeout=300, cwd=tmp_path)

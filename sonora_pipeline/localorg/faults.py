@@ -52,7 +52,7 @@ class FaultPlan:
                 return "error"
         return None
 
-    def delay(self, path: str = "") -> float:
+    def delay(self, path: str) -> float:
         """Seconds to wait before answering `path`: the constant latency, plus a spike now and then."""
         if self.path_contains and self.path_contains not in path:
             return 0.0

@@ -52,6 +52,11 @@ class Credentials:
             "ca_bundle": self.ca_bundle, "admin_token": self.admin_token,
         }
 
+    def as_environment(self) -> dict[str, str]:
+        """The pipeline's environment variables for this org (what `SalesforceResource` reads)."""
+        return {"SALESFORCE_INSTANCE_URL": self.instance_url, "SALESFORCE_CONSUMER_KEY": self.consumer_key,
+                "SALESFORCE_CONSUMER_SECRET": self.consumer_secret, "SALESFORCE_CA_BUNDLE": self.ca_bundle}
+
 
 class LocalOrg:
     def __init__(self, *, records: int = 500, seed: int = 7, now: datetime | None = None,
@@ -100,7 +105,9 @@ class LocalOrg:
             self.expire_tokens()
         return self.faults.decide(path)
 
-    def latency(self, path: str = "") -> float:
+    def latency(self, path: str) -> float:
+        if path.startswith("/__localorg/"):
+            return 0.0  # controls answer at once, like decide_fault's
         return self.faults.delay(path)
 
     def corruption(self, path: str, content_type: str | None) -> str | None:

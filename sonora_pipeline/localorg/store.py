@@ -222,13 +222,17 @@ class OrgStore:
             changed: dict[str, dict[str, Any]] = {}
             for (raw_id, values), rid in zip(items, ids):
                 try:
+                    if not isinstance(raw_id, str) or not raw_id.strip():
+                        raise RecordError("MISSING_ARGUMENT", "Id not specified in an update call", [])
                     if rid is None or not rid.startswith(obj.key_prefix):
                         raise RecordError("MALFORMED_ID", f"{label} ID: id value of incorrect type: {raw_id}", ["Id"])
                     before = changed.get(rid) or current.get(rid)
                     if before is None or before.get("IsDeleted"):
                         raise RecordError("ENTITY_IS_DELETED", "entity is deleted", [])
                     changes = self._coerce_values(obj, values, for_create=False) if values else {}
-                    merged = {**before, **changes, "LastModifiedDate": now, "SystemModstamp": now}
+                    merged = {**before, **changes, "LastModifiedDate": now}
+                    if "SystemModstamp" in obj.fields:
+                        merged["SystemModstamp"] = now
                     if "LastModifiedById" in obj.fields:
                         merged["LastModifiedById"] = user_id or self.admin_user_id
                     self._derive(obj, merged, previous=before, now=now)

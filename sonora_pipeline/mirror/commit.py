@@ -112,11 +112,11 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
     insert_cols = columns + [n for n, _ in compounds] + ["_sonora_synced_at", "_sonora_deleted_at"]
     insert_vals = [f"s.{q(c)}" for c in columns] + [e for _, e in compounds] + [
         stamp, f'CASE WHEN {deleted} THEN s."SystemModstamp" END']
-    counts = conn.execute(
-        'SELECT count(*) FILTER (WHERE NOT coalesce("IsDeleted", false)), '
-        'count(*) FILTER (WHERE coalesce("IsDeleted", false)) FROM staged').fetchone()
     if conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)").fetchone()[0] == 0:
         # First load into an empty table: a plain insert does what the merge would, much faster.
+        counts = conn.execute(
+            'SELECT count(*) FILTER (WHERE NOT coalesce("IsDeleted", false)), '
+            'count(*) FILTER (WHERE coalesce("IsDeleted", false)) FROM staged').fetchone()
         conn.execute(f"INSERT INTO {table} ({', '.join(q(c) for c in insert_cols)}) "
                      f"SELECT {', '.join(insert_vals)} FROM staged AS s")
         return counts[0], counts[1]

@@ -246,4 +246,4 @@ def engagement_signals(today: date) -> Statement:
         LEFT JOIN o ON o.customer_id = cu.external_id
         LEFT JOIN p ON p.customer_id = cu.external_id
     """
-    return Statement(sql, [today] * 11 + [today])
+    return Statement(sql, [today] * 12)

@@ -48,7 +48,6 @@ class TokenManager:
         self._token: str | None = None
         self.fetches = 0  # token requests sent to the org (successful or not)
         self.identity_url: str | None = None
-        self.issued_instance_url: str | None = None
 
     def __repr__(self) -> str:
         return f"TokenManager({safe_url(self._connection.instance_url)}, fetches={self.fetches})"
@@ -98,7 +97,6 @@ class TokenManager:
         body = _json_or_none(reply)
         if reply.status_code == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):
             self.identity_url = body.get("id") if isinstance(body.get("id"), str) else None
-            self.issued_instance_url = body.get("instance_url") if isinstance(body.get("instance_url"), str) else None
             self._log.info("Obtained a Salesforce access token from %s (token request #%d)",
                            urlsplit(url).netloc, self.fetches)
             return body["access_token"]

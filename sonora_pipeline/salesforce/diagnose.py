@@ -30,8 +30,9 @@ from sonora_pipeline.salesforce.errors import (
     QuotaExhausted,
     SalesforceError,
 )
+from sonora_pipeline.settings import STANDARD_OBJECTS
 
-REQUIRED_OBJECTS = ("Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event")
+REQUIRED_OBJECTS = STANDARD_OBJECTS  # what the sync reads when no custom object is configured
 
 
 @dataclass

@@ -243,7 +243,7 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
         deletes=sum(c.deletes for _, _, c in results),
         api_calls=client.api_calls - calls_before,
         seconds=time.monotonic() - started,
-        added_columns=sorted(set(added_now) | {col for _, _, c in results for col in c.added_columns}),
+        added_columns=added_now,
         backfilled_rows=backfilled,
         initial_import=settings.initial_import if any(p.kind == "initial" for p, _, _ in results) else None,
         schema=schema,

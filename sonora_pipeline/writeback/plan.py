@@ -30,7 +30,6 @@ LEDGER_DDL = f"""
         account_id VARCHAR, field VARCHAR, value VARCHAR, computed_at TIMESTAMP, attempted_at TIMESTAMP,
         result VARCHAR, status_code VARCHAR, message VARCHAR, run_id VARCHAR
     )"""
-RESULTS = ("success", "error", "skipped_conflict", "dry_run", "sending")
 _LEDGER_SCHEMA = pa.schema([("account_id", pa.string()), ("field", pa.string()), ("value", pa.string()),
                             ("computed_at", pa.timestamp("us")), ("attempted_at", pa.timestamp("us")),
                             ("result", pa.string()), ("status_code", pa.string()), ("message", pa.string()),
@@ -157,20 +156,21 @@ def _map_value(mapping: WritebackMapping, value: Any) -> Any:
     return None if value is None else mapping.values.get(canonical(value) or "")
 
 
-def last_pushed(conn: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str | None]:
-    """{(account, field): value of its latest successful write} (the value may be None: a cleared field)."""
+def ledger_state(conn: duckdb.DuckDBPyConnection) -> tuple[dict[tuple[str, str], str | None],
+                                                           dict[tuple[str, str], datetime]]:
+    """One pass over the ledger: {(account, field): value of its latest successful write} (the value may be
+    None: a cleared field), and {(account, field): when it was sent} for values whose latest row is
+    `sending` (the run that sent it died before recording the outcome)."""
     rows = conn.execute(f"""
-        SELECT account_id, field, value FROM {LEDGER} WHERE result = 'success'
-        QUALIFY row_number() OVER (PARTITION BY account_id, field ORDER BY attempted_at DESC) = 1""").fetchall()
-    return {(a, f): v for a, f, v in rows}
-
-
-def unfinished_sends(conn: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], datetime]:
-    """{(account, field): when it was sent} for values whose latest ledger row is `sending` (outcome unknown)."""
-    rows = conn.execute(f"""
-        SELECT account_id, field, result, attempted_at FROM {LEDGER}
-        QUALIFY row_number() OVER (PARTITION BY account_id, field ORDER BY attempted_at DESC) = 1""").fetchall()
-    return {(a, f): at for a, f, result, at in rows if result == "sending"}
+        SELECT account_id, field, value, result, attempted_at,
+               row_number() OVER (PARTITION BY account_id, field ORDER BY attempted_at DESC) AS nth,
+               row_number() OVER (PARTITION BY account_id, field, result = 'success'
+                                  ORDER BY attempted_at DESC) AS nth_of_kind
+        FROM {LEDGER}
+        QUALIFY nth = 1 OR (result = 'success' AND nth_of_kind = 1)""").fetchall()
+    pushed = {(a, f): v for a, f, v, result, _, _, kind in rows if result == "success" and kind == 1}
+    unfinished = {(a, f): at for a, f, _, result, at, nth, _ in rows if result == "sending" and nth == 1}
+    return pushed, unfinished
 
 
 def compute_plan(conn: duckdb.DuckDBPyConnection, settings: Settings, *, now: datetime | None = None) -> Plan:
@@ -179,8 +179,7 @@ def compute_plan(conn: duckdb.DuckDBPyConnection, settings: Settings, *, now: da
     now = now or datetime.now(timezone.utc).replace(tzinfo=None)
     ensure_ledger(conn)
     types = check_columns(conn, settings)
-    pushed = last_pushed(conn)
-    unfinished = unfinished_sends(conn)
+    pushed, unfinished = ledger_state(conn)
     plan = Plan(column_types=types)
     mirror = _columns(conn, "salesforce", "account")
     if not mirror:

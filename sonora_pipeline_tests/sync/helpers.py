@@ -84,9 +84,6 @@ def differences(org: LocalOrg, db: Path, object_name: str) -> list[str]:
 
 def sync_command(org: LocalOrg, db: Path, settings_file: Path) -> tuple[list[str], dict[str, str]]:
     """`sonora-pipeline sync` against `org` into `db`, as a subprocess command and its environment."""
-    c = org.credentials
-    env = {**os.environ, "SALESFORCE_INSTANCE_URL": c.instance_url, "SALESFORCE_CONSUMER_KEY": c.consumer_key,
-           "SALESFORCE_CONSUMER_SECRET": c.consumer_secret, "SALESFORCE_CA_BUNDLE": c.ca_bundle,
-           "SONORA_DUCKDB_PATH": str(db), "SONORA_CONFIG": str(settings_file)}
+    env = {**os.environ, **org.credentials.as_environment(), "SONORA_DUCKDB_PATH": str(db), "SONORA_CONFIG": str(settings_file)}
     env.pop("DAGSTER_HOME", None)
     return [sys.executable, "-m", "sonora_pipeline.cli", "sync", "--lookback", "all", "--quiet"], env

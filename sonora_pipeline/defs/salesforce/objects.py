@@ -7,14 +7,13 @@ does its initial import. A single-run backfill reads its whole range in one pass
 
 
 import dagster as dg
-from pydantic import ValidationError
 
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.mirror.tables import SCHEMA
 from sonora_pipeline.salesforce.errors import SalesforceError
-from sonora_pipeline.settings import SyncSettings, model_required_fields
+from sonora_pipeline.settings import SyncSettings, model_required_fields, parse_initial_import
 from sonora_pipeline.sync.catalog import ObjectSchema, table_name_for
 from sonora_pipeline.sync.engine import SyncResult, sync_object
 
@@ -76,13 +75,9 @@ def build_object_asset(object_name: str, settings: SyncSettings) -> dg.AssetsDef
         effective = settings
         if config.initial_import:
             try:
-                effective = settings.model_copy(update={
-                    "initial_import": SyncSettings(initial_import=config.initial_import).initial_import})
-            except ValidationError:
-                raise dg.Failure(description=(
-                    f"Run config initial_import {config.initial_import!r} is not a lookback. Fix: use all, active "
-                    "or since:YYYY-MM-DD (e.g. since:2025-06-01), or leave it empty for sync.initial_import."
-                )) from None
+                effective = settings.model_copy(update={"initial_import": parse_initial_import(config.initial_import)})
+            except ValueError as err:
+                raise dg.Failure(description=f"Run config initial_import {err}") from None
         window = context.partition_time_window
         try:
             result = sync_object(
