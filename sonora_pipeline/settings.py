@@ -249,25 +249,17 @@ class AccountsSettings(_Strict):
                                       description="The filters an Account must pass to be a customer.")
 
 
-def _default_account_mapping() -> dict[str, str]:
-    return {"ARR__c": "arr", "Contract_End_Date__c": "contract_end_date", "Tier__c": "tier"}
-
-
-def _default_contact_mapping() -> dict[str, str]:
-    return {"Persona__c": "persona", "NPS_Score__c": "nps"}
-
-
 class MappingSettings(_Strict):
     """Salesforce fields (API names) copied into the model's tables, under the column names given."""
 
     account: dict[str, str] = Field(
-        default_factory=_default_account_mapping,
-        description="Account field API name -> column of the customers table. Replaces the default mapping "
-                    "when set.")
+        default_factory=dict,
+        description="Account field API name -> column of the customers table, e.g. ARR__c: arr; none by "
+                    "default (a fresh org has no custom fields).")
     contact: dict[str, str] = Field(
-        default_factory=_default_contact_mapping,
-        description="Contact field API name -> column of the people table. Replaces the default mapping "
-                    "when set.")
+        default_factory=dict,
+        description="Contact field API name -> column of the people table, e.g. Persona__c: persona; none by "
+                    "default.")
 
     @field_validator("account", "contact")
     @classmethod
@@ -308,10 +300,6 @@ class _Many(ValueError):
         self.problems = problems
 
 
-def _default_contract_conditions() -> list[Condition]:
-    return [Condition(field="Contract_End_Date__c", op=">=", value=TODAY)]
-
-
 class ContractsSettings(_Strict):
     """What makes a customer paying (`is_paying`)."""
 
@@ -319,8 +307,9 @@ class ContractsSettings(_Strict):
         default="any",
         description="'any': one of the rules that are set is enough; 'all': every rule that is set must hold.")
     account_conditions: list[Condition] = Field(
-        default_factory=_default_contract_conditions,
-        description="Tests on Account fields that all must hold (one rule); empty = rule not set.")
+        default_factory=list,
+        description="Tests on Account fields that all must hold (one rule), e.g. {field: Contract_End_Date__c, "
+                    "op: \">=\", value: today}; empty (the default) = rule not set.")
     won_opportunity_within_days: Optional[int] = Field(
         default=365, ge=1, le=36500, strict=True,
         description="Rule: a Closed Won opportunity closed within the last N days; null = rule not set.")
@@ -339,11 +328,12 @@ class RenewalsSettings(_Strict):
     horizon_days: int = Field(default=120, ge=1, le=3650, strict=True,
                               description="Customers whose contract ends within N days are up for renewal.")
     contract_end_field: Optional[str] = Field(
-        default="Contract_End_Date__c",
-        description="Account date field (API name) holding the contract's end; null = unknown.")
+        default=None,
+        description="Account date field (API name) holding the contract's end, e.g. Contract_End_Date__c; "
+                    "null (the default) = unknown.")
     arr_field: Optional[str] = Field(
-        default="ARR__c", description="Account number field (API name) holding the annual recurring revenue; "
-                                      "null = unknown.")
+        default=None, description="Account number field (API name) holding the annual recurring revenue, e.g. "
+                                  "ARR__c; null (the default) = unknown.")
 
     @field_validator("contract_end_field", "arr_field", mode="before")
     @classmethod
@@ -388,8 +378,9 @@ class HealthSettings(_Strict):
     weights: HealthWeights = Field(default_factory=HealthWeights, description="Weight of each measure.")
     bands: HealthBands = Field(default_factory=HealthBands, description="Score thresholds of the bands.")
     nps_field: Optional[str] = Field(
-        default="NPS_Score__c",
-        description="Contact number field (API name, 0-10) the sentiment measure averages; null = no sentiment.")
+        default=None,
+        description="Contact number field (API name, 0-10) the sentiment measure averages, e.g. NPS_Score__c; "
+                    "null (the default) = no sentiment measure.")
 
     @field_validator("nps_field", mode="before")
     @classmethod
@@ -457,21 +448,16 @@ class WritebackMapping(_Strict):
         return self.column.split(".", 1)[1]
 
 
-def _default_writeback_mappings() -> list[WritebackMapping]:
-    return [WritebackMapping(column="health_scores.score", field="Sonora_Health_Score__c"),
-            WritebackMapping(column="ecsat.ecsat", field="Sonora_eCSAT__c"),
-            WritebackMapping(column="health_scores.band", field="Sonora_Health_Band__c",
-                             values={"green": "Green", "yellow": "Yellow", "red": "Red"})]
-
-
 class WritebackSettings(_Strict):
     """Opt-in push of model values (health score, eCSAT, ...) to Account fields in Salesforce."""
 
     enabled: bool = Field(default=False, strict=True,
                           description="Write to Salesforce at all; off by default (the asset then reports "
                                       "'disabled' and makes no call).")
-    mappings: list[WritebackMapping] = Field(default_factory=_default_writeback_mappings,
-                                             description="Model column -> Account field.")
+    mappings: list[WritebackMapping] = Field(
+        default_factory=list,
+        description="Model column -> Account field, e.g. {column: health_scores.score, field: "
+                    "Sonora_Health_Score__c}; none by default (the fields must first be created in the org).")
     bulk_threshold: int = Field(default=2000, ge=1, strict=True,
                                 description="More changed rows than this use Bulk API 2.0 ingest, fewer use "
                                             "sObject Collections (200 records per call).")
@@ -498,6 +484,15 @@ class WritebackSettings(_Strict):
         if problems:
             raise problems[0] if len(problems) == 1 else _Many(problems)
         return value
+
+    @model_validator(mode="after")
+    def _check_something_to_write(self) -> "WritebackSettings":
+        if self.enabled and not self.mappings:
+            raise _At("write-back is enabled but no mapping says what to write where; add mappings, e.g. "
+                      "- {column: health_scores.score, field: Sonora_Health_Score__c} (create the Account field in "
+                      "Setup > Object Manager > Account > Fields & Relationships first), or set enabled: false",
+                      "mappings")
+        return self
 
 
 # -- the file -----------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from sonora_pipeline.model.rules import (
     condition_sql, validate_against_schema,
 )
 from sonora_pipeline.settings import (
-    OPERATORS, Condition, Settings, SettingsError, SyncSettings, load_settings, validate_settings,
+    OPERATORS, Condition, Settings, SettingsError, SyncSettings, load_settings, model_required_fields,
+    validate_settings,
 )
 from sonora_pipeline.sync.catalog import DUCKDB_TYPES
 
@@ -73,13 +74,16 @@ def test_defaults_without_a_settings_file(monkeypatch):
     settings = load_settings()
     assert settings == Settings()
     assert settings.source is None
-    assert settings.mapping.account == {"ARR__c": "arr", "Contract_End_Date__c": "contract_end_date",
-                                        "Tier__c": "tier"}
-    assert settings.mapping.contact == {"Persona__c": "persona", "NPS_Score__c": "nps"}
+    # Nothing a fresh Developer Edition org lacks: no custom field is mapped, tested or required.
+    assert settings.mapping.account == {} and settings.mapping.contact == {}
     assert settings.contracts.match == "any"
-    assert settings.contracts.account_conditions == [Condition(field="Contract_End_Date__c", op=">=", value="today")]
-    assert settings.contracts.won_opportunity_within_days == 365
+    assert settings.contracts.account_conditions == []
+    assert settings.contracts.won_opportunity_within_days == 365  # the won-opportunity rule stays
     assert settings.renewals.horizon_days == 120
+    assert settings.renewals.contract_end_field is None and settings.renewals.arr_field is None
+    assert settings.health.nps_field is None
+    assert settings.writeback.enabled is False and settings.writeback.mappings == []
+    assert model_required_fields(settings) == {"Account": [], "Contact": []}
     assert settings.health.weights.model_dump() == {"engagement": 0.35, "support": 0.25, "commercial": 0.25,
                                                     "sentiment": 0.15}
     assert (settings.health.bands.green, settings.health.bands.yellow) == (70, 40)
@@ -111,6 +115,37 @@ def test_the_example_file_is_valid_and_says_the_defaults():
         assert f"\n{section}" in text
 
 
+DEMO_SETTINGS = REPO / "sonora_pipeline" / "localorg" / "demo-settings.yaml"
+
+
+def test_the_demo_org_has_its_own_settings_and_the_suite_says_the_same():
+    demo = load_settings(DEMO_SETTINGS)
+    assert demo.mapping.account == {"ARR__c": "arr", "Contract_End_Date__c": "contract_end_date",
+                                    "Tier__c": "tier"}
+    assert demo.mapping.contact == {"Persona__c": "persona", "NPS_Score__c": "nps"}
+    assert demo.contracts.account_conditions == [Condition(field="Contract_End_Date__c", op=">=", value="today")]
+    assert (demo.renewals.contract_end_field, demo.renewals.arr_field) == ("Contract_End_Date__c", "ARR__c")
+    assert demo.health.nps_field == "NPS_Score__c"
+    assert [m.field for m in demo.writeback.mappings] == ["Sonora_Health_Score__c", "Sonora_eCSAT__c",
+                                                          "Sonora_Health_Band__c"]
+    assert not demo.writeback.enabled
+    assert model_required_fields(demo) == {"Account": ["ARR__c", "Contract_End_Date__c", "Tier__c"],
+                                           "Contact": ["NPS_Score__c", "Persona__c"]}
+    suite = load_settings(FIXTURE)
+    for section in ("accounts", "mapping", "contracts", "renewals", "health", "ecsat", "writeback"):
+        assert getattr(suite, section) == getattr(demo, section), section
+
+
+def test_write_back_enabled_with_nothing_to_write_says_what_to_add(tmp_path):
+    message = error_of(tmp_path, """
+        writeback:
+          enabled: true
+        """)
+    # Not written in the file: the message says it is the default, under the section that is there.
+    assert "line 1, column 1 (writeback.mappings, a default: not set under writeback)" in message
+    assert "no mapping" in message and "health_scores.score" in message and "enabled: false" in message
+
+
 def test_a_full_file_is_read(tmp_path):
     settings = load_settings(write(tmp_path, """
         accounts:
@@ -140,8 +175,8 @@ def test_a_full_file_is_read(tmp_path):
     assert include.record_types == ["Customer"] and include.types == ["Customer - Direct"]
     assert include.conditions[1] == Condition(field="NumberOfEmployees", op=">=", value=10)
     assert include.conditions[2].values() == ["A", "B"] and include.conditions[3].values() == []
-    assert settings.mapping.account == {"ARR__c": "annual_revenue"}  # replaces the default mapping
-    assert settings.mapping.contact == {"Persona__c": "persona", "NPS_Score__c": "nps"}
+    assert settings.mapping.account == {"ARR__c": "annual_revenue"}
+    assert settings.mapping.contact == {}  # the default: nothing mapped
     assert settings.contracts.match == "all" and settings.contracts.account_conditions == []
     assert settings.health.weights.engagement == 1 and settings.health.bands.green == 80
     assert settings.source is not None and settings.source.path == tmp_path / "sonora.yaml"
@@ -530,15 +565,14 @@ def test_a_mapping_source_that_is_not_in_the_mirror(tmp_path):
             "Relationships > Churn_Risk__c > Set Field-Level Security)") in message
 
 
-def test_a_default_that_does_not_fit_the_mirror_says_it_is_a_default(tmp_path):
-    columns = mirror_columns()
-    del columns["Account"]["Contract_End_Date__c"]
-    message = schema_error_of(tmp_path, "renewals:\n  horizon_days: 90\n", columns)
-    assert (f"{tmp_path / 'sonora.yaml'} (contracts.account_conditions[0].field, a default: not set in the file): "
-            "Account.Contract_End_Date__c is not in the mirror") in message
-    assert "(renewals.contract_end_field, a default: not set under renewals)" in message
-    assert "(mapping.account.Contract_End_Date__c, a default" in message
-    assert "does not fit the mirror (3 problems):" in message
+def test_the_defaults_fit_a_mirror_without_custom_fields(tmp_path):
+    columns = {name: {c: t for c, t in cols.items() if not c.endswith("__c")}
+               for name, cols in mirror_columns().items()}
+    assert "ARR__c" in mirror_columns()["Account"] and "ARR__c" not in columns["Account"]
+    validate_against_schema(Settings(), columns)
+    validate_against_schema(load_settings(write(tmp_path, "renewals:\n  horizon_days: 90\n")), columns)
+    message = schema_error_of(tmp_path, "renewals:\n  arr_field: ARR__c\n", columns)
+    assert "line 2, column 14 (renewals.arr_field): Account.ARR__c is not in the mirror" in message
 
 
 def test_renewal_field_of_the_wrong_type(tmp_path):
@@ -580,9 +614,11 @@ def test_columns_from_a_synced_mirror(org, tmp_path):
         assert columns["Account"]["IsDeleted"] == "BOOLEAN" and columns["Contact"]["Persona__c"] == "VARCHAR"
         assert columns["Account"]["NumberOfEmployees"] == "BIGINT"
         assert columns["Account"]["CreatedDate"].startswith("TIMESTAMP")
+        demo = load_settings(DEMO_SETTINGS)
         validate_against_schema(Settings(), columns)
-        # the default rules run on the mirror
-        sql, params = condition_sql(Settings().contracts.account_conditions, alias="a", today=TODAY)
+        validate_against_schema(demo, columns)
+        # the demo org's rules run on the mirror
+        sql, params = condition_sql(demo.contracts.account_conditions, alias="a", today=TODAY)
         conn.execute(f"SELECT count(*) FROM salesforce.account a WHERE {sql}", params).fetchone()
     finally:
         conn.close()
