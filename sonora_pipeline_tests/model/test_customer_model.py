@@ -12,6 +12,7 @@ import pytest
 from sonora_pipeline.model.build import build_all
 from sonora_pipeline.settings import Settings, SyncSettings
 from sonora_pipeline.sync.engine import sync_object
+from sonora_pipeline_tests.suite_settings import suite_settings
 from sonora_pipeline_tests.sync.helpers import client_for, log
 
 TODAY = datetime.now(timezone.utc).date()
@@ -75,7 +76,7 @@ def expected_paying(org, customers: dict, window_days=365) -> set[str]:
 
 def test_customers_people_and_opportunities_match_the_org(mirrored):
     org, db = mirrored
-    build(db, Settings())
+    build(db, suite_settings())
     customers = expected_customers(org)
     got = dict(query(db, "SELECT external_id, is_paying FROM sonora.customers"))
     assert set(got) == set(customers)
@@ -94,7 +95,7 @@ def test_customers_people_and_opportunities_match_the_org(mirrored):
 
 def test_engagement_signals_match_a_count_over_the_org(mirrored):
     org, db = mirrored
-    build(db, Settings())
+    build(db, suite_settings())
     customers = expected_customers(org)
     touches = Counter()
     meetings = Counter()
@@ -144,7 +145,7 @@ def health_by_hand(signals: dict, paying: bool, contract_end, nps_avg, weights, 
 
 def test_health_scores_follow_the_documented_formula(mirrored):
     org, db = mirrored
-    settings = Settings()
+    settings = suite_settings()
     build(db, settings)
     weights = {"engagement": 0.35, "support": 0.25, "commercial": 0.25, "sentiment": 0.15}
     names = ["customer_id", "touches_ever", "people", "touches_90d", "meetings_90d", "cases_ever", "open_cases_high",
@@ -172,7 +173,7 @@ def test_health_scores_follow_the_documented_formula(mirrored):
 
 def test_history_and_trend(mirrored):
     org, db = mirrored
-    build(db, Settings())
+    build(db, suite_settings())
     before = query(db, "SELECT count(*) FROM sonora.health_score_history")[0][0]
     build(db, Settings.model_validate({"health": {"weights": {"engagement": 1, "support": 0, "commercial": 0,
                                                               "sentiment": 0}}}))
@@ -214,7 +215,7 @@ def expected_paying_won_only(org, customers, days):
 
 def test_renewals_are_paying_customers_ending_within_the_horizon(mirrored):
     org, db = mirrored
-    build(db, Settings())
+    build(db, suite_settings())
     customers = expected_customers(org)
     paying = expected_paying(org, customers)
     expected = {a for a in paying if customers[a]["Contract_End_Date__c"] is not None
@@ -225,7 +226,7 @@ def test_renewals_are_paying_customers_ending_within_the_horizon(mirrored):
 
 def test_touchpoints_resolve_people_and_customers(mirrored):
     org, db = mirrored
-    build(db, Settings())
+    build(db, suite_settings())
     total = query(db, "SELECT count(*) FROM sonora.touchpoints")[0][0]
     live = sum(1 for t in rows(org, "Task") if not t["IsDeleted"]) + sum(1 for e in rows(org, "Event") if not e["IsDeleted"])
     assert total == live
@@ -240,7 +241,7 @@ def test_a_settings_mistake_found_against_the_mirror_writes_nothing(mirrored):
     from sonora_pipeline.settings import SettingsError
 
     org, db = mirrored
-    build(db, Settings())
+    build(db, suite_settings())
     before = query(db, "SELECT count(*), sum(hash(external_id)) FROM sonora.customers")
     bad = Settings.model_validate({"mapping": {"account": {"Nonexistent_Field__c": "nothing"}}})
     with pytest.raises(SettingsError) as err:
@@ -253,9 +254,28 @@ def test_a_settings_mistake_found_against_the_mirror_writes_nothing(mirrored):
 
 def test_column_comments_document_the_model(mirrored):
     org, db = mirrored
-    build(db, Settings())
+    build(db, suite_settings())
     comments = dict(query(db, "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'sonora' "
                               "AND table_name = 'health_scores'"))
     assert "0-100" in comments["score"] and comments["formula"]
     formula = query(db, "SELECT DISTINCT formula FROM sonora.health_scores")[0][0]
     assert "weight" in formula
+
+
+def test_the_model_builds_with_the_defaults_and_leaves_out_measures_without_data(mirrored):
+    """No settings file: no custom field mapped, no contract field, no NPS field. Every table builds; the
+    measures nothing feeds are NULL and left out of the score's weights, not counted as zero."""
+    org, db = mirrored
+    build(db, Settings())
+    customers = expected_customers(org)
+    got = dict(query(db, "SELECT external_id, is_paying FROM sonora.customers"))
+    assert set(got) == set(customers)
+    assert {k for k, v in got.items() if v} == expected_paying_won_only(org, customers, 365)
+    columns = {r[0] for r in query(db, "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'sonora' "
+                                       "AND table_name = 'customers'")}
+    assert not {"arr", "tier", "contract_end_date"} & columns
+    assert query(db, "SELECT count(*) FROM sonora.health_scores WHERE sentiment IS NOT NULL")[0][0] == 0
+    assert query(db, "SELECT count(*) FROM sonora.health_scores WHERE score IS NOT NULL AND weight_used > 0.85 + 1e-9"
+                 )[0][0] == 0  # the sentiment weight (0.15) is never used
+    assert query(db, "SELECT count(*) FROM sonora.health_scores WHERE score IS NOT NULL")[0][0] > 0
+    assert query(db, "SELECT count(*) FROM sonora.renewals")[0][0] == 0  # no contract end date to renew on

@@ -20,6 +20,7 @@ from sonora_pipeline.settings import Settings, SyncSettings, validate_settings
 from sonora_pipeline.sync.engine import sync_object
 from sonora_pipeline.writeback.push import run_writeback
 from sonora_pipeline.writeback.targets import TargetError
+from sonora_pipeline_tests.suite_settings import suite_settings_with
 from sonora_pipeline_tests.sync.helpers import client_for, log
 
 TODAY = datetime.now(timezone.utc).date()
@@ -28,7 +29,8 @@ TARGETS = ("Sonora_Health_Score__c", "Sonora_eCSAT__c", "Sonora_Health_Band__c")
 
 
 def settings(**writeback) -> Settings:
-    return validate_settings({"writeback": {"enabled": True, **writeback}})
+    """The suite's settings (the generated org's fields, its three Sonora_* write-back mappings), enabled."""
+    return suite_settings_with(writeback={"enabled": True, **writeback})
 
 
 class Writes:
@@ -163,9 +165,9 @@ def test_our_own_writes_are_not_conflicts_and_nulls_clear_fields(ready):
     run(org, db, settings())
     # New band thresholds, model rebuilt without a sync: the mirror still has the pre-write LastModifiedDate,
     # the org has ours. Bands mapped without 'red' are cleared (JSON null).
-    s = validate_settings({"health": {"bands": {"green": 50, "yellow": 30}}, "writeback": {
+    s = suite_settings_with(health={"bands": {"green": 50, "yellow": 30}}, writeback={
         "enabled": True, "mappings": [{"column": "health_scores.band", "field": "Sonora_Health_Band__c",
-                                       "values": {"green": "Green", "yellow": "Yellow"}}]}})
+                                       "values": {"green": "Green", "yellow": "Yellow"}}]})
     build(db, s)
     report = run(org, db, s, run_id="second")
     assert report.counts["skipped_conflict"] == 0 and report.counts["success"] > 0

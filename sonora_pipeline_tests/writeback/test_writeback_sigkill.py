@@ -19,6 +19,7 @@ import pytest
 
 from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline_tests.kill_host import KillHost
+from sonora_pipeline_tests.suite_settings import write_suite_settings
 from sonora_pipeline_tests.writeback.test_writeback import (
     Writes,
     assert_org_has_model_values,
@@ -49,8 +50,8 @@ def test_a_write_back_killed_part_way_then_rerun_writes_each_value_once(host, tm
         build(db, settings())
         expected = {a for a, v in model_values(db).items() if any(x is not None for x in v)}
         assert len(expected) > 200  # two collections batches at least
-        settings_file = tmp_path / "sonora.yaml"
-        settings_file.write_text("writeback:\n  enabled: true\n  settle_seconds: 2\n")
+        settings_file = write_suite_settings(tmp_path / "sonora.yaml", writeback={"enabled": True,
+                                                                                  "settle_seconds": 2})
         request = {"writeback": {"db": str(db), "settings": str(settings_file), "run_id": f"trial-{trial}"}}
         writes = Writes(org)
         org.set_faults(latency_seconds=rng.choice([0.0, 0.01, 0.03]))
@@ -92,8 +93,8 @@ def test_a_batch_still_in_flight_when_the_run_died_is_waited_for(host, tmp_path,
         build(db, settings())
         expected = {a for a, v in model_values(db).items() if any(x is not None for x in v)}
         assert 200 < len(expected) <= 400  # two batches, two read-back queries
-        settings_file = tmp_path / "sonora.yaml"
-        settings_file.write_text(f"writeback:\n  enabled: true\n  settle_seconds: {settle_seconds}\n")
+        settings_file = write_suite_settings(tmp_path / "sonora.yaml", writeback={
+            "enabled": True, "settle_seconds": settle_seconds})
         request = {"writeback": {"db": str(db), "settings": str(settings_file), "run_id": "in-flight"}}
         writes = Writes(org)
         org.set_faults(latency_seconds=5.0, path_contains="/composite/sobjects")
