@@ -188,8 +188,7 @@ def _object_check(client: SalesforceClient, name: str) -> Check:
         if err.status in (403, 404) or err.error_code in ("NOT_FOUND", "INVALID_TYPE", "INSUFFICIENT_ACCESS"):
             denied = InsufficientAccess(name)
             return Check(check_name, False,
-                         f"{denied.message} (the org answered {err.error_code}: the object does not exist in this "
-                         "org, or the run-as user cannot see it)", denied.fix, "insufficient_access")
+                         f"{denied.message} (the org answered {err.error_code})", denied.fix, "insufficient_access")
         return Check(check_name, False, str(err), err.fix, "api_error")
     except AuthError as err:
         return Check(check_name, False, err.message, err.fix, err.reason)

@@ -37,15 +37,30 @@ class ApiError(SalesforceError):
 
 
 class InsufficientAccess(SalesforceError):
-    """The run-as user cannot read an object or field the pipeline needs."""
+    """An object or field the pipeline needs is not visible to the run-as user.
+
+    Salesforce answers the same way for a field (or object) that does not exist and for one the run-as user may
+    not read: describe leaves it out, a query says it does not exist. So the message says "missing or
+    unreadable" and the fix tells how to check both, instead of blaming field-level security for a field that
+    is simply not in this org (a custom field of another org named in the settings)."""
 
     def __init__(self, object_name: str, field_name: str | None = None):
-        what = f"field {object_name}.{field_name}" if field_name else f"object {object_name}"
-        fix = (f"in Setup, give the integration (run-as) user read access to {what}: Object Manager > "
-               f"{object_name} > Fields & Relationships > {field_name} > Set Field-Level Security"
-               if field_name else
-               f"in Setup, add read permission on {object_name} to a permission set assigned to the run-as user")
-        super().__init__(f"Insufficient access: the run-as user cannot read {what}.", fix)
+        if field_name:
+            message = (f"Field {object_name}.{field_name} is missing or unreadable: the run-as user's describe of "
+                       f"{object_name} does not list it, so either it does not exist in this org or the run-as "
+                       "user cannot read it (the Salesforce API does not tell which).")
+            fix = (f"check both in Setup > Object Manager > {object_name} > Fields & Relationships. If no field "
+                   f"has the API name {field_name}, correct or remove it in your settings file (mapping, "
+                   "conditions, renewals/health fields, sync.required_fields) or create the field; if it is "
+                   f"there, give the run-as user read access: {field_name} > Set Field-Level Security > Visible "
+                   "for the run-as user's profile, or Read on the field in a permission set assigned to that user")
+        else:
+            message = (f"Object {object_name} is missing or unreadable: either it does not exist in this org or "
+                       "the run-as user cannot read it (the Salesforce API does not tell which).")
+            fix = (f"check both: Setup > Object Manager lists {object_name} if it exists (otherwise correct or "
+                   "remove it in your settings, e.g. sync.custom_objects); if it is there, add Read on "
+                   f"{object_name} to a permission set assigned to the run-as user")
+        super().__init__(message, fix)
         self.object_name = object_name
         self.field_name = field_name
 

@@ -183,7 +183,8 @@ def test_an_object_the_run_as_user_cannot_see(canary_org, caplog):
     assert by_name["object Account"].ok and by_name["object Contact"].ok
     missing = by_name["object Invoice__c"]
     assert missing.ok is False and missing.reason == "insufficient_access"
-    assert "Insufficient access" in missing.message and "object Invoice__c" in missing.message
+    assert "Object Invoice__c is missing or unreadable" in missing.message
+    assert "does not exist in this org or the run-as user cannot read it" in missing.message
     assert "permission set" in missing.fix
     assert report.failure is missing
     _assert_no_leak(report, caplog, CANARY_SECRET)
