@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -15,29 +16,46 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start_org(records: int, port: int, seed: int, shape: str = "b2b"):
+def _start_org(records: int, port: int, seed: int, shape: str = "b2b", org_id: str | None = None):
     from sonora_pipeline.localorg.org import LocalOrg
 
-    return LocalOrg(records=records, seed=seed, shape=shape).start(port=port)
+    return LocalOrg(records=records, seed=seed, shape=shape, org_id=org_id).start(port=port)
+
+
+def _demo_org_id(seed: int) -> str:
+    """The demo's org id follows its seed: the same seed generates the same records (same Ids), so running the
+    demo again re-syncs the same org into its warehouse instead of being refused as another org."""
+    from sonora_pipeline.localorg.ids import make_id
+
+    return make_id("00D", 1_000_000 + seed, pod="dem")
 
 
 def cmd_localorg(args: argparse.Namespace) -> int:
+    """Serve a local org until Ctrl-C/SIGTERM (the documented way to keep one running); its credentials go to
+    .sonora/localorg.json (mode 600), where SALESFORCE_INSTANCE_URL=local finds them, and are removed on exit."""
+    from sonora_pipeline.localorg import runtime
+
+    if args.detach:
+        creds = runtime.start_detached(args.records)
+        print(f"Local org running in the background at {creds['instance_url']} (org {creds.get('org_id', '?')}, "
+              f"pid {creds.get('pid', '?')}); credentials in {runtime.credentials_file()} (mode 600), log in "
+              f"{runtime.log_file()}. Use it with SALESFORCE_INSTANCE_URL=local; stop it with: "
+              f"kill {creds.get('pid', '<pid>')}", flush=True)
+        return 0
     org = _start_org(args.records, args.port, args.seed, args.shape)
-    line = json.dumps(org.credentials.as_dict())
-    if args.credentials_file:
-        path = Path(args.credentials_file)
-        tmp = path.with_suffix(".tmp")
-        tmp.touch(mode=0o600)
-        tmp.write_text(line)
-        tmp.replace(path)  # appears whole, and only once the org answers
-    print(line, flush=True)
+    credentials = {**org.credentials.as_dict(), "org_id": org.org_id, "pid": os.getpid()}
+    path = Path(args.credentials_file) if args.credentials_file else runtime.credentials_file()
+    runtime.write_credentials(path, credentials)
+    print(json.dumps(credentials), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         stop.wait()
     except KeyboardInterrupt:
         pass
-    org.stop()
+    finally:
+        runtime.remove_credentials(path, credentials)
+        org.stop()
     return 0
 
 
@@ -114,7 +132,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _connection_from_environment():
-    """The configured org (SALESFORCE_* variables), or the embedded local org when none is set."""
+    """The configured org (SALESFORCE_* variables; `main` has already refused an unset URL and turned `local`
+    into the local org's address)."""
     from sonora_pipeline.salesforce.connection import (
         ENV_CONSUMER_KEY,
         ENV_CONSUMER_SECRET,
@@ -122,15 +141,45 @@ def _connection_from_environment():
         OrgConnection,
     )
 
-    url = os.environ.get(ENV_INSTANCE_URL, "")
-    if not url:
-        from sonora_pipeline.localorg.runtime import local_org_connection
-
-        print(f"{ENV_INSTANCE_URL} is not set: testing the embedded local org.", file=sys.stderr)
-        return local_org_connection()
-    return OrgConnection(instance_url=url, consumer_key=os.environ.get(ENV_CONSUMER_KEY, ""),
+    return OrgConnection(instance_url=os.environ.get(ENV_INSTANCE_URL, ""),
+                         consumer_key=os.environ.get(ENV_CONSUMER_KEY, ""),
                          consumer_secret=os.environ.get(ENV_CONSUMER_SECRET, ""),
                          ca_bundle=os.environ.get("SALESFORCE_CA_BUNDLE") or None)
+
+
+ORG_COMMANDS = ("sync", "test-connection")  # the commands that talk to an org
+
+
+@contextlib.contextmanager
+def _org_for(command: str):
+    """Yields an error message (the command must stop) or None. An unset URL is refused before anything is
+    read or written; `local` reaches the running local org, or one started for this command and stopped
+    with it. Nothing else ever starts a local org."""
+    from sonora_pipeline.localorg.runtime import org_for_command
+    from sonora_pipeline.salesforce.connection import ENV_INSTANCE_URL, LOCAL_ORG_URL, unset_url_error
+
+    url = os.environ.get(ENV_INSTANCE_URL, "").strip()
+    if command not in ORG_COMMANDS or (url and url.lower() != LOCAL_ORG_URL):
+        yield None
+        return
+    if not url:
+        yield str(unset_url_error())
+        return
+    saved = {name: os.environ.get(name) for name in ("SALESFORCE_INSTANCE_URL", "SALESFORCE_CONSUMER_KEY",
+                                                     "SALESFORCE_CONSUMER_SECRET", "SALESFORCE_CA_BUNDLE")}
+    with org_for_command(log=lambda line: print(line, file=sys.stderr, flush=True)) as creds:
+        os.environ.update({"SALESFORCE_INSTANCE_URL": creds["instance_url"],
+                           "SALESFORCE_CONSUMER_KEY": creds["consumer_key"],
+                           "SALESFORCE_CONSUMER_SECRET": creds["consumer_secret"],
+                           "SALESFORCE_CA_BUNDLE": creds["ca_bundle"]})
+        try:
+            yield None
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def cmd_test_connection(args: argparse.Namespace) -> int:
@@ -203,9 +252,16 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_SETTINGS = Path(__file__).resolve().parent / "localorg" / "demo-settings.yaml"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The local org, started for the demo and stopped when it ends (after the sync with --no-ui, or when the
+    Dagster UI is closed); its custom fields come from the demo's own settings file unless SONORA_CONFIG is set."""
+    os.environ.setdefault("SONORA_CONFIG", str(DEMO_SETTINGS))
+    print(f"Settings: {os.environ['SONORA_CONFIG']}", flush=True)
     print(f"Starting the local org with {args.records:,} records ...", flush=True)
-    org = _start_org(args.records, args.port, args.seed)
+    org = _start_org(args.records, args.port, args.seed, org_id=_demo_org_id(args.seed))
     os.environ.update(org.credentials.as_environment())
     os.environ.setdefault("SONORA_AUTOMATION", "on")
     home = PROJECT_ROOT / ".dagster_home"
@@ -252,11 +308,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sonora-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("localorg", help="serve a local Salesforce-compatible org over HTTPS on loopback")
+    p = sub.add_parser("localorg", help="serve a local Salesforce-compatible org over HTTPS on loopback until "
+                                        "Ctrl-C (use it with SALESFORCE_INSTANCE_URL=local)")
     p.add_argument("--records", type=int, default=5000, help="approximate number of records (default 5000)")
     p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
     p.add_argument("--seed", type=int, default=7, help="data generator seed")
-    p.add_argument("--credentials-file", help="also write the JSON line to this file (mode 600)")
+    p.add_argument("--credentials-file", help="write the JSON line to this file (mode 600) instead of "
+                                              ".sonora/localorg.json, where SALESFORCE_INSTANCE_URL=local looks")
+    p.add_argument("--detach", action="store_true", help="serve in the background until killed (log in "
+                                                         ".sonora/localorg.log, mode 600)")
     p.add_argument("--shape", choices=["b2b", "accounts"], default="b2b",
                    help="mix of objects: b2b (default) or accounts (~97%% Accounts, for benchmarks)")
     p.set_defaults(func=cmd_localorg)
@@ -284,7 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     from sonora_pipeline.paths import WarehousePathError
 
     try:
-        return args.func(args)
+        with _org_for(args.command) as refusal:
+            if refusal:
+                print(f"sonora-pipeline {args.command}: {refusal}", file=sys.stderr)
+                return 2
+            return args.func(args)
     except WarehousePathError as err:
         print(f"sonora-pipeline {args.command}: {err}", file=sys.stderr)
         return 2

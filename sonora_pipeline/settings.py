@@ -94,6 +94,11 @@ class SyncSettings(_Strict):
     quota_pause_seconds: float = Field(default=300, gt=0,
                                        description="How long to wait between checks while the quota is spent.")
     custom_objects: list[str] = Field(default_factory=list, description="Custom objects to mirror, e.g. Invoice__c.")
+    max_purge_share: float = Field(
+        default=0.5, gt=0, le=1,
+        description="A reconcile refuses to mark more than this share of an object's live mirrored rows purged in "
+                    "one run (a safety valve: another org or a run-as user who lost access looks like a mass "
+                    "delete); 1 = no limit. One run can override it with run config.")
     required_fields: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Fields the pipeline must be able to read, per object (e.g. Account: [ARR__c]); a sync "

@@ -13,7 +13,15 @@ from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.paths import checked_duckdb_path, duckdb_path
 from sonora_pipeline.salesforce.budget import ApiBudget
 from sonora_pipeline.salesforce.client import SalesforceClient
-from sonora_pipeline.salesforce.connection import DEFAULT_API_VERSION, OrgConnection
+from sonora_pipeline.salesforce.connection import (
+    DEFAULT_API_VERSION,
+    ENV_CONSUMER_KEY,
+    ENV_CONSUMER_SECRET,
+    ENV_INSTANCE_URL,
+    LOCAL_ORG_URL,
+    OrgConnection,
+    unset_url_error,
+)
 
 _BUDGETS: dict[str, ApiBudget] = {}
 _BUDGETS_LOCK = threading.Lock()
@@ -35,17 +43,21 @@ def shared_budget(instance_url: str, log=None) -> ApiBudget:
 class SalesforceResource(dg.ConfigurableResource):
     """An org reached through an External Client App (OAuth 2.0 client credentials).
 
-    With no instance URL configured it uses the embedded local org (started on first use)."""
+    `local` reaches the running local demo org (`sonora-pipeline localorg`); an empty URL is an error that
+    names the variable and both fixes, never a quiet fallback to the demo org."""
 
     instance_url: str = Field(default="", description="The org's My Domain URL, e.g. https://acme.my.salesforce.com; "
-                                                      "empty: the local demo org")
+                                                      "'local': the running local demo org")
     consumer_key: str = Field(default="", description="The External Client App's consumer key")
     consumer_secret: str = Field(default="", description="The External Client App's consumer secret (never logged)")
     api_version: str = Field(default=DEFAULT_API_VERSION, description="REST API version, e.g. 62.0")
     ca_bundle: str = Field(default="", description="CA bundle to trust (the local org's); empty: the system store")
 
     def connection(self) -> OrgConnection:
-        if not self.instance_url:
+        url = (self.instance_url or "").strip()
+        if not url:
+            raise unset_url_error()
+        if url.lower() == LOCAL_ORG_URL:
             from sonora_pipeline.localorg.runtime import local_org_connection
 
             return local_org_connection(self.api_version)
@@ -75,14 +87,17 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 def salesforce_resource() -> SalesforceResource:
-    if os.environ.get("SALESFORCE_INSTANCE_URL"):
+    """From the SALESFORCE_* variables. Unset URL: a resource whose every use fails with the reason and the fix
+    (the definitions still load, the sensor skips saying why). `local`: the running local org."""
+    url = os.environ.get(ENV_INSTANCE_URL, "").strip()
+    if url and url.lower() != LOCAL_ORG_URL:
         return SalesforceResource(
-            instance_url=dg.EnvVar("SALESFORCE_INSTANCE_URL"),
-            consumer_key=dg.EnvVar("SALESFORCE_CONSUMER_KEY"),
-            consumer_secret=dg.EnvVar("SALESFORCE_CONSUMER_SECRET"),
+            instance_url=dg.EnvVar(ENV_INSTANCE_URL),
+            consumer_key=dg.EnvVar(ENV_CONSUMER_KEY),
+            consumer_secret=dg.EnvVar(ENV_CONSUMER_SECRET),
             ca_bundle=os.environ.get("SALESFORCE_CA_BUNDLE", ""),
         )
-    return SalesforceResource()
+    return SalesforceResource(instance_url=url)
 
 
 @dg.definitions

@@ -62,8 +62,10 @@ class LocalOrg:
     def __init__(self, *, records: int = 500, seed: int = 7, now: datetime | None = None,
                  daily_api_requests: int = DEFAULT_DAILY_API_REQUESTS, state_dir: Path | None = None,
                  consumer_key: str | None = None, consumer_secret: str | None = None,
-                 catalog: Catalog | None = None, generate: bool = True, shape: str = "b2b"):
-        self.org_id = make_id("00D", 1, pod="5g0")
+                 catalog: Catalog | None = None, generate: bool = True, shape: str = "b2b",
+                 org_id: str | None = None):
+        # An org id of its own per start, as two real orgs have: a warehouse synced from one refuses another.
+        self.org_id = org_id or make_id("00D", 1 + secrets.randbelow(62 ** 9 - 1), pod="5g0")
         self.clock = OrgClock(now)
         self.catalog = catalog or build_standard_catalog()
         self.store = OrgStore(self.catalog, self.clock)

@@ -20,8 +20,16 @@ from typing import Iterator
 import duckdb
 
 from sonora_pipeline.mirror.spool import Spool
-from sonora_pipeline.mirror.state import ensure_state_tables, log_window, read_state, write_state
+from sonora_pipeline.mirror.state import (
+    OrgIdentity,
+    claim_org,
+    ensure_state_tables,
+    log_window,
+    read_state,
+    write_state,
+)
 from sonora_pipeline.mirror.tables import SCHEMA, ensure_table, q, qualified
+from sonora_pipeline.salesforce.errors import TooManyPurges
 from sonora_pipeline.sync.catalog import ObjectSchema
 
 
@@ -142,10 +150,12 @@ def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: 
                   method: str, partition_key: str | None, window_start: datetime | None,
                   window_end: datetime | None, read_from: datetime | None, read_to: datetime | None,
                   api_calls: int, run_id: str | None, advance_cursor: bool,
-                  initial_import: str | None = None) -> CommitResult:
-    """Load `spool` into the object's table and record the window, atomically."""
+                  initial_import: str | None = None, org: OrgIdentity | None = None) -> CommitResult:
+    """Load `spool` into the object's table and record the window, atomically (refused for another `org`)."""
     synced_at = _utcnow()
     with transaction(conn):
+        if org is not None:
+            claim_org(conn, org)
         ensure_state_tables(conn)
         added = ensure_table(conn, schema)
         state = read_state(conn, schema.object_name)
@@ -197,11 +207,14 @@ def _store_record_types(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -
                      [schema.object_name, rt_id, developer_name, label])
 
 
-def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> tuple[list[str], tuple[str, ...]]:
+def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, *,
+                   org: OrgIdentity | None = None) -> tuple[list[str], tuple[str, ...]]:
     """Bring the table in line with today's describe: new fields become columns, and if the table already
     had rows, those columns are queued for back-fill (recorded in the state, so a crash between here and the
     back-fill still back-fills on the next run). Returns (columns added, columns awaiting back-fill)."""
     with transaction(conn):
+        if org is not None:
+            claim_org(conn, org)
         ensure_state_tables(conn)
         added = ensure_table(conn, schema)
         _store_record_types(conn, schema)
@@ -213,9 +226,11 @@ def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> tup
 
 
 def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool, columns: list[str],
-                    *, api_calls: int, run_id: str | None) -> int:
+                    *, api_calls: int, run_id: str | None, org: OrgIdentity | None = None) -> int:
     """Fill columns added after rows were mirrored: update those columns only, for rows already present."""
     with transaction(conn):
+        if org is not None:
+            claim_org(conn, org)
         ensure_state_tables(conn)
         ensure_table(conn, schema)
         updated = 0
@@ -235,20 +250,32 @@ def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool
 
 
 def commit_purges(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, live_ids_table: str, *,
-                  api_calls: int, run_id: str | None) -> int:
-    """Mark rows whose Id the org no longer has (hard-deleted or purged from the recycle bin)."""
+                  api_calls: int, run_id: str | None, org: OrgIdentity | None = None,
+                  max_purge_share: float = 1.0) -> int:
+    """Mark rows whose Id the org no longer has (hard-deleted or purged from the recycle bin).
+
+    The safety valve: when more than `max_purge_share` of the object's live rows (not deleted, not purged) would
+    be marked, nothing is marked and TooManyPurges says why. A reconcile against the wrong org or by a run-as
+    user who lost sharing access looks exactly like a mass delete, and would drop those rows from the model."""
     now = _utcnow()
+    table = qualified(schema)
+    gone = f'NOT EXISTS (SELECT 1 FROM {live_ids_table} o WHERE o."Id" = t."Id")'
     with transaction(conn):
+        if org is not None:
+            claim_org(conn, org)
         ensure_state_tables(conn)
         ensure_table(conn, schema)
-        table = qualified(schema)
-        purged = conn.execute(
-            f'SELECT count(*) FROM {table} t WHERE t._sonora_purged_at IS NULL AND NOT EXISTS '
-            f'(SELECT 1 FROM {live_ids_table} o WHERE o."Id" = t."Id")').fetchone()[0]
+        purged, live, live_gone = conn.execute(
+            f'SELECT count(*) FILTER (WHERE t._sonora_purged_at IS NULL AND {gone}), '
+            f'count(*) FILTER (WHERE t._sonora_purged_at IS NULL AND NOT coalesce(t."IsDeleted", false)), '
+            f'count(*) FILTER (WHERE t._sonora_purged_at IS NULL AND NOT coalesce(t."IsDeleted", false) AND {gone}) '
+            f'FROM {table} t').fetchone()
+        if live_gone and live_gone > max_purge_share * live:
+            raise TooManyPurges(schema.object_name, live_gone, live, max_purge_share)
         conn.execute(
             f'UPDATE {table} AS t SET _sonora_purged_at = ?, "IsDeleted" = true, '
-            f'_sonora_deleted_at = coalesce(t._sonora_deleted_at, ?) WHERE t._sonora_purged_at IS NULL AND NOT EXISTS '
-            f'(SELECT 1 FROM {live_ids_table} o WHERE o."Id" = t."Id")', [now, now])
+            f'_sonora_deleted_at = coalesce(t._sonora_deleted_at, ?) WHERE t._sonora_purged_at IS NULL AND {gone}',
+            [now, now])
         state = read_state(conn, schema.object_name)
         state.purges_total += purged
         state.api_calls_total += api_calls
@@ -257,5 +284,3 @@ def commit_purges(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, live_id
         log_window(conn, object_name=schema.object_name, kind="reconcile_ids", method="bulk", rows_read=None,
                    rows_upserted=0, deletes=purged, api_calls=api_calls, run_id=run_id, committed_at=now)
     return purged
-
-

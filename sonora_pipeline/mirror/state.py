@@ -4,19 +4,23 @@ the cursor can never be ahead of committed rows.
 `salesforce._sync_state`: one row per object (cursor, totals, last success, columns awaiting back-fill).
 `salesforce._sync_windows`: one row per committed window (what was read, how, and what it cost) — the
 coverage record analysts and the sensor read.
+`salesforce._org`: the one org this warehouse mirrors (id, instance URL, first seen), written by the first commit
+and checked by every later one, so records of two orgs are never mixed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 import duckdb
 
 from sonora_pipeline.mirror.tables import SCHEMA
+from sonora_pipeline.salesforce.errors import OrgMismatch
 
 STATE = f"{SCHEMA}._sync_state"
 WINDOWS = f"{SCHEMA}._sync_windows"
+ORG = f"{SCHEMA}._org"
 
 
 def ensure_state_tables(conn: duckdb.DuckDBPyConnection) -> None:
@@ -54,6 +58,46 @@ def ensure_state_tables(conn: duckdb.DuckDBPyConnection) -> None:
             run_id VARCHAR,
             committed_at TIMESTAMP
         )""")
+
+
+@dataclass(frozen=True)
+class OrgIdentity:
+    """The org the credentials reach: its id (15 or 18 characters, as Salesforce gave it) and instance URL."""
+
+    org_id: str
+    instance_url: str
+
+    def same_org(self, other_id: str) -> bool:
+        # The first 15 characters are the id; the 3 more of the 18-character form only encode its letters' case.
+        return self.org_id[:15] == other_id[:15]
+
+
+def mirrored_org(conn: duckdb.DuckDBPyConnection) -> tuple[str, str, datetime] | None:
+    """(org id, instance URL, first seen) of the org this warehouse mirrors; None before the first commit."""
+    exists = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = '_org'", [SCHEMA]).fetchone()[0]
+    if not exists:
+        return None
+    return conn.execute(f"SELECT org_id, instance_url, first_seen_at FROM {ORG} LIMIT 1").fetchone()
+
+
+def check_org(conn: duckdb.DuckDBPyConnection, org: OrgIdentity, database: str = "this warehouse") -> None:
+    """Raise OrgMismatch when the warehouse mirrors another org than `org` (read-only: usable before a fetch)."""
+    known = mirrored_org(conn)
+    if known is not None and not org.same_org(known[0]):
+        raise OrgMismatch(known[0], known[1], org.org_id, org.instance_url, database)
+
+
+def claim_org(conn: duckdb.DuckDBPyConnection, org: OrgIdentity) -> None:
+    """Inside a commit's transaction: record `org` if the warehouse has no org yet, refuse if it has another.
+    Being in the same transaction as the data, the record and the first rows appear together or not at all."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {ORG} (org_id VARCHAR NOT NULL, instance_url VARCHAR, "
+                 "first_seen_at TIMESTAMP)")
+    check_org(conn, org)
+    if mirrored_org(conn) is None:
+        first_seen = datetime.now(timezone.utc).replace(tzinfo=None)
+        conn.execute(f"INSERT INTO {ORG} VALUES (?, ?, ?)", [org.org_id, org.instance_url, first_seen])
 
 
 @dataclass

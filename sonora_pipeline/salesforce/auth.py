@@ -14,6 +14,7 @@ token is ever put in a message, a log line or a repr.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +32,8 @@ from sonora_pipeline.salesforce.connection import (
 from sonora_pipeline.salesforce.errors import AuthError, TransientError
 
 TOKEN_PATH = "/services/oauth2/token"
+# An org id: key prefix 00D, then 12 more characters (15), optionally the 3-character case-safe suffix (18).
+ORG_ID = re.compile(r"^00D[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?$")
 _APP_SETTINGS = "Setup > External Client App Manager > your app"
 _TRANSIENT_STATUSES = {420, 429}
 
@@ -75,9 +78,14 @@ class TokenManager:
 
     @property
     def org_id(self) -> str | None:
-        """The org id (00D...) from the identity URL of the last token response."""
+        """The org id (00D...) of the org the credentials reach: from the identity URL of the last token
+        response (`.../id/<00D...>/<005...>`), or else from the access token itself, which Salesforce prefixes
+        with the 15-character org id (`00D...!AR...`). None before the first token, or when neither says."""
         parts = self._identity_parts()
-        return parts[0] if parts else None
+        if parts and ORG_ID.match(parts[0]):
+            return parts[0]
+        prefix = (self._token or "").split("!", 1)[0]
+        return prefix if "!" in (self._token or "") and ORG_ID.match(prefix) else None
 
     @property
     def user_id(self) -> str | None:

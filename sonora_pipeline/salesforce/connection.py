@@ -33,8 +33,20 @@ URL_KIND_OTHER = "other"            # anything else (a proxy, a government cloud
 
 MY_DOMAIN_HINT = ("use https://<yourdomain>.my.salesforce.com, or "
                   "<yourdomain>--<sandbox>.sandbox.my.salesforce.com for a sandbox")
+LOCAL_ORG_URL = "local"  # SALESFORCE_INSTANCE_URL=local asks for the local demo org, explicitly
 _GENERIC_LOGIN_HOSTS = {"login.salesforce.com", "test.salesforce.com"}
 _VERSION = re.compile(r"^\d{2,3}\.\d$")
+
+
+def unset_url_error() -> ConfigError:
+    """The instance URL is empty or unset. There is deliberately no fallback: a deployment that lost the
+    variable must stop, not sync the demo org into the real warehouse (whose reconcile would then mark every
+    real row purged)."""
+    return ConfigError(
+        f"The Salesforce instance URL is empty: {ENV_INSTANCE_URL} is not set, so there is no org to talk to "
+        "(the local demo org is only used when asked for).",
+        f"set {ENV_INSTANCE_URL} to your org's My Domain URL ({MY_DOMAIN_HINT}) with {ENV_CONSUMER_KEY} and "
+        f"{ENV_CONSUMER_SECRET}; or, for the local demo org, set {ENV_INSTANCE_URL}={LOCAL_ORG_URL}.")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -89,9 +101,12 @@ class OrgConnection:
         Each message names the environment variable to fix. Neither the secret nor the key is echoed.
         """
         if not self.instance_url:
+            raise unset_url_error()
+        if self.instance_url.lower() == LOCAL_ORG_URL:
             raise ConfigError(
-                "The Salesforce instance URL is empty.",
-                f"set {ENV_INSTANCE_URL} to your org's My Domain URL: {MY_DOMAIN_HINT}.")
+                f"{ENV_INSTANCE_URL} is '{LOCAL_ORG_URL}' (the local demo org), which this entry point cannot start.",
+                "run it through `sonora-pipeline` or Dagster, which look up the running local org, or set "
+                f"{ENV_INSTANCE_URL} to the local org's https://localhost:<port> address.")
         if not self.consumer_key:
             raise ConfigError(
                 "The External Client App's consumer key is empty.",

@@ -65,6 +65,40 @@ class InsufficientAccess(SalesforceError):
         self.field_name = field_name
 
 
+class OrgMismatch(SalesforceError):
+    """The warehouse mirrors one org and the credentials reach another: a sync, reconcile or write-back would
+    mix two orgs' records (and a reconcile would mark every row of the first one purged), so nothing is done."""
+
+    def __init__(self, mirrored_org: str, mirrored_url: str, connected_org: str, connected_url: str,
+                 database: str = "this warehouse"):
+        super().__init__(
+            f"Refused: {database} mirrors org {mirrored_org} (first synced from {mirrored_url}), but the "
+            f"credentials reach org {connected_org} ({connected_url}). Nothing was read into or written to it.",
+            "to mirror the other org, point SONORA_DUCKDB_PATH at a new file; to keep this warehouse, restore the "
+            f"SALESFORCE_INSTANCE_URL, SALESFORCE_CONSUMER_KEY and SALESFORCE_CONSUMER_SECRET of org {mirrored_org}.")
+        self.mirrored_org = mirrored_org
+        self.connected_org = connected_org
+
+
+class TooManyPurges(SalesforceError):
+    """A reconcile would mark more of an object's mirrored rows purged than `sync.max_purge_share` allows: more
+    likely a mistake (another org, a run-as user who lost sharing access) than a real mass delete."""
+
+    def __init__(self, object_name: str, would_purge: int, mirrored: int, max_share: float):
+        share = would_purge / mirrored if mirrored else 1.0
+        super().__init__(
+            f"Refused: reconciling {object_name} would mark {would_purge:,} of its {mirrored:,} mirrored rows purged "
+            f"({share:.0%}), more than sync.max_purge_share ({max_share:.0%}) allows in one run. Nothing was "
+            f"marked for {object_name}. A run-as user who lost access to records (sharing rules, a changed role) "
+            "or credentials of another org look the same as a mass delete.",
+            f"check that the run-as user still sees {object_name}'s records (e.g. SELECT COUNT() FROM {object_name} "
+            "as that user); if they really were deleted, run salesforce_reconcile_job once with run config "
+            "ops: {reconcile_deleted_ids: {config: {max_purge_share: 1.0}}}, or raise sync.max_purge_share.")
+        self.object_name = object_name
+        self.would_purge = would_purge
+        self.mirrored = mirrored
+
+
 class QuotaExhausted(SalesforceError):
     """The API quota did not free up within the allowed pause."""
 

@@ -23,10 +23,11 @@ from sonora_pipeline.mirror.commit import (
     vanished_columns,
 )
 from sonora_pipeline.mirror.spool import Spool, clean_stale_spools
-from sonora_pipeline.mirror.state import ObjectState, read_all_states
+from sonora_pipeline.mirror.state import ObjectState, OrgIdentity, check_org, read_all_states
 from sonora_pipeline.mirror.tables import qualified
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.salesforce.client import SalesforceClient
+from sonora_pipeline.salesforce.connection import safe_url
 from sonora_pipeline.salesforce.errors import ApiError, InsufficientAccess
 from sonora_pipeline.settings import SyncSettings
 from sonora_pipeline.sync import progress
@@ -92,6 +93,22 @@ def describe_schema(client: SalesforceClient, object_name: str, required: tuple[
         raise
 
 
+def connected_org(client: SalesforceClient, db_path: Path, log: Any) -> OrgIdentity | None:
+    """The org the client's credentials reach (known once it has a token), refused at once when the warehouse
+    mirrors another one: before anything is fetched, so the refusal costs no Bulk job. Every commit checks again
+    in its own transaction (and the first one records the org)."""
+    org_id = client.tokens.org_id
+    if org_id is None:
+        log.warning("The org's id is unknown (no identity URL in the token response): the warehouse's org "
+                    "cannot be checked for this run")
+        return None
+    org = OrgIdentity(org_id, safe_url(client.connection.instance_url))
+    if Path(db_path).exists():
+        with read_connection(Path(db_path)) as conn:
+            check_org(conn, org, database=str(db_path))
+    return org
+
+
 def _select(schema: ObjectSchema, where: str) -> str:
     return f"SELECT {', '.join(schema.field_names)} FROM {schema.object_name} WHERE {where}"
 
@@ -150,7 +167,7 @@ def _fetch(client: SalesforceClient, schema: ObjectSchema, plan: ReadPlan, spool
 
 
 def _backfill_columns(client: SalesforceClient, db_path: Path, schema: ObjectSchema, columns: list[str],
-                      settings: SyncSettings, run_id: str | None, log: Any) -> int:
+                      settings: SyncSettings, run_id: str | None, log: Any, org: OrgIdentity | None = None) -> int:
     """A new field appeared: read Id + that field for every row the mirror has, and fill it in."""
     before = client.api_calls
     wanted = ["Id", "SystemModstamp", "IsDeleted", *[c for c in columns if c in schema.field_names]]
@@ -162,7 +179,7 @@ def _backfill_columns(client: SalesforceClient, db_path: Path, schema: ObjectSch
             spool.add_csv_page(page.csv, page.number_of_records)
         with write_connection(db_path) as conn:
             updated = commit_backfill(conn, narrow, spool, [c for c in columns if c in schema.field_names],
-                                      api_calls=client.api_calls - before, run_id=run_id)
+                                      api_calls=client.api_calls - before, run_id=run_id, org=org)
         log.info(f"{schema.object_name}: back-filled {', '.join(columns)} on {updated:,} existing rows")
         return updated
     finally:
@@ -191,6 +208,7 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
     db_path = Path(db_path)
     clean_stale_spools(_spool_root(db_path))
     schema = describe_schema(client, object_name, tuple(settings.required_fields.get(object_name, ())))
+    org = connected_org(client, db_path, log)
     state = current_state(db_path, object_name)
     now = _server_now(client)
     results: list[tuple[ReadPlan, str, CommitResult]] = []
@@ -213,14 +231,14 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
                     window_end=window[1] if window and plan.kind == "window" else None,
                     read_from=plan.read_from, read_to=plan.read_to, api_calls=client.api_calls - calls,
                     run_id=run_id, advance_cursor=True,
-                    initial_import=settings.initial_import if plan.kind == "initial" else None)
+                    initial_import=settings.initial_import if plan.kind == "initial" else None, org=org)
             results.append((plan, method, committed))
         finally:
             spool.remove()
     # After the reads, so a failed read leaves nothing behind: new fields become columns (queued for
     # back-fill when the table already has rows) even when no window had rows to commit.
     with write_connection(db_path) as conn:
-        added_now, pending = prepare_schema(conn, schema)
+        added_now, pending = prepare_schema(conn, schema, org=org)
         vanished = vanished_columns(conn, schema)
         rows_in_table = conn.execute(f"SELECT count(*) FROM {qualified(schema)}").fetchone()[0]
     added_now = sorted(set(added_now) | {col for _, _, c in results for col in c.added_columns})
@@ -231,7 +249,7 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
                     "the column(s) keep their last known values and are no longer updated")
     backfilled = 0
     if pending:
-        backfilled = _backfill_columns(client, db_path, schema, list(pending), settings, run_id, log)
+        backfilled = _backfill_columns(client, db_path, schema, list(pending), settings, run_id, log, org)
     return SyncResult(
         object_name=object_name,
         kind="+".join(p.kind for p, _, _ in results) or "nothing-to-read",
@@ -252,10 +270,15 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
 
 
 def reconcile_ids(client: SalesforceClient, db_path: Path, object_name: str, *, run_id: str | None,
-                  log: Any) -> int:
-    """Find hard-deleted and purged records: one Id-only Bulk job, diffed against the mirror."""
+                  log: Any, max_purge_share: float | None = None) -> int:
+    """Find hard-deleted and purged records: one Id-only Bulk job, diffed against the mirror. Refused (nothing
+    marked) for another org, or when more than `max_purge_share` (default: the setting's default) of the
+    object's live rows would be marked."""
+    if max_purge_share is None:
+        max_purge_share = SyncSettings().max_purge_share
     calls = client.api_calls
     schema = describe_schema(client, object_name)
+    org = connected_org(client, db_path, log)
     spool = Spool.create(_spool_root(Path(db_path)), object_name + "-ids", ["Id"])
     try:
         for page in client.bulk_query_pages(f"SELECT Id FROM {object_name}", include_deleted=True):
@@ -270,11 +293,10 @@ def reconcile_ids(client: SalesforceClient, db_path: Path, object_name: str, *, 
             loaded = conn.execute("SELECT count(*) FROM live_ids").fetchone()[0]
             if loaded != spool.rows_expected:
                 raise ApiError(200, "INCOMPLETE_RESULTS", f"{loaded} Ids loaded, {spool.rows_expected} announced")
-            purged = commit_purges(conn, schema, "live_ids", api_calls=client.api_calls - calls, run_id=run_id)
+            purged = commit_purges(conn, schema, "live_ids", api_calls=client.api_calls - calls, run_id=run_id,
+                                   org=org, max_purge_share=max_purge_share)
         if purged:
             log.info(f"{object_name}: {purged:,} records are gone from Salesforce (hard delete or purge)")
         return purged
     finally:
         spool.remove()
-
-

@@ -42,7 +42,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from sonora_pipeline.mirror.warehouse import write_connection
+from sonora_pipeline.mirror.state import OrgIdentity, check_org
+from sonora_pipeline.mirror.warehouse import read_connection, write_connection
+from sonora_pipeline.salesforce.connection import safe_url
 from sonora_pipeline.salesforce.client import MAX_COLLECTION_RECORDS, SalesforceClient, WriteOutcomeUnknown
 from sonora_pipeline.settings import Settings
 from sonora_pipeline.writeback.plan import LedgerRow, Plan, Planned, canonical, compute_plan, record
@@ -203,10 +205,18 @@ def run_writeback(client: SalesforceClient | Callable[[], SalesforceClient], db_
     return report
 
 
+def _check_same_org(client: SalesforceClient, db_path: Path) -> None:
+    org_id = client.tokens.org_id
+    if org_id is not None:
+        with read_connection(db_path) as conn:
+            check_org(conn, OrgIdentity(org_id, safe_url(client.connection.instance_url)), database=str(db_path))
+
+
 def _run(client: SalesforceClient, db_path: Path, settings: Settings, plan: Plan, report: WritebackReport, *,
          run_id: str, dry_run: bool, log: Any, before_batch: Callable[[int], None] | None) -> None:
     wb = settings.writeback
     targets = check_targets(client, settings, plan.changes, plan.column_types, OBJECT)
+    _check_same_org(client, db_path)  # model values of one org's Accounts are never pushed to another org
     our_user = client.tokens.user_id
     ids = plan.accounts
     _let_unfinished_sends_land(plan, wb.settle_seconds, log)
