@@ -25,15 +25,20 @@ from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline.model.build import build_all
 from sonora_pipeline.mirror.warehouse import write_connection
 from sonora_pipeline.salesforce.diagnose import test_connection as run_test_connection
-from sonora_pipeline.salesforce.errors import SalesforceError
+from sonora_pipeline.salesforce.errors import ConfigError, OrgMismatch, SalesforceError, TooManyPurges
 from sonora_pipeline.settings import Settings, SettingsError, SyncSettings, load_settings
 from sonora_pipeline.sync.engine import sync_object
+from sonora_pipeline.sync.engine import reconcile_ids
+from sonora_pipeline.writeback.plan import compute_plan
+from sonora_pipeline.writeback.push import run_writeback
+from sonora_pipeline_tests.suite_settings import suite_settings_with
 from sonora_pipeline_tests.sync.helpers import client_for, log
 
 pytestmark = pytest.mark.bad_input
 
 SYNC = SyncSettings(initial_import="all", lag_seconds=5)
 TODAY = date.today()
+WRITEBACK = suite_settings_with(writeback={"enabled": True})
 
 
 def fingerprint(db: Path) -> dict[str, tuple] | None:
@@ -73,6 +78,7 @@ def world(tmp_path_factory):
         sync_object(client, db, name, SYNC, window=None, partition_key=None, run_id="setup", log=log)
     with write_connection(db) as conn:
         build_all(conn, Settings(), TODAY)
+        compute_plan(conn, WRITEBACK)  # the write-back ledger, as after a first write-back run
     yield org, sandbox, db
     org.stop()
     sandbox.stop()
@@ -199,6 +205,103 @@ def test_external_client_app_not_ready(world, mirror, problem):
     finally:
         org.configure_app(client_credentials_enabled=True, run_as_user=True)
     assert message in str(raised.value) and fix in str(raised.value)
+
+
+# -- another org, no org: refused before anything is read or written ----------------------------------------------
+
+def _mirrored_org(db: Path) -> str:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute("SELECT org_id FROM salesforce._org").fetchone()[0]
+
+
+@pytest.mark.parametrize("entry", ["sync", "reconcile", "write-back"])
+def test_a_synced_warehouse_refuses_another_org(world, mirror, entry):
+    """Credentials that reach another org (its own URL, key and secret: everything valid) on a warehouse that
+    mirrors the first: the sync, the reconcile and the write-back refuse with both ids and the fix, and neither
+    the warehouse nor either org is written to."""
+    org, sandbox, _ = world
+    assert _mirrored_org(mirror) == org.org_id != sandbox.org_id
+    other = _resource(Connection(url="{sandbox}", key="{sandbox_key}", secret="{sandbox_secret}"), org, sandbox)
+    sandbox_before = org_fingerprint(sandbox)
+    client = other.client(log)
+    calls = client.api_calls
+    with pytest.raises(OrgMismatch) as raised:
+        if entry == "sync":
+            sync_object(client, mirror, "Account", SYNC, window=None, partition_key=None, run_id="bad", log=log)
+        elif entry == "reconcile":
+            reconcile_ids(client, mirror, "Account", run_id="bad", log=log)
+        else:
+            run_writeback(client, mirror, WRITEBACK, run_id="bad", log=log)
+    text = str(raised.value)
+    assert f"{mirror} mirrors org {org.org_id}" in text and f"reach org {sandbox.org_id}" in text, text
+    assert sandbox.instance_url in text and org.instance_url in text
+    assert "point SONORA_DUCKDB_PATH at a new file" in text and "restore the SALESFORCE_INSTANCE_URL" in text
+    assert sandbox.credentials.consumer_secret not in text
+    assert org_fingerprint(sandbox) == sandbox_before, "the other org was written to"
+    assert client.api_calls - calls <= 2  # refused after describe, before any Bulk job or read-back
+
+
+def test_the_same_org_by_its_15_character_id_is_not_another_org(world, mirror):
+    """Salesforce shows an org id in 15 or 18 characters; the warehouse compares the 15 that are the id."""
+    from sonora_pipeline.mirror.state import OrgIdentity, check_org
+
+    org, _, _ = world
+    with duckdb.connect(str(mirror), read_only=True) as conn:
+        check_org(conn, OrgIdentity(org.org_id[:15], org.instance_url))
+        with pytest.raises(OrgMismatch):
+            check_org(conn, OrgIdentity(org.org_id[:14] + ("A" if org.org_id[14] != "A" else "B"), "x"))
+
+
+def test_an_unset_instance_url_is_refused_not_replaced_by_the_demo_org(world, mirror, monkeypatch, tmp_path):
+    """The Dagster resource as the definitions build it with no SALESFORCE_INSTANCE_URL: every use says which
+    variable and both fixes (a My Domain URL, or `local` for the demo org); no local org is started."""
+    from sonora_pipeline.defs.resources import salesforce_resource
+
+    for name in ("SALESFORCE_INSTANCE_URL", "SALESFORCE_CONSUMER_KEY", "SALESFORCE_CONSUMER_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SONORA_HOME", str(tmp_path / "home"))
+    resource = salesforce_resource()
+    with pytest.raises(ConfigError) as raised:
+        _sync_through(resource, mirror)
+    text = str(raised.value)
+    assert "SALESFORCE_INSTANCE_URL is not set" in text and "My Domain" in text
+    assert "SALESFORCE_INSTANCE_URL=local" in text
+    assert not (tmp_path / "home").exists()  # no local org was started or looked for
+
+
+def test_the_command_line_refuses_an_unset_url_before_anything_is_written(monkeypatch, tmp_path, capsys):
+    db = tmp_path / "never.duckdb"
+    monkeypatch.delenv("SALESFORCE_INSTANCE_URL", raising=False)
+    monkeypatch.setenv("SONORA_DUCKDB_PATH", str(db))
+    monkeypatch.setenv("SONORA_HOME", str(tmp_path / "home"))
+    for argv in (["sync"], ["test-connection"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "SALESFORCE_INSTANCE_URL is not set" in err and "Fix:" in err and "=local" in err
+    assert not db.exists() and not (tmp_path / "home").exists()
+
+
+def test_a_reconcile_that_would_purge_most_of_an_object_is_refused(org, tmp_path):
+    """Most of an object's records gone at once looks the same as a mistake (a run-as user who lost access):
+    above sync.max_purge_share nothing is marked, and the message names the object, the counts and the
+    override."""
+    db = tmp_path / "mirror.duckdb"
+    org.advance_clock(SYNC.lag_seconds + 3)
+    client = client_for(org)
+    sync_object(client, db, "Task", SYNC, window=None, partition_key=None, run_id="setup", log=log)
+    ids = [r[0] for r in org.store.conn.execute(
+        'SELECT "Id" FROM "Task" WHERE NOT "IsDeleted" ORDER BY "Id"').fetchall()]
+    gone = ids[: len(ids) * 3 // 4]
+    for rid in gone:
+        org.hard_delete("Task", rid)
+    before = fingerprint(db)
+    with pytest.raises(TooManyPurges) as raised:
+        reconcile_ids(client, db, "Task", run_id="bad", log=log)
+    text = str(raised.value)
+    assert f"would mark {len(gone):,} of its {len(ids):,} live mirrored rows purged" in text, text
+    assert "sync.max_purge_share (50%)" in text and "Nothing was marked for Task" in text
+    assert "max_purge_share: 1.0" in text and "salesforce_reconcile_job" in text
+    assert fingerprint(db) == before
 
 
 # -- settings files: read, checked against the mirror, then applied (sync and model) — or refused -----------------

@@ -87,8 +87,8 @@ class TooManyPurges(SalesforceError):
     def __init__(self, object_name: str, would_purge: int, mirrored: int, max_share: float):
         share = would_purge / mirrored if mirrored else 1.0
         super().__init__(
-            f"Refused: reconciling {object_name} would mark {would_purge:,} of its {mirrored:,} mirrored rows purged "
-            f"({share:.0%}), more than sync.max_purge_share ({max_share:.0%}) allows in one run. Nothing was "
+            f"Refused: reconciling {object_name} would mark {would_purge:,} of its {mirrored:,} live mirrored rows "
+            f"purged ({share:.0%}), more than sync.max_purge_share ({max_share:.0%}) allows in one run. Nothing was "
             f"marked for {object_name}. A run-as user who lost access to records (sharing rules, a changed role) "
             "or credentials of another org look the same as a mass delete.",
             f"check that the run-as user still sees {object_name}'s records (e.g. SELECT COUNT() FROM {object_name} "
