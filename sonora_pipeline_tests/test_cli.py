@@ -80,3 +80,74 @@ def test_sync_with_a_broken_settings_file_stops_before_anything_is_written(org, 
 def test_sync_of_an_unknown_object_is_refused(org, tmp_path):
     result = run_cli(["sync", "--objects", "Acount"], org, tmp_path)
     assert result.returncode == 2 and "Acount" in result.stderr and "Account" in result.stderr
+
+
+# -- the local org only when asked for, and never left behind ------------------------------------------------------
+
+def _wait_for(path, process=None, timeout=120.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process is None or process.poll() is None, "the local org exited"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.2)
+
+
+def _mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_localorg_serves_local_url_until_stopped_with_private_credentials(tmp_path):
+    import json
+    import signal
+
+    import duckdb
+
+    home = tmp_path / ".sonora"
+    env = {**os.environ, "SONORA_HOME": str(home)}
+    server = subprocess.Popen([sys.executable, "-m", "sonora_pipeline.cli", "localorg", "--records", "300"],
+                              env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        credentials = home / "localorg.json"
+        _wait_for(credentials, server)
+        assert _mode(credentials) == 0o600
+        org_id = json.loads(credentials.read_text())["org_id"]
+        synced = run_cli(["sync", "--lookback", "all", "--quiet", "--objects", "Account"], None, tmp_path,
+                         SALESFORCE_INSTANCE_URL="local", SONORA_HOME=str(home))
+        assert synced.returncode == 0, synced.stderr[-2000:]
+        assert "started one for this command" not in synced.stderr  # it used the running org
+        with duckdb.connect(str(tmp_path / "mirror.duckdb"), read_only=True) as conn:
+            assert conn.execute("SELECT org_id FROM salesforce._org").fetchone()[0] == org_id
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert not credentials.exists()  # its secret does not outlive it
+
+
+def test_local_url_without_a_running_org_starts_one_for_the_command_only(tmp_path):
+    home = tmp_path / ".sonora"
+    result = run_cli(["test-connection"], None, tmp_path, SALESFORCE_INSTANCE_URL="local", SONORA_HOME=str(home))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "started one for this command" in result.stderr and "sonora-pipeline localorg" in result.stderr
+    assert "Salesforce connection test: OK" in result.stdout
+    assert not home.exists()  # nothing left to find: the org lived in the command's process
+
+
+def test_a_detached_local_org_keeps_its_credentials_and_log_private(tmp_path):
+    import json
+    import signal
+
+    home = tmp_path / ".sonora"
+    started = run_cli(["localorg", "--detach", "--records", "100"], None, tmp_path, SONORA_HOME=str(home))
+    assert started.returncode == 0, started.stderr
+    credentials = json.loads((home / "localorg.json").read_text())
+    try:
+        assert f"kill {credentials['pid']}" in started.stdout
+        assert credentials["consumer_secret"] not in started.stdout
+        assert _mode(home / "localorg.json") == 0o600 and _mode(home / "localorg.log") == 0o600
+        connected = run_cli(["test-connection"], None, tmp_path, SALESFORCE_INSTANCE_URL="local",
+                            SONORA_HOME=str(home))
+        assert connected.returncode == 0 and credentials["org_id"] in connected.stdout
+    finally:
+        os.kill(credentials["pid"], signal.SIGTERM)
