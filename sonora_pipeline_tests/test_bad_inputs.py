@@ -266,6 +266,17 @@ def test_an_unset_instance_url_is_refused_not_replaced_by_the_demo_org(world, mi
     text = str(raised.value)
     assert "SALESFORCE_INSTANCE_URL is not set" in text and "My Domain" in text
     assert "SALESFORCE_INSTANCE_URL=local" in text
+    # The change sensor skips its tick with the same reason (and requests no run).
+    import dagster as dg
+
+    from sonora_pipeline.defs.resources import WarehouseResource
+    from sonora_pipeline.defs.salesforce.sensors import salesforce_changes
+
+    with dg.instance_for_test() as instance:
+        tick = salesforce_changes(dg.build_sensor_context(
+            instance=instance, resources={"salesforce": resource, "warehouse": WarehouseResource(path=str(mirror))}))
+    skip = tick if isinstance(tick, dg.SkipReason) else tick.skip_reason
+    assert skip is not None and "SALESFORCE_INSTANCE_URL is not set" in skip.skip_message
     assert not (tmp_path / "home").exists()  # no local org was started or looked for
 
 

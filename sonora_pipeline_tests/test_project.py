@@ -42,10 +42,13 @@ def test_dagster_cli_validates_the_workspace():
 def test_demo_syncs_the_local_org_and_prints_an_example_answer(tmp_path):
     db = tmp_path / "data" / "warehouse.duckdb"  # the default file, as the README's first command makes it
     (tmp_path / "home").mkdir()
-    env = {**{k: v for k, v in os.environ.items() if k != "SONORA_DUCKDB_PATH"}, "DAGSTER_HOME": str(tmp_path / "home")}
+    # As a new user runs it: no settings file (the demo brings its own for the demo org's custom fields).
+    env = {**{k: v for k, v in os.environ.items() if k not in ("SONORA_DUCKDB_PATH", "SONORA_CONFIG")},
+           "DAGSTER_HOME": str(tmp_path / "home")}
     result = subprocess.run([sys.executable, "-m", "sonora_pipeline.cli", "demo", "--no-ui", "--records", "600"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo-settings.yaml" in result.stdout.splitlines()[0]
     assert f"DuckDB file: {db}" in result.stdout
     assert "Example query (top at-risk paying customers)" in result.stdout
     assert "Customer model built:" in result.stdout
