@@ -63,6 +63,32 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[
         for name, dtype, _ in new_columns:
             conn.execute(f"ALTER TABLE {qualified(schema)} ADD COLUMN {q(name)} {dtype}")
         added = [n for n, _, _ in new_columns if n in schema.field_names]
+        _retype_numbers(conn, schema, have)
     for name, _, comment in new_columns:
         conn.execute(f"COMMENT ON COLUMN {qualified(schema)}.{q(name)} IS {_literal(comment)}")
     return added
+
+
+def _is_number_type(dtype: str) -> bool:
+    return dtype.upper() == "DOUBLE" or dtype.upper().startswith("DECIMAL")
+
+
+def _retype_numbers(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, have: dict[str, str]) -> None:
+    """Give existing number columns the type describe asks for now: a warehouse made before numbers were
+    exact holds DOUBLE columns, and a field's precision or scale can be edited in the org. A column changes
+    only when every stored value converts (checked first, so the enclosing transaction never fails on it);
+    otherwise it keeps its type, which still loads every value. Values a DOUBLE already rounded stay rounded
+    until the record changes or is read again (`sync --lookback all`)."""
+    types = {name.lower(): dtype for name, dtype in have.items()}
+    for f in schema.fields:
+        current = types.get(f.name.lower())
+        if current is None or current.upper() == f.duckdb_type.upper():
+            continue
+        if not (_is_number_type(current) and _is_number_type(f.duckdb_type)):
+            continue
+        column = q(f.name)
+        misfits = conn.execute(
+            f"SELECT count(*) FROM {qualified(schema)} WHERE {column} IS NOT NULL "
+            f"AND TRY_CAST({column} AS {f.duckdb_type}) IS NULL").fetchone()[0]
+        if misfits == 0:
+            conn.execute(f"ALTER TABLE {qualified(schema)} ALTER COLUMN {column} TYPE {f.duckdb_type}")
