@@ -87,9 +87,20 @@ class OrgStore:
             cur = self.conn.cursor()
             cur.register("incoming", table)
             cols = ", ".join(quote_ident(c) for c in table.column_names)
-            cur.execute(f"INSERT INTO {obj.table} ({cols}) SELECT {cols} FROM incoming")
+            values = ", ".join(self._decimal_from_float(obj, c, table.schema.field(c).type)
+                               for c in table.column_names)
+            cur.execute(f"INSERT INTO {obj.table} ({cols}) SELECT {values} FROM incoming")
             cur.unregister("incoming")
             cur.close()
+
+    @staticmethod
+    def _decimal_from_float(obj: ObjectSpec, column: str, arrow_type: pa.DataType) -> str:
+        """A float going into a DECIMAL column passes through its shortest text: DuckDB's direct cast
+        scales the binary value (-33.902947 would become -33.902946999999996 at scale 15)."""
+        f = obj.field_named(column)
+        if f is not None and f.decimal_digits and pa.types.is_floating(arrow_type):
+            return f"CAST(CAST({quote_ident(column)} AS VARCHAR) AS {f.duckdb_type})"
+        return quote_ident(column)
 
     # -- reads ---------------------------------------------------------------------------------------
     def get(self, object_name: str, record_id: str, *, include_deleted: bool = False) -> dict[str, Any] | None:
