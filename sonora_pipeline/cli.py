@@ -16,10 +16,22 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start_org(records: int, port: int, seed: int, shape: str = "b2b", org_id: str | None = None):
+def _start_org(records: int, port: int, seed: int, shape: str = "b2b", org_id: str | None = None, **variety):
     from sonora_pipeline.localorg.org import LocalOrg
 
-    return LocalOrg(records=records, seed=seed, shape=shape, org_id=org_id).start(port=port)
+    return LocalOrg(records=records, seed=seed, shape=shape, org_id=org_id, **variety).start(port=port)
+
+
+def _org_variety(args: argparse.Namespace) -> dict:
+    """LocalOrg options from `localorg`'s variety flags (an org unlike the demo's)."""
+    hidden: dict[str, list[str]] = {}
+    for item in args.hide_field or []:
+        object_name, _, field_name = item.partition(".")
+        if not object_name or not field_name:
+            raise SystemExit(f"--hide-field takes Object.Field (for example Account.AnnualRevenue), not {item!r}")
+        hidden.setdefault(object_name, []).append(field_name)
+    return {"custom_fields": not args.standard_fields_only, "csv_nulls": args.csv_nulls,
+            "hidden_fields": hidden or None}
 
 
 def _demo_org_id(seed: int) -> str:
@@ -42,7 +54,7 @@ def cmd_localorg(args: argparse.Namespace) -> int:
               f"{runtime.log_file()}. Use it with SALESFORCE_INSTANCE_URL=local; stop it with: "
               f"kill {creds.get('pid', '<pid>')}", flush=True)
         return 0
-    org = _start_org(args.records, args.port, args.seed, args.shape)
+    org = _start_org(args.records, args.port, args.seed, args.shape, **_org_variety(args))
     credentials = {**org.credentials.as_dict(), "org_id": org.org_id, "pid": os.getpid()}
     path = Path(args.credentials_file) if args.credentials_file else runtime.credentials_file()
     runtime.write_credentials(path, credentials)
@@ -319,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
                                                          ".sonora/localorg.log, mode 600)")
     p.add_argument("--shape", choices=["b2b", "accounts"], default="b2b",
                    help="mix of objects: b2b (default) or accounts (~97%% Accounts, for benchmarks)")
+    p.add_argument("--standard-fields-only", action="store_true",
+                   help="a fresh org's schema: no custom field on any object and no custom object")
+    p.add_argument("--csv-nulls", choices=["empty", "quoted"], default="empty",
+                   help='how Bulk CSV results write a null: an empty field (default) or ""')
+    p.add_argument("--hide-field", action="append", metavar="OBJECT.FIELD",
+                   help="a field the run-as user cannot read (field-level security); repeatable")
     p.set_defaults(func=cmd_localorg)
     d = sub.add_parser("demo", help="start the local org, run the main job on it, open the Dagster UI")
     d.add_argument("--records", type=int, default=5000)

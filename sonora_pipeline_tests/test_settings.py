@@ -610,7 +610,7 @@ def test_columns_from_a_synced_mirror(org, tmp_path):
         columns = columns_from_mirror(conn)
         assert {"Account", "Contact", "Opportunity"} <= set(columns)
         assert not any(name.startswith("_") for name in columns)
-        assert columns["Account"]["ARR__c"] == "DOUBLE" and columns["Account"]["Contract_End_Date__c"] == "DATE"
+        assert columns["Account"]["ARR__c"] == "DECIMAL(16,2)" and columns["Account"]["Contract_End_Date__c"] == "DATE"
         assert columns["Account"]["IsDeleted"] == "BOOLEAN" and columns["Contact"]["Persona__c"] == "VARCHAR"
         assert columns["Account"]["NumberOfEmployees"] == "BIGINT"
         assert columns["Account"]["CreatedDate"].startswith("TIMESTAMP")

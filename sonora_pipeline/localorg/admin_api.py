@@ -35,6 +35,7 @@ class AdminApi:
                                                   **b.get("options", {})),
             "fields/revoke": lambda b: org.revoke_field_access(b["object"], b["field"]),
             "fields/grant": lambda b: org.grant_field_access(b["object"], b["field"]),
+            "csv/nulls": lambda b: org.set_csv_nulls(b["form"]),
             "quota": lambda b: org.set_quota(b.get("daily_max"), b.get("window_seconds"), b.get("used")),
             "quota/reset": lambda b: org.reset_quota(),
             "faults": lambda b: org.set_faults(**b) and None,

@@ -302,7 +302,8 @@ def query_results(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respons
         return Response.error(400, "INVALIDPARAMETER", "maxRecords must be a positive integer")
     page = job.table.slice(offset, max_records)
     end = offset + page.num_rows
-    body = render_csv(page, column_delimiter=job.column_delimiter, line_ending=job.line_ending)
+    body = render_csv(page, column_delimiter=job.column_delimiter, line_ending=job.line_ending,
+                      nulls=org.csv_nulls)
     headers = {
         "Sforce-NumberOfRecords": str(page.num_rows),
         "Sforce-Locator": _encode_locator(end) if end < job.table.num_rows else "null",

@@ -348,6 +348,8 @@ def _spread_after(rng: np.random.Generator, start_ms: np.ndarray, now_ms: int, p
 def _picklist(obj: ObjectSpec, field_name: str, wanted: list[str] | None = None) -> list[str]:
     """Active picklist values of a field, optionally restricted (in order) to `wanted` ones present,
     so the generator never writes a value the describe does not offer."""
+    if field_name not in obj.fields and field_name.endswith("__c"):
+        return wanted or [""]  # an org without this custom field: the column is dropped at load
     values = obj.fields[field_name].picklist_values
     if wanted is None:
         return values
@@ -522,6 +524,8 @@ def _emit(ctx: _Context, object_name: str, ids: Callable[[int, int], pa.Array], 
         for name in booleans:
             if name not in cols:
                 cols[name] = _bools(np.zeros(hi - lo, dtype=bool))
+        for name in [c for c in cols if c not in obj.fields and c.endswith("__c")]:
+            del cols[name]  # an org without this custom field (standard fields only)
         unknown = [c for c in cols if c not in obj.fields]
         assert not unknown, f"{object_name} has no fields {unknown}"
         ctx.store.load_arrow(object_name, pa.table(cols))
@@ -1422,6 +1426,9 @@ def generate_org(store: OrgStore, records: int, *, seed: int = 7, now: datetime,
     plan = plan_counts(records, shape)
     ctx = _Context(store=store, seed=seed, now_ms=_to_ms(now), plan=plan)
     for name in _RESERVE_ORDER:
+        if store.catalog.object(name) is None:  # a custom object this org lacks
+            plan[name] = 0
+            continue
         prefix = ctx.obj(name).key_prefix
         ctx.start[name] = store.ids.reserve(prefix, plan[name]) if plan[name] else 0
 
@@ -1435,7 +1442,8 @@ def generate_org(store: OrgStore, records: int, *, seed: int = 7, now: datetime,
     _generate_case_comments(ctx, cases)
     _generate_tasks(ctx, accounts, contacts, opp_created, cases)
     _generate_events(ctx, accounts, contacts, opp_created, cases)
-    _generate_subscriptions(ctx, accounts)
+    if store.catalog.object("Subscription__c") is not None:
+        _generate_subscriptions(ctx, accounts)
     _write_deleted_log(ctx)
 
     admin = users.ids[0].as_py()

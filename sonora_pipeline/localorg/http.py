@@ -7,6 +7,7 @@ raises ever reaches a client as a Python traceback.
 
 from __future__ import annotations
 
+import decimal
 import json
 import logging
 import socket
@@ -52,7 +53,8 @@ class Request:
         return values[0] if values else None
 
     def json(self) -> Any:
-        return json.loads(self.body.decode("utf-8") or "null")
+        # Decimal: a number field keeps every digit a client sends (18 digits do not fit a float).
+        return json.loads(self.body.decode("utf-8") or "null", parse_float=decimal.Decimal)
 
 
 @dataclass

@@ -25,7 +25,8 @@ from sonora_pipeline.localorg.http import HttpsServer, Request, Response
 from sonora_pipeline.localorg.ids import make_id
 from sonora_pipeline.localorg.limits import ApiQuota
 from sonora_pipeline.localorg.queries import QueryService
-from sonora_pipeline.localorg.schema import Catalog, build_standard_catalog
+from sonora_pipeline.localorg.schema import Catalog, build_standard_catalog, without_custom_fields
+from sonora_pipeline.localorg.soql.results import CSV_NULL_FORMS
 from sonora_pipeline.localorg.store import OrgStore
 from sonora_pipeline.localorg.tls import LocalTls
 
@@ -63,11 +64,19 @@ class LocalOrg:
                  daily_api_requests: int = DEFAULT_DAILY_API_REQUESTS, state_dir: Path | None = None,
                  consumer_key: str | None = None, consumer_secret: str | None = None,
                  catalog: Catalog | None = None, generate: bool = True, shape: str = "b2b",
-                 org_id: str | None = None):
+                 org_id: str | None = None, custom_fields: bool = True, csv_nulls: str = "empty",
+                 hidden_fields: dict[str, list[str]] | None = None):
+        """Org varieties, so tests meet orgs unlike the demo: `custom_fields=False` is a fresh org's schema
+        (standard objects and fields only); `csv_nulls` writes Bulk CSV nulls as empty fields ("empty") or
+        as `""` ("quoted"); `hidden_fields` ({"Account": ["AnnualRevenue"]}) are fields the run-as user
+        cannot read (field-level security)."""
         # An org id of its own per start, as two real orgs have: a warehouse synced from one refuses another.
         self.org_id = org_id or make_id("00D", 1 + secrets.randbelow(62 ** 9 - 1), pod="5g0")
         self.clock = OrgClock(now)
         self.catalog = catalog or build_standard_catalog()
+        if not custom_fields:
+            self.catalog = without_custom_fields(self.catalog)
+        self.set_csv_nulls(csv_nulls)
         self.store = OrgStore(self.catalog, self.clock)
         self.quota = ApiQuota(self.clock, daily_max=daily_api_requests)
         self.faults = FaultPlan()
@@ -85,6 +94,9 @@ class LocalOrg:
             self.generated = generate_org(self.store, records, seed=seed, now=self.clock.now(),
                                           shape=shape)
             app.run_as_user_id = self.generated.run_as_user_id
+        for object_name, field_names in (hidden_fields or {}).items():
+            for field_name in field_names:
+                self.catalog.revoke_read(object_name, field_name)
         self.refresh_token = self.authority.new_refresh_token()
         self.queries = QueryService(self)
         self.bulk = BulkService(self)
@@ -185,6 +197,12 @@ class LocalOrg:
     def grant_field_access(self, object_name: str, field_name: str) -> None:
         self.catalog.grant_read(object_name, field_name)
 
+    def set_csv_nulls(self, form: str) -> None:
+        """How Bulk CSV results write a null: "empty" (an empty field) or "quoted" (`""`)."""
+        if form not in CSV_NULL_FORMS:
+            raise ValueError(f"csv_nulls must be one of {', '.join(CSV_NULL_FORMS)}, not {form!r}")
+        self.csv_nulls = form
+
     def add_validation_rule(self, object_name: str, field_name: str, rule: Any) -> None:
         """`rule(value, row) -> message | None`; a message fails the write with FIELD_CUSTOM_VALIDATION_EXCEPTION."""
         self.store.validation_rules[(object_name, field_name)] = rule
@@ -230,4 +248,5 @@ class LocalOrg:
             "clock": self.clock.now().astimezone(timezone.utc).isoformat(),
             "api_usage": {"used": snap.used, "max": snap.max, "resets_at": snap.window_resets_at.isoformat()},
             "records": {o.name: self.store.count(o.name) for o in self.catalog.objects()},
+            "csv_nulls": self.csv_nulls,
         }

@@ -43,6 +43,7 @@ DUCKDB_TYPES: dict[str, str] = {
     "time": "TIME",
 }
 COMPOUND_TYPES = {"address", "location"}
+DECIMAL_TYPES = {"double", "currency", "percent"}  # stored as DECIMAL(precision, scale) when describe says
 NUMERIC_TYPES = {"int", "long", "double", "currency", "percent"}
 TEXT_TYPES = {
     "id", "reference", "string", "textarea", "picklist", "multipicklist", "combobox", "email",
@@ -124,7 +125,20 @@ class FieldSpec:
     def duckdb_type(self) -> str | None:
         if self.is_compound:
             return None
+        if self.type in DECIMAL_TYPES and self.decimal_digits is not None:
+            return "DECIMAL({},{})".format(*self.decimal_digits)
         return DUCKDB_TYPES.get(self.type, "VARCHAR")
+
+    @property
+    def decimal_digits(self) -> tuple[int, int] | None:
+        """(precision, scale) of a number field, as a real org keeps it (an exact decimal: 18 digits of
+        currency hold 999999999999999999); None when describe gives none DuckDB can hold (then DOUBLE)."""
+        precision, scale = self.raw.get("precision"), self.raw.get("scale")
+        if not isinstance(precision, int) or not isinstance(scale, int) or isinstance(precision, bool):
+            return None
+        if not 0 < precision <= 38 or not 0 <= scale <= precision:
+            return None
+        return precision, scale
 
     @property
     def picklist_values(self) -> list[str]:
@@ -623,3 +637,23 @@ def _add_custom_fields(objects: dict[str, ObjectSpec], ff: FieldFactory) -> None
         ff.make("Is_Primary_Contact__c", "boolean", "Primary Contact"),
     ]:
         contact.fields[f.name] = f
+
+
+def without_custom_fields(catalog: Catalog) -> Catalog:
+    """The same org as a fresh one has it: standard objects with their standard fields only — no custom
+    object, no custom field (the recorded describes' own `__c` fields included) and no relationship to
+    either. A pipeline that works here assumes nothing a customer's org may lack."""
+    objects = []
+    for obj in catalog.objects():
+        if obj.name.endswith("__c") or obj.global_entry.get("custom"):
+            continue
+        kept = copy.copy(obj)
+        kept.fields = {name: f for name, f in obj.fields.items()
+                       if not f.raw.get("custom") and not name.endswith("__c")}  # recordings miss some flags
+        kept.describe_top = dict(obj.describe_top)
+        kept.describe_top["childRelationships"] = [
+            rel for rel in obj.describe_top.get("childRelationships") or []
+            if not str(rel.get("childSObject", "")).endswith("__c") and not str(rel.get("field", "")).endswith("__c")
+        ]
+        objects.append(kept)
+    return Catalog(objects, field_factory=catalog.field_factory)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from datetime import date, datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import duckdb
@@ -86,9 +87,20 @@ class OrgStore:
             cur = self.conn.cursor()
             cur.register("incoming", table)
             cols = ", ".join(quote_ident(c) for c in table.column_names)
-            cur.execute(f"INSERT INTO {obj.table} ({cols}) SELECT {cols} FROM incoming")
+            values = ", ".join(self._decimal_from_float(obj, c, table.schema.field(c).type)
+                               for c in table.column_names)
+            cur.execute(f"INSERT INTO {obj.table} ({cols}) SELECT {values} FROM incoming")
             cur.unregister("incoming")
             cur.close()
+
+    @staticmethod
+    def _decimal_from_float(obj: ObjectSpec, column: str, arrow_type: pa.DataType) -> str:
+        """A float going into a DECIMAL column passes through its shortest text: DuckDB's direct cast
+        scales the binary value (-33.902947 would become -33.902946999999996 at scale 15)."""
+        f = obj.field_named(column)
+        if f is not None and f.decimal_digits and pa.types.is_floating(arrow_type):
+            return f"CAST(CAST({quote_ident(column)} AS VARCHAR) AS {f.duckdb_type})"
+        return quote_ident(column)
 
     # -- reads ---------------------------------------------------------------------------------------
     def get(self, object_name: str, record_id: str, *, include_deleted: bool = False) -> dict[str, Any] | None:
@@ -250,7 +262,13 @@ class OrgStore:
         fields = obj.stored_fields()
         arrow_types = {"VARCHAR": pa.string(), "BOOLEAN": pa.bool_(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(),
                        "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us"), "TIME": pa.time64("us")}
-        schema = pa.schema([(f.name, arrow_types.get(f.duckdb_type, pa.string())) for f in fields])
+
+        def arrow_type(f: FieldSpec) -> pa.DataType:
+            if f.duckdb_type.startswith("DECIMAL") and f.decimal_digits:
+                return pa.decimal128(*f.decimal_digits)
+            return arrow_types.get(f.duckdb_type, pa.string())
+
+        schema = pa.schema([(f.name, arrow_type(f)) for f in fields])
         table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in fields} for r in rows], schema=schema)
         cur = self.conn.cursor()
         try:
@@ -390,9 +408,29 @@ class OrgStore:
                 row[f.name] = f.formula(row)
 
 
+def _exact_number(f: FieldSpec, value: Any) -> Decimal | float:
+    """A number field's value as the org keeps it: an exact decimal rounded to the field's scale (half up),
+    refused beyond its precision. Input may be JSON (int, Decimal, float) or CSV text (`1.2345678E7`)."""
+    if isinstance(value, bool):
+        raise ValueError
+    try:
+        number = Decimal(value) if isinstance(value, (int, Decimal)) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError from None
+    if not number.is_finite():
+        raise ValueError
+    digits = f.decimal_digits
+    precision, scale = digits if digits else (f.raw.get("precision") or 18, f.raw.get("scale") or 0)
+    rounded = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+    if abs(rounded) >= Decimal(10) ** (precision - scale):
+        raise RecordError("NUMBER_OUTSIDE_VALID_RANGE",
+                          f"{f.label}: value outside of valid range on numeric field: {value}", [f.name])
+    return rounded if digits else float(rounded)
+
+
 def coerce_value(f: FieldSpec, value: Any) -> Any:
     """Turn a JSON or CSV input value into the stored type, with the org's errors for bad values."""
-    if value is None or (isinstance(value, str) and value == "" and f.type not in ("string", "textarea")):
+    if value is None or (isinstance(value, str) and value == ""):  # a real org stores no empty strings
         if not f.nillable and f.type != "boolean":
             raise RecordError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{f.name}]", [f.name])
         return None
@@ -412,15 +450,7 @@ def coerce_value(f: FieldSpec, value: Any) -> Any:
                 raise ValueError
             return int(number)
         if t in ("double", "currency", "percent"):
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-            scale = f.raw.get("scale") or 0
-            precision = f.raw.get("precision") or 18
-            if abs(number) >= 10 ** (precision - scale):
-                raise RecordError("NUMBER_OUTSIDE_VALID_RANGE",
-                                  f"{f.label}: value outside of valid range on numeric field: {value}", [f.name])
-            return round(number, scale)
+            return _exact_number(f, value)
         if t == "date":
             if isinstance(value, date) and not isinstance(value, datetime):
                 return value

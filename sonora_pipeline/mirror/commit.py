@@ -66,6 +66,8 @@ def _utcnow() -> datetime:
 
 
 def _stage(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool) -> int:
+    """Load the spooled pages into `staged`. An empty field is NULL whether bare or quoted (`""`), for every
+    type: Salesforce stores no empty strings, and orgs differ in how they write a null."""
     types = {f.name: f.duckdb_type for f in schema.fields}
     conn.execute("DROP TABLE IF EXISTS staged_raw")
     selects = []
@@ -75,7 +77,7 @@ def _stage(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool) 
         selects.append(
             f"SELECT {', '.join(q(c) for c in spool.columns)} FROM read_csv({files}, header = true, delim = ',', "
             f"quote = '\"', escape = '\"', columns = {columns}, auto_detect = false, nullstr = '', "
-            f"allow_quoted_nulls = false)")
+            f"allow_quoted_nulls = true)")
     if spool.parquet_files:
         files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in spool.parquet_files) + "]"
         casts = ", ".join(f"CAST({q(c)} AS {types[c]}) AS {q(c)}" for c in spool.columns)

@@ -18,7 +18,9 @@ from sonora_pipeline.sync.catalog import ObjectSchema
 
 
 def _stringify(value: Any, sf_type: str) -> str | None:
-    if value is None:
+    """A REST JSON value as the text the load casts. An empty string is a null (Salesforce stores none), and
+    numbers keep every digit they arrived with (the client decodes them as `Decimal`)."""
+    if value is None or value == "":
         return None
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -9,6 +9,8 @@ record what the mirror knows beyond the org's values:
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 
 from sonora_pipeline.sync.catalog import ObjectSchema
@@ -63,6 +65,46 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[
         for name, dtype, _ in new_columns:
             conn.execute(f"ALTER TABLE {qualified(schema)} ADD COLUMN {q(name)} {dtype}")
         added = [n for n, _, _ in new_columns if n in schema.field_names]
+        _retype_numbers(conn, schema, have)
     for name, _, comment in new_columns:
         conn.execute(f"COMMENT ON COLUMN {qualified(schema)}.{q(name)} IS {_literal(comment)}")
     return added
+
+
+def _is_number_type(dtype: str) -> bool:
+    return dtype.upper() == "DOUBLE" or dtype.upper().startswith("DECIMAL")
+
+
+def _retype_numbers(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, have: dict[str, str]) -> None:
+    """Give existing number columns the type describe asks for now: a warehouse made before numbers were
+    exact holds DOUBLE columns, and a field's precision or scale can be edited in the org.
+
+    A column changes only to a type every stored value converts to (checked first, so the enclosing
+    transaction never fails on it). A value a DOUBLE rounded past the field's precision (999999999999999999
+    became 1e18) fits no DECIMAL(18,0): the column then becomes DECIMAL(38, scale), exact for everything
+    loaded from now on, and narrows to the describe's type once such rows have been read again. Other
+    rounded values stay as they were until their record changes (or `sync --lookback all` reads it)."""
+    types = {name.lower(): dtype for name, dtype in have.items()}
+    for f in schema.fields:
+        current = types.get(f.name.lower())
+        if current is None or current.upper() == f.duckdb_type.upper():
+            continue
+        if not (_is_number_type(current) and _is_number_type(f.duckdb_type)):
+            continue
+        column = q(f.name)
+        candidates = [f.duckdb_type]
+        scale = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", f.duckdb_type.upper())
+        if scale:
+            candidates.append(f"DECIMAL(38,{scale.group(2)})")
+        for target in candidates:
+            if target.upper().replace(" ", "") == current.upper().replace(" ", ""):
+                break
+            # Through text, so a DOUBLE's shortest digits (61.217061) are what the DECIMAL keeps.
+            converted = f"TRY_CAST(CAST({column} AS VARCHAR) AS {target})"
+            misfits = conn.execute(
+                f"SELECT count(*) FROM {qualified(schema)} WHERE {column} IS NOT NULL AND {converted} IS NULL"
+            ).fetchone()[0]
+            if misfits == 0:
+                conn.execute(f"ALTER TABLE {qualified(schema)} ALTER COLUMN {column} TYPE {target} "
+                             f"USING CAST(CAST({column} AS VARCHAR) AS {target})")
+                break

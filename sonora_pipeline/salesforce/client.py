@@ -26,6 +26,7 @@ Retry rules, and why:
 from __future__ import annotations
 
 import csv
+import decimal
 import io
 import logging
 import threading
@@ -254,7 +255,7 @@ class SalesforceClient:
         """REST query/queryAll, yielding each page's `records` (raw JSON dicts) following nextRecordsUrl."""
         headers = {"Sforce-Query-Options": f"batchSize={max(200, min(2000, int(batch_size)))}"}
         endpoint = "queryAll" if include_deleted else "query"
-        body = self._get_json(self._url(endpoint), params={"q": soql}, headers=headers)
+        body = self._get_json(self._url(endpoint), params={"q": soql}, headers=headers, exact_numbers=True)
         pages = rows = 0
         while True:
             records = body.get("records") or []
@@ -266,7 +267,7 @@ class SalesforceClient:
             next_url = body.get("nextRecordsUrl")
             if body.get("done", True) or not next_url:
                 return
-            body = self._get_json(self._url(next_url), headers=headers)
+            body = self._get_json(self._url(next_url), headers=headers, exact_numbers=True)
 
     def composite_batch(self, subrequests: list[dict[str, Any]], *, halt_on_error: bool = False) -> dict[str, Any]:
         """POST composite/batch (one API call for up to 25 subrequests). Retried like any call on 5xx and
@@ -464,21 +465,23 @@ class SalesforceClient:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def _get_json(self, url: str, *, params: dict[str, Any] | None = None,
-                  headers: dict[str, str] | None = None, attempts: int = 3) -> Any:
+                  headers: dict[str, str] | None = None, attempts: int = 3, exact_numbers: bool = False) -> Any:
         """GET and parse; a malformed body (cut short by a proxy or a dropped stream) is read again, which
-        is safe for a read, before it is reported."""
+        is safe for a read, before it is reported. `exact_numbers` decodes JSON numbers with a fraction or
+        exponent as `Decimal`: record values (an 18-digit currency) must not pass through a float."""
         for attempt in range(1, attempts + 1):
             try:
-                return self._json(self._call("GET", url, params=params, headers=headers))
+                return self._json(self._call("GET", url, params=params, headers=headers),
+                                  parse_float=decimal.Decimal if exact_numbers else None)
             except ApiError as err:
                 if err.error_code != "NOT_JSON" or attempt == attempts:
                     raise
                 self.log.warning("Malformed JSON from %s (attempt %d); reading it again", _path_of(url), attempt)
         raise AssertionError("unreachable")
 
-    def _json(self, reply: requests.Response) -> Any:
+    def _json(self, reply: requests.Response, *, parse_float: Callable[[str], Any] | None = None) -> Any:
         try:
-            return reply.json()
+            return reply.json(parse_float=parse_float) if parse_float else reply.json()
         except ValueError:
             kind = (reply.headers.get("Content-Type") or "no content type").split(";")[0]
             raise ApiError(reply.status_code, "NOT_JSON",

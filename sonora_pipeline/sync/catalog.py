@@ -17,6 +17,10 @@ DUCKDB_TYPES = {
     "json": "VARCHAR", "boolean": "BOOLEAN", "int": "BIGINT", "long": "BIGINT", "double": "DOUBLE",
     "currency": "DOUBLE", "percent": "DOUBLE", "date": "DATE", "datetime": "TIMESTAMP", "time": "VARCHAR",
 }
+# Salesforce keeps these as decimals of `precision` digits, `scale` after the point (currency of precision 18
+# holds 999999999999999999, which a DOUBLE cannot): they are mirrored as DECIMAL(precision, scale).
+DECIMAL_TYPES = {"double", "currency", "percent"}
+MAX_DECIMAL_PRECISION = 38  # DuckDB's widest DECIMAL
 ADDRESS_PARTS = ("street", "city", "state", "postalCode", "country", "latitude", "longitude", "geocodeAccuracy")
 REQUIRED_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
 _TABLE_NAMES = {"CaseComment": "case_comment"}
@@ -80,6 +84,38 @@ class ObjectSchema:
         return self.field("IsArchived") is not None
 
 
+def decimal_type(raw: dict[str, Any]) -> str | None:
+    """`DECIMAL(p,s)` for a number field's describe entry, or None when its precision and scale are missing
+    or odd (absent, not whole numbers, 0, wider than DuckDB's 38 digits, scale beyond precision): such a field
+    falls back to DOUBLE, which holds any value the org may send."""
+    if raw.get("type") not in DECIMAL_TYPES:
+        return None
+    precision, scale = _whole(raw.get("precision")), _whole(raw.get("scale"))
+    if precision is None or scale is None:
+        return None
+    if not 0 < precision <= MAX_DECIMAL_PRECISION or not 0 <= scale <= precision:
+        return None
+    return f"DECIMAL({precision},{scale})"
+
+
+def _whole(value: Any) -> int | None:
+    """An integer from describe's JSON (18, 18.0 or "18"), None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def warehouse_type(raw: dict[str, Any]) -> str:
+    """The mirror column type of one describe field entry."""
+    return decimal_type(raw) or DUCKDB_TYPES.get(raw.get("type", ""), "VARCHAR")
+
+
 def _part_key(compound: str, component: str) -> str | None:
     prefix = re.sub(r"Address$", "", compound)
     if not component.startswith(prefix):
@@ -105,7 +141,7 @@ def schema_from_describe(describe: dict[str, Any], *, required: tuple[str, ...] 
         if ftype == "location" or raw.get("deprecatedAndHidden"):
             continue
         schema.fields.append(MirrorField(
-            name=raw["name"], sf_type=ftype, duckdb_type=DUCKDB_TYPES.get(ftype, "VARCHAR"), label=raw["label"],
+            name=raw["name"], sf_type=ftype, duckdb_type=warehouse_type(raw), label=raw["label"],
             calculated=bool(raw.get("calculated")), formula=raw.get("calculatedFormula"),
             custom=bool(raw.get("custom")),
         ))

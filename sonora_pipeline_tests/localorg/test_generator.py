@@ -388,13 +388,20 @@ def test_local_org_and_cli_pass_the_shape_through(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_start(records, port, seed, shape="b2b"):
-        seen.update(records=records, seed=seed, shape=shape)
+    def fake_start(records, port, seed, shape="b2b", **variety):
+        seen.clear()
+        seen.update(records=records, seed=seed, shape=shape, **variety)
         raise SystemExit(0)
 
     monkeypatch.setattr(cli, "_start_org", fake_start)
     with pytest.raises(SystemExit):
         cli.main(["localorg", "--records", "1234", "--shape", "accounts"])
-    assert seen == {"records": 1234, "seed": 7, "shape": "accounts"}
+    assert seen == {"records": 1234, "seed": 7, "shape": "accounts", "custom_fields": True, "csv_nulls": "empty",
+                    "hidden_fields": None}
+    with pytest.raises(SystemExit):
+        cli.main(["localorg", "--standard-fields-only", "--csv-nulls", "quoted", "--hide-field",
+                  "Account.AnnualRevenue", "--hide-field", "Contact.Birthdate"])
+    assert seen["custom_fields"] is False and seen["csv_nulls"] == "quoted"
+    assert seen["hidden_fields"] == {"Account": ["AnnualRevenue"], "Contact": ["Birthdate"]}
     with pytest.raises(SystemExit):
         cli.main(["localorg", "--shape", "b2c"])

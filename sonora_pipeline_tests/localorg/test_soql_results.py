@@ -40,6 +40,39 @@ def test_java_double_in_duckdb(value, text):
         == text
 
 
+# Number fields are exact decimals: every digit is kept, in Java's layout (E-notation from 10^7).
+EXACT_DECIMALS = [
+    ("999999999999999999", 18, 0, "9.99999999999999999E17"), ("123456789012345678", 18, 0, "1.23456789012345678E17"),
+    ("-999999999999999999", 18, 0, "-9.99999999999999999E17"), ("9999999999999999.99", 18, 2, "9.99999999999999999E15"),
+    ("12345678.90", 18, 2, "1.23456789E7"), ("90000000", 18, 0, "9.0E7"), ("300.00", 18, 2, "300.0"),
+    ("-61.217061000000000", 18, 15, "-61.217061"), ("0.000120000000000", 18, 15, "1.2E-4"), ("0.001", 18, 15, "0.001"),
+    ("0", 18, 2, "0.0"), ("-0.5", 18, 2, "-0.5"), ("10000000", 18, 0, "1.0E7"), ("9999999.99", 18, 2, "9999999.99"),
+    ("100", 3, 0, "100.0"), ("0.0001", 18, 15, "1.0E-4"),
+]
+
+
+@pytest.mark.parametrize("value, precision, scale, text", EXACT_DECIMALS)
+def test_exact_decimals_in_python_and_duckdb(value, precision, scale, text):
+    from decimal import Decimal
+
+    from sonora_pipeline.localorg.soql.formats import ExactNumber, java_decimal, sql_java_decimal
+
+    assert java_decimal(Decimal(value)) == text
+    conn = duckdb.connect()
+    assert conn.execute(f"SELECT {sql_java_decimal('x')} FROM (SELECT CAST(? AS DECIMAL({precision},{scale})) AS x)",
+                        [value]).fetchone()[0] == text
+    assert dumps({"n": ExactNumber(Decimal(value))}) == f'{{"n": {text}}}'
+    assert json.loads(dumps([ExactNumber(Decimal(value))]), parse_float=Decimal)[0] == Decimal(value)
+
+
+def test_csv_nulls_are_written_either_way():
+    table = pa.table({"A": pa.array(["x", None], pa.string()), "B": pa.array([None, "1.0"], pa.string())})
+    assert render_csv(table) == b'"A","B"\n"x",\n,"1.0"\n'
+    assert render_csv(table, nulls="quoted") == b'"A","B"\n"x",""\n"","1.0"\n'
+    with pytest.raises(ValueError, match="nulls"):
+        render_csv(table, nulls="NULL")
+
+
 def test_sql_and_python_double_formats_agree_on_random_values():
     rng = random.Random(7)
     values = []

@@ -156,7 +156,7 @@ def test_health_scores_follow_the_documented_formula(mirrored):
     nps = defaultdict(list)
     for c in rows(org, "Contact"):
         if not c["IsDeleted"] and c["NPS_Score__c"] is not None:
-            nps[c["AccountId"]].append(c["NPS_Score__c"])
+            nps[c["AccountId"]].append(float(c["NPS_Score__c"]))  # the org keeps a Decimal
     got = {r[0]: r[1:] for r in query(db, "SELECT customer_id, score, band, engagement, support, commercial, sentiment "
                                           "FROM sonora.health_scores")}
     assert set(got) == set(customers)

@@ -24,8 +24,11 @@ def settle(org, settings):
     org.advance_clock(settings.lag_seconds + 3)
 
 
-@pytest.mark.parametrize("bulk_threshold", [1, 1_000_000], ids=["bulk", "rest"])
-def test_full_import_equals_the_org(org, tmp_path, bulk_threshold):
+@pytest.mark.parametrize(("bulk_threshold", "csv_nulls"), [(1, "empty"), (1, "quoted"), (1_000_000, "empty")],
+                         ids=["bulk-nulls-empty", "bulk-nulls-quoted", "rest"])
+def test_full_import_equals_the_org(org, tmp_path, bulk_threshold, csv_nulls):
+    """Both ways a Bulk CSV may write a null (an empty field, or `""`) load as NULL for every type."""
+    org.set_csv_nulls(csv_nulls)
     settings = SyncSettings(initial_import="all", bulk_threshold=bulk_threshold, lag_seconds=5)
     settle(org, settings)
     results = sync_all(org, tmp_path / "m.duckdb", settings)

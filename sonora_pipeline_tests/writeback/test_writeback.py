@@ -82,7 +82,8 @@ def org_values(org: LocalOrg) -> dict[str, tuple]:
     rows = org.store.conn.execute(
         'SELECT "Id", "Sonora_Health_Score__c", "Sonora_eCSAT__c", "Sonora_Health_Band__c", "IsDeleted" '
         'FROM "Account"').fetchall()
-    return {r[0]: r[1:4] for r in rows if not r[4]}
+    as_float = lambda v: None if v is None else float(v)  # the org keeps exact decimals  # noqa: E731
+    return {r[0]: (as_float(r[1]), as_float(r[2]), r[3]) for r in rows if not r[4]}
 
 
 def used(org: LocalOrg) -> int:

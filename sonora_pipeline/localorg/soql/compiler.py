@@ -731,7 +731,8 @@ def _compile(text: str, catalog: Catalog, *, include_deleted: bool, now: dt.date
             c: Union[ValueColumn, CompoundColumn] = CompoundColumn(res.name, res.ftype, parts, res.path_text)
         else:
             c = ValueColumn(res.name, res.ftype, col(res.expr), res.path_text)
-            bulk_exprs.append(f"{formats.sql_text(res.ftype, res.expr)} AS {_q(res.path_text)}")
+            column_type = res.spec.duckdb_type if res.spec is not None else None
+            bulk_exprs.append(f"{formats.sql_text(res.ftype, res.expr, column_type)} AS {_q(res.path_text)}")
         parent.items.append((res.name, c))
         columns.append(c)
 

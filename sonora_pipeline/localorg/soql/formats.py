@@ -1,7 +1,10 @@
 """Salesforce value formats, in Python (REST JSON) and as DuckDB SQL expressions (Bulk CSV).
 
-Numbers follow Java's `Double.toString` because that is what Salesforce emits everywhere: shortest
-round-trip digits, plain between 10^-3 and 10^7, otherwise `d.dddE<exp>` (salesforce-api.md §2, §7).
+Numbers follow Java's `Double.toString` layout because that is what Salesforce emits everywhere: plain
+between 10^-3 and 10^7, otherwise `d.dddE<exp>` (salesforce-api.md §2, §7). Number fields are exact
+decimals (up to 18 digits of precision), so they are written with every significant digit they hold,
+`1.23456789012345678E17`: the same text as Java's for any value a double holds exactly. A client must
+accept both plain and E-notation either way.
 The Bulk path formats inside DuckDB so a 100k-row, 70-column extract never touches Python per value;
 DuckDB's DOUBLE -> VARCHAR cast already gives the shortest round-trip digits (same as Python `repr`),
 so the SQL only has to move the decimal point.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from decimal import Decimal
 from typing import Any
 
 NUMBER_TYPES = {"double", "currency", "percent"}
@@ -36,6 +40,36 @@ def java_double(x: float) -> str:
     digits, exp = _digits_exponent(repr(ax))
     mantissa = digits[0] + "." + (digits[1:] or "0")
     return f"{sign}{mantissa}E{exp}"
+
+
+def java_decimal(x: Decimal) -> str:
+    """An exact decimal in Java's `Double.toString` layout, keeping every significant digit:
+    `300.0`, `61.217061`, `1.2345678E7`, `1.23456789012345678E17`, `1.0E-4`."""
+    if not x.is_finite():
+        return java_double(float(x))
+    if x.is_zero():
+        return "0.0"
+    sign = "-" if x < 0 else ""
+    ax = abs(x)
+    if Decimal("0.001") <= ax < Decimal(10_000_000):
+        whole, _, fraction = format(ax, "f").partition(".")
+        return f"{sign}{whole}.{fraction.rstrip('0') or '0'}"
+    _, digit_tuple, exponent = ax.normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    power = len(digits) - 1 + int(exponent)
+    return f"{sign}{digits[0]}.{digits[1:] or '0'}E{power}"
+
+
+class ExactNumber(float):
+    """A decimal on its way into REST JSON: a float (so the encoder writes a number token) that carries its
+    exact text, which `results.dumps` writes instead of the float's digits."""
+
+    text: str
+
+    def __new__(cls, value: Decimal) -> "ExactNumber":
+        number = super().__new__(cls, float(value))
+        number.text = java_decimal(value)
+        return number
 
 
 def _digits_exponent(s: str) -> tuple[str, int]:
@@ -77,7 +111,7 @@ def rest_value(ftype: str, v: Any) -> Any:
     if ftype == "time" and isinstance(v, dt.time):
         return time_text(v)
     if ftype in NUMBER_TYPES:
-        return float(v)
+        return ExactNumber(v) if isinstance(v, Decimal) else float(v)
     if ftype in INT_TYPES:
         return int(v)
     if ftype == "boolean":
@@ -96,7 +130,7 @@ def csv_value(ftype: str, v: Any) -> str | None:
     if ftype == "time" and isinstance(v, dt.time):
         return time_text(v)
     if ftype in NUMBER_TYPES:
-        return java_double(v)
+        return java_decimal(v) if isinstance(v, Decimal) else java_double(v)
     if ftype == "boolean":
         return "true" if v else "false"
     return str(v)
@@ -133,9 +167,37 @@ def sql_java_double(x: str) -> str:
     )
 
 
-def sql_text(ftype: str, x: str) -> str:
-    """DuckDB expression turning column expression `x` of Salesforce type `ftype` into its Bulk CSV text."""
+def sql_java_decimal(x: str) -> str:
+    """DuckDB expression: DECIMAL expression `x` as `java_decimal` text (NULL stays NULL), exact.
+
+    The cast gives `-12345678.90` (no point at scale 0); the integer part and the fraction without its
+    trailing zeros are moved around the point for each band of Java's layout."""
+    s = f"ltrim(CAST({x} AS VARCHAR), '-')"
+    ip = f"split_part({s}, '.', 1)"
+    fp = f"rtrim(split_part({s}, '.', 2), '0')"
+    sign = f"(CASE WHEN {x} < 0 THEN '-' ELSE '' END)"
+    ax = f"abs({x})"
+    plain = f"{ip} || '.' || (CASE WHEN {fp} = '' THEN '0' ELSE {fp} END)"
+    big_digits = f"rtrim({ip} || {fp}, '0')"
+    big = (f"left({big_digits}, 1) || '.' || coalesce(nullif(substr({big_digits}, 2), ''), '0') || 'E' || "
+           f"CAST(length({ip}) - 1 AS VARCHAR)")
+    small_digits = f"ltrim({fp}, '0')"
+    small = (f"left({small_digits}, 1) || '.' || coalesce(nullif(substr({small_digits}, 2), ''), '0') || 'E-' || "
+             f"CAST(length({fp}) - length({small_digits}) + 1 AS VARCHAR)")
+    return (
+        f"(CASE WHEN {x} IS NULL THEN NULL WHEN {x} = 0 THEN '0.0' "
+        f"WHEN {ax} >= 0.001 AND {ax} < 10000000 THEN {sign} || {plain} "
+        f"WHEN {ax} >= 10000000 THEN {sign} || {big} "
+        f"ELSE {sign} || {small} END)"
+    )
+
+
+def sql_text(ftype: str, x: str, column_type: str | None = None) -> str:
+    """DuckDB expression turning column expression `x` of Salesforce type `ftype` (stored as `column_type`)
+    into its Bulk CSV text."""
     if ftype in NUMBER_TYPES:
+        if column_type and column_type.upper().startswith("DECIMAL"):
+            return sql_java_decimal(x)
         return sql_java_double(x)
     if ftype in INT_TYPES:
         return f"CAST({x} AS VARCHAR)"

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Sequence
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sonora_pipeline.localorg.soql import formats
@@ -61,6 +62,8 @@ class _JavaJSONEncoder(json.JSONEncoder):
         _encoder = json.encoder.encode_basestring_ascii if self.ensure_ascii else json.encoder.encode_basestring
 
         def floatstr(x: float) -> str:
+            if isinstance(x, formats.ExactNumber):
+                return x.text
             if math.isnan(x) or math.isinf(x):
                 return "null"
             return formats.java_double(x)
@@ -95,13 +98,23 @@ def bulk_arrow(conn: duckdb.DuckDBPyConnection, compiled: CompiledQuery) -> pa.T
 _PARALLEL_MIN_ROWS = 20_000
 
 
+# How a null cell is written: an empty field, or a quoted empty string. Salesforce's choice is unverified
+# (salesforce-api.md §7) and a loader must take both, so the local org can write either.
+CSV_NULL_FORMS = ("empty", "quoted")
+
+
 def render_csv(table: pa.Table, offset: int = 0, limit: int | None = None, *,
-               column_delimiter: str = "COMMA", line_ending: str = "LF") -> bytes:
-    """One Bulk results page: header row + rows [offset, offset+limit), every non-null value quoted.
+               column_delimiter: str = "COMMA", line_ending: str = "LF", nulls: str = "empty") -> bytes:
+    """One Bulk results page: header row + rows [offset, offset+limit), every non-null value quoted, nulls
+    as empty fields (`nulls="empty"`) or as `""` (`nulls="quoted"`).
 
     Arrow's CSV writer releases the GIL, so large pages are written as two halves on two threads.
     """
+    if nulls not in CSV_NULL_FORMS:
+        raise ValueError(f"nulls must be one of {CSV_NULL_FORMS}, not {nulls!r}")
     part = table.slice(offset, limit) if limit is not None else table.slice(offset)
+    if nulls == "quoted" and part.num_rows:
+        part = pa.table([pc.fill_null(c, "") for c in part.columns], names=part.column_names)
     delim = COLUMN_DELIMITERS[column_delimiter.upper()]
     eol = LINE_ENDINGS[line_ending.upper()]
     if part.num_rows == 0:
@@ -154,4 +167,4 @@ def to_bulk_csv(compiled: CompiledQuery, arrow_table_or_rows: pa.Table | Iterabl
 
 
 __all__ = ["to_rest_records", "dumps", "dumps_records", "bulk_arrow", "render_csv", "to_bulk_csv",
-           "COLUMN_DELIMITERS", "LINE_ENDINGS"]
+           "COLUMN_DELIMITERS", "LINE_ENDINGS", "CSV_NULL_FORMS"]

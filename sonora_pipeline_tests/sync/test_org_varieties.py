@@ -1,0 +1,247 @@
+"""Orgs unlike the demo, and values at the edges of what Salesforce stores.
+
+- Varieties of the local org (standard fields only, nulls written as `""`, standard fields the run-as user
+  cannot read) are synced through the real `sonora-pipeline sync --lookback all` with default settings
+  (nothing mapped that a fresh org lacks) and compared with the org field by field, every object.
+- Numbers are exact: 18 digits of currency arrive in the mirror as the same Decimal, by Bulk and by REST,
+  and a warehouse made when number columns were DOUBLE is retyped to DECIMAL on the next sync.
+- Every null form loads as NULL for every type: a quoted empty CSV field and an empty JSON string.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from sonora_pipeline.localorg.org import LocalOrg
+from sonora_pipeline.mirror.commit import commit_window
+from sonora_pipeline.mirror.spool import Spool
+from sonora_pipeline.settings import SyncSettings
+from sonora_pipeline.sync.catalog import schema_from_describe, warehouse_type
+from sonora_pipeline.sync.engine import sync_object
+from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, log, sync_command, table
+
+# Default settings, minus what the defaults may still map of the demo's custom fields (owned elsewhere):
+# nothing here names a custom field, so any org's standard schema satisfies it.
+FRESH_ORG_SETTINGS = """\
+sync: {initial_import: all, lag_seconds: 5, bulk_threshold: %(bulk_threshold)d}
+mapping: {account: {}, contact: {}}
+contracts: {account_conditions: []}
+renewals: {contract_end_field: null, arr_field: null}
+health: {nps_field: null}
+"""
+HIDDEN = {"Account": ["AnnualRevenue", "Rating"], "Contact": ["Birthdate"]}
+VARIETIES = {
+    # bulk_threshold 1: every object is read through Bulk CSV, so every null crosses the wire as "".
+    "standard-fields-nulls-quoted": (dict(custom_fields=False, csv_nulls="quoted"), 1),
+    # the default threshold: a small org is read through REST.
+    "hidden-standard-fields": (dict(hidden_fields=HIDDEN), 5000),
+}
+
+
+def _mirrored_objects(org: LocalOrg, db) -> list[str]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        tables = {r[0] for r in conn.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'salesforce'").fetchall()}
+    return [o.name for o in org.catalog.objects() if table(o.name) in tables]
+
+
+def _columns(db, object_name: str) -> dict[str, str]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return dict(conn.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'salesforce' "
+            "AND table_name = ?", [table(object_name)]).fetchall())
+
+
+def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("variety", list(VARIETIES))
+def test_each_org_variety_syncs_with_default_settings_and_equals_the_org(tmp_path, variety):
+    options, bulk_threshold = VARIETIES[variety]
+    org = LocalOrg(records=400, seed=5, state_dir=tmp_path / "org", **options).start()
+    try:
+        org.advance_clock(10)
+        db = tmp_path / "m.duckdb"
+        settings_file = tmp_path / "settings.yaml"
+        settings_file.write_text(FRESH_ORG_SETTINGS % {"bulk_threshold": bulk_threshold})
+        command, env = sync_command(org, db, settings_file)
+        done = _run(command, env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+        mirrored = _mirrored_objects(org, db)
+        assert set(OBJECTS) <= set(mirrored), mirrored
+        for name in mirrored:
+            assert differences(org, db, name) == [], name
+        if not options.get("custom_fields", True):
+            assert "Subscription__c" not in mirrored
+            for name in mirrored:
+                assert not [c for c in _columns(db, name) if c.endswith("__c")], name
+        for object_name, hidden in options.get("hidden_fields", {}).items():
+            columns = {c.lower() for c in _columns(db, object_name)}
+            assert not {h.lower() for h in hidden} & columns, f"{object_name} mirrors a field the user cannot read"
+
+        if variety == "standard-fields-nulls-quoted":  # the customer model builds on a fresh org's schema
+            model = _run([sys.executable, "-m", "sonora_pipeline.cli", "model"], env)
+            assert model.returncode == 0, model.stdout[-3000:] + model.stderr[-3000:]
+            with duckdb.connect(str(db), read_only=True) as conn:
+                customers = conn.execute("SELECT count(*) FROM sonora.customers").fetchone()[0]
+            assert customers > 0
+    finally:
+        org.stop()
+
+
+EDGE_REVENUES = (Decimal("999999999999999999"), Decimal("123456789012345678"), Decimal("-999999999999999999"))
+EDGE_AMOUNT = Decimal("9999999999999999.99")  # Opportunity.Amount: precision 18, scale 2
+
+
+def _edge_records(org: LocalOrg) -> tuple[list[str], str]:
+    accounts = [org.create("Account", {"Name": f"Edge {i}", "AnnualRevenue": str(v)})
+                for i, v in enumerate(EDGE_REVENUES)]
+    opportunity = org.create("Opportunity", {"Name": "Edge deal", "StageName": "Prospecting",
+                                             "CloseDate": "2030-01-01", "AccountId": accounts[0],
+                                             "Amount": EDGE_AMOUNT})
+    return accounts, opportunity
+
+
+def _mirror_value(db, object_name: str, record_id: str, field: str):
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(f'SELECT "{field}" FROM salesforce."{table(object_name)}" WHERE "Id" = ?',
+                            [record_id]).fetchone()[0]
+
+
+@pytest.mark.parametrize("bulk_threshold", [1, 1_000_000], ids=["bulk", "rest"])
+def test_eighteen_digit_numbers_arrive_exactly(org, tmp_path, bulk_threshold):
+    accounts, opportunity = _edge_records(org)
+    for rid, value in zip(accounts, EDGE_REVENUES):
+        assert org.store.get("Account", rid)["AnnualRevenue"] == value  # the org keeps them exactly too
+    with pytest.raises(Exception, match="NUMBER_OUTSIDE_VALID_RANGE|valid range"):
+        org.create("Account", {"Name": "Too big", "AnnualRevenue": "1000000000000000000"})
+    settings = SyncSettings(initial_import="all", bulk_threshold=bulk_threshold, lag_seconds=5)
+    org.advance_clock(10)
+    db = tmp_path / "m.duckdb"
+    client = client_for(org)
+    for name in ("Account", "Opportunity"):
+        result = sync_object(client, db, name, settings, window=None, partition_key=None, run_id="t", log=log)
+        assert result.method == ("bulk" if bulk_threshold == 1 else "rest")
+    assert _columns(db, "Account")["AnnualRevenue"] == "DECIMAL(18,0)"
+    assert _columns(db, "Opportunity")["Amount"] == "DECIMAL(18,2)"
+    for rid, value in zip(accounts, EDGE_REVENUES):
+        got = _mirror_value(db, "Account", rid, "AnnualRevenue")
+        assert isinstance(got, Decimal) and got == value, (got, value)
+    assert _mirror_value(db, "Opportunity", opportunity, "Amount") == EDGE_AMOUNT
+    for name in ("Account", "Opportunity"):
+        assert differences(org, db, name) == []
+
+
+def test_the_org_writes_exact_numbers_in_both_apis(org):
+    """REST JSON and Bulk CSV carry every digit (Java's layout: E-notation from 10^7); the client decodes
+    REST numbers as Decimal, so nothing passes through a float."""
+    accounts, _ = _edge_records(org)
+    client = client_for(org)
+    ids = ", ".join(f"'{rid}'" for rid in accounts)
+    soql = f"SELECT Id, AnnualRevenue FROM Account WHERE Id IN ({ids})"
+    rest = {r["Id"]: r["AnnualRevenue"] for page in client.query_pages(soql) for r in page}
+    assert {rid: Decimal(v) for rid, v in rest.items()} == dict(zip(accounts, EDGE_REVENUES))
+    csv_text = b"".join(page.csv for page in client.bulk_query_pages(soql)).decode()
+    assert '"9.99999999999999999E17"' in csv_text and '"1.23456789012345678E17"' in csv_text
+
+
+def test_an_old_warehouse_with_double_number_columns_becomes_exact(org, tmp_path):
+    accounts, opportunity = _edge_records(org)
+    settings = SyncSettings(initial_import="all", bulk_threshold=1, lag_seconds=5)
+    org.advance_clock(10)
+    db = tmp_path / "m.duckdb"
+    client = client_for(org)
+
+    def sync(name: str, days_ago: int = 0) -> None:
+        org.advance_clock(10)
+        end = org.clock.now() - timedelta(days=days_ago, seconds=5)
+        sync_object(client, db, name, settings, window=(end - timedelta(days=1), end), partition_key=None,
+                    run_id="t", log=log)
+
+    for name in ("Account", "Opportunity"):
+        sync(name)
+    with duckdb.connect(str(db)) as conn:  # as a warehouse made before number fields were DECIMAL
+        for name in ("account", "opportunity", "contact"):
+            for (column,) in conn.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'salesforce' AND table_name = ? "
+                    "AND data_type LIKE 'DECIMAL%'", [name]).fetchall():
+                conn.execute(f'ALTER TABLE salesforce.{name} ALTER COLUMN "{column}" TYPE DOUBLE')
+    # The DOUBLE rounded 999999999999999999 to 1e18, which no DECIMAL(18,0) holds, and the Amount too.
+    assert _mirror_value(db, "Account", accounts[0], "AnnualRevenue") == 1e18
+
+    sync("Account", days_ago=3)  # a window without them: the columns are retyped, the rounded values stay
+    columns = _columns(db, "Account")
+    assert columns["AnnualRevenue"] == "DECIMAL(38,0)"  # exact from now on, wide enough for the rounded rows
+    assert columns["ShippingLatitude"] == "DECIMAL(18,15)"  # every value fits: the describe's type at once
+    assert [d for d in differences(org, db, "Account") if "AnnualRevenue" not in d] == []
+
+    for rid, value in zip(accounts, EDGE_REVENUES):  # the rounded records change, and are read again
+        org.update("Account", rid, {"AnnualRevenue": str(value)})
+    org.update("Opportunity", opportunity, {"Amount": EDGE_AMOUNT})
+    for name in ("Account", "Opportunity"):
+        sync(name)
+    assert _columns(db, "Account")["AnnualRevenue"] == "DECIMAL(18,0)"
+    assert _columns(db, "Opportunity")["Amount"] == "DECIMAL(18,2)"
+    for rid, value in zip(accounts, EDGE_REVENUES):
+        assert _mirror_value(db, "Account", rid, "AnnualRevenue") == value
+    assert _mirror_value(db, "Opportunity", opportunity, "Amount") == EDGE_AMOUNT
+    for name in ("Account", "Opportunity"):
+        assert differences(org, db, name) == []
+
+
+@pytest.mark.parametrize(("precision", "scale", "expected"), [
+    (18, 2, "DECIMAL(18,2)"), (18, 0, "DECIMAL(18,0)"), (3, 0, "DECIMAL(3,0)"), (18.0, 15.0, "DECIMAL(18,15)"),
+    ("16", "2", "DECIMAL(16,2)"), (38, 10, "DECIMAL(38,10)"),
+    (None, None, "DOUBLE"), (0, 0, "DOUBLE"), (40, 2, "DOUBLE"), (5, 7, "DOUBLE"), (18, -1, "DOUBLE"),
+    ("x", 2, "DOUBLE"), (18.5, 2, "DOUBLE"), (True, 0, "DOUBLE"),
+])
+def test_number_columns_follow_describe_precision_and_scale(precision, scale, expected):
+    raw = {"name": "Amount__c", "type": "currency", "label": "Amount"}
+    if precision is not None:
+        raw.update(precision=precision, scale=scale)
+    assert warehouse_type(raw) == expected
+
+
+def _tiny_schema():
+    fields = [("Id", "id"), ("SystemModstamp", "datetime"), ("IsDeleted", "boolean"), ("Name", "string"),
+              ("Amount", "currency"), ("Ratio", "double"), ("Seats", "int"), ("Due", "date"),
+              ("Flag", "boolean"), ("Stamp", "datetime")]
+    describe = {"name": "Thing__c", "label": "Thing", "fields": [
+        {"name": n, "type": t, "label": n, **({"precision": 18, "scale": 2} if t in ("currency", "double") else {})}
+        for n, t in fields]}
+    return schema_from_describe(describe)
+
+
+def test_every_null_form_loads_as_null_for_every_type(tmp_path):
+    """A Bulk page with `""` and bare empty fields in every column type, and REST records with `""`."""
+    schema = _tiny_schema()
+    columns = schema.field_names
+    spool = Spool.create(tmp_path / "spool", "Thing__c", columns)
+    header = ",".join(f'"{c}"' for c in columns)
+    quoted = '"a0S000000000001AAA","2026-01-01T00:00:00.000Z","false","","","","","","",""'
+    bare = '"a0S000000000002AAA","2026-01-01T00:00:00.000Z","false",,,,,,,'
+    values = '"a0S000000000003AAA","2026-01-01T00:00:00.000Z","false","x","1.2345678E7","0.5","3","2026-01-02",' \
+             '"true","2026-01-01T01:02:03.000Z"'
+    spool.add_csv_page(f"{header}\n{quoted}\n{bare}\n{values}\n".encode(), 3)
+    rest = {c: "" for c in columns}
+    rest.update(Id="a0S000000000004AAA", SystemModstamp="2026-01-01T00:00:00.000+0000", IsDeleted=False)
+    spool.add_records([rest], schema)
+    with duckdb.connect(str(tmp_path / "m.duckdb")) as conn:
+        commit_window(conn, schema, spool, kind="initial", method="bulk", partition_key=None, window_start=None,
+                      window_end=None, read_from=None, read_to=None, api_calls=1, run_id="t",
+                      advance_cursor=False)
+        rows = {r[0]: r[1:] for r in conn.execute(
+            'SELECT "Id", "Name", "Amount", "Ratio", "Seats", "Due", "Flag", "Stamp" FROM salesforce."thing__c"'
+        ).fetchall()}
+    for rid in ("a0S000000000001AAA", "a0S000000000002AAA", "a0S000000000004AAA"):
+        assert rows[rid] == (None,) * 7, rid
+    assert rows["a0S000000000003AAA"][:5] == ("x", Decimal("12345678.00"), Decimal("0.50"), 3,
+                                              datetime(2026, 1, 2).date())
