@@ -106,7 +106,8 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
     compounds = _compound_exprs(schema, columns)
     stamp = f"TIMESTAMP '{synced_at.isoformat(sep=' ')}'"
     newer = 's."SystemModstamp" >= t."SystemModstamp"'
-    deleted = 'coalesce(s."IsDeleted", false)'
+    # Objects without IsDeleted (User) never delete: their table's IsDeleted keeps its default, false.
+    deleted = 'coalesce(s."IsDeleted", false)' if "IsDeleted" in columns else "false"
     sets = [f"{q(c)} = s.{q(c)}" for c in columns if c != "Id"] + [f"{q(n)} = {e}" for n, e in compounds]
     sets += [f"_sonora_synced_at = {stamp}", "_sonora_deleted_at = NULL", "_sonora_purged_at = NULL"]
     insert_cols = columns + [n for n, _ in compounds] + ["_sonora_synced_at", "_sonora_deleted_at"]
@@ -115,8 +116,8 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
     if conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)").fetchone()[0] == 0:
         # First load into an empty table: a plain insert does what the merge would, much faster.
         counts = conn.execute(
-            'SELECT count(*) FILTER (WHERE NOT coalesce("IsDeleted", false)), '
-            'count(*) FILTER (WHERE coalesce("IsDeleted", false)) FROM staged').fetchone()
+            f'SELECT count(*) FILTER (WHERE NOT {deleted}), count(*) FILTER (WHERE {deleted}) FROM staged AS s'
+        ).fetchone()
         conn.execute(f"INSERT INTO {table} ({', '.join(q(c) for c in insert_cols)}) "
                      f"SELECT {', '.join(insert_vals)} FROM staged AS s")
         return counts[0], counts[1]
@@ -182,7 +183,7 @@ def vanished_columns(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> l
     kept with their last known values, and the caller says so."""
     from sonora_pipeline.mirror.tables import OWN_COLUMNS, existing_columns
 
-    known = {f.name.lower() for f in schema.fields} | {c.name.lower() for c in schema.compounds}
+    known = {f.name.lower() for f in schema.fields} | {c.name.lower() for c in schema.compounds} | {"isdeleted"}
     return sorted(c for c in existing_columns(conn, schema.table)
                   if c.lower() not in known and c not in OWN_COLUMNS)
 

@@ -13,7 +13,7 @@ from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import OrgConnection
 
-OBJECTS = ("Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event")
+OBJECTS = ("Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event", "User")
 TABLES = {"CaseComment": "case_comment"}
 log = logging.getLogger("sonora.tests")
 
