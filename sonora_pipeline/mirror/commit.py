@@ -235,6 +235,36 @@ def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool
     return updated
 
 
+def commit_formula_refresh(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool,
+                           columns: list[str], *, read_started: datetime, api_calls: int,
+                           run_id: str | None) -> int:
+    """Refresh formula columns of rows already mirrored, in one transaction; returns the rows whose values
+    changed. Nothing else moves: no other column, no cursor, no row added. A row is left as it is when the
+    mirror's copy is newer (a higher SystemModstamp, or a sync committed it after this read began), when it
+    was deleted (it keeps its last known values), or when the refresh did not read it."""
+    with transaction(conn):
+        ensure_state_tables(conn)
+        changed = 0
+        if not spool.empty:
+            _stage(conn, schema, spool)
+            table = qualified(schema)
+            applies = ('t."Id" = s."Id" AND s."SystemModstamp" >= t."SystemModstamp" '
+                       "AND t._sonora_synced_at < ? AND t._sonora_deleted_at IS NULL AND t._sonora_purged_at IS NULL")
+            differs = " OR ".join(f"t.{q(c)} IS DISTINCT FROM s.{q(c)}" for c in columns)
+            where = f"{applies} AND ({differs})"
+            changed = conn.execute(f"SELECT count(*) FROM staged s JOIN {table} t ON {where}",
+                                   [read_started]).fetchone()[0]
+            sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in columns)
+            conn.execute(f"UPDATE {table} AS t SET {sets} FROM staged AS s WHERE {where}", [read_started])
+        state = read_state(conn, schema.object_name)
+        state.api_calls_total += api_calls
+        write_state(conn, state)
+        log_window(conn, object_name=schema.object_name, kind="formula_refresh", method="bulk",
+                   rows_read=spool.rows_expected, rows_upserted=changed, deletes=0, api_calls=api_calls,
+                   run_id=run_id, committed_at=_utcnow())
+    return changed
+
+
 def commit_purges(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, live_ids_table: str, *,
                   api_calls: int, run_id: str | None) -> int:
     """Mark rows whose Id the org no longer has (hard-deleted or purged from the recycle bin)."""
