@@ -200,3 +200,38 @@ def test_a_row_a_sync_committed_after_the_refresh_began_reading_keeps_the_syncs_
     assert commit(datetime(2100, 1, 1)) == 1
     assert _mirror(db, 'SELECT "Account_Owner_Name__c" FROM salesforce.opportunity WHERE "Id" = ?',
                    [rid])[0][0] == "Someone Else"
+
+
+def test_the_dagster_job_refreshes_with_its_cost_as_metadata_and_the_schedule_runs_daily(org, tmp_path):
+    import dagster as dg
+
+    from sonora_pipeline.defs.salesforce.formula_refresh import (
+        salesforce_formula_refresh_job,
+        salesforce_formula_refresh_schedule,
+    )
+    from sonora_pipeline_tests.sync.test_dagster_sync import resources_for
+
+    db = tmp_path / "m.duckdb"
+    _settle(org)
+    _sync(org, db)
+    org.advance_clock(86_400)  # every Days_To_Renewal__c is a day off now
+    assert any(".Days_To_Renewal__c:" in p for p in differences(org, db, "Account"))
+    with dg.instance_for_test() as instance:
+        result = salesforce_formula_refresh_job.execute_in_process(
+            instance=instance, resources=resources_for(org, db))
+        assert result.success
+        output = next(e for e in result.all_events if e.event_type_value == "STEP_OUTPUT")
+        meta = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+        observations = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    assert differences(org, db, "Account") == [] and differences(org, db, "Opportunity") == []
+    assert meta["objects_with_formulas"] == "Account, Opportunity"
+    assert meta["api_calls"] > 0 and meta["rows_read"] > 0 and meta["rows_changed"] > 0
+    assert meta["api_calls_per_100k_records"] > 0
+    observed = {e.asset_key.to_user_string() for e in observations}
+    assert {"salesforce/account", "salesforce/opportunity"} <= observed
+    assert salesforce_formula_refresh_schedule.cron_schedule == "45 0 * * *"
+    assert salesforce_formula_refresh_schedule.execution_timezone == "UTC"
+    assert salesforce_formula_refresh_schedule.default_status == dg.DefaultScheduleStatus.STOPPED  # SONORA_AUTOMATION unset
+    requests = salesforce_formula_refresh_schedule.evaluate_tick(
+        dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 2, 0, 45))).run_requests
+    assert len(requests) == 1 and requests[0].job_name in (None, "salesforce_formula_refresh_job")
