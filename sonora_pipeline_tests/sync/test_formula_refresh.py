@@ -235,3 +235,28 @@ def test_the_dagster_job_refreshes_with_its_cost_as_metadata_and_the_schedule_ru
     requests = salesforce_formula_refresh_schedule.evaluate_tick(
         dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 2, 0, 45))).run_requests
     assert len(requests) == 1 and requests[0].job_name in (None, "salesforce_formula_refresh_job")
+
+
+def test_the_refresh_formulas_command(org, tmp_path):
+    import subprocess
+
+    from sonora_pipeline_tests.sync.helpers import sync_command
+
+    db = tmp_path / "m.duckdb"
+    settings_file = tmp_path / "sonora.yaml"
+    settings_file.write_text("sync:\n  lag_seconds: 5\n")
+    command, env = sync_command(org, db, settings_file)
+    refresh = command[:3] + ["refresh-formulas"]
+    missing = subprocess.run(refresh, env=env, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "run `sonora-pipeline sync` first" in missing.stderr
+    _settle(org)
+    synced = subprocess.run(command + ["--objects", "Account,Opportunity"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert synced.returncode == 0, synced.stderr
+    org.advance_clock(86_400)
+    assert any(".Days_To_Renewal__c:" in p for p in differences(org, db, "Account"))
+    done = subprocess.run(refresh, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"salesforce/account +[\d,]+ changed of +[\d,]+ read +\d+ API calls", done.stdout)
+    assert "Formula refresh:" in done.stdout and "(Account, Opportunity)" in done.stdout
+    assert differences(org, db, "Account") == [] and differences(org, db, "Opportunity") == []
