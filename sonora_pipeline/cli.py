@@ -1,4 +1,4 @@
-"""`sonora-pipeline`: start the local org, run the demo, and (later) sync and test connections."""
+"""`sonora-pipeline`: start the local org, run the demo, sync, refresh formulas and test connections."""
 
 from __future__ import annotations
 
@@ -166,6 +166,43 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refresh_formulas(args: argparse.Namespace) -> int:
+    """Refresh the mirror's formula columns (salesforce_formula_refresh_job, in process)."""
+    from sonora_pipeline.paths import duckdb_path
+    from sonora_pipeline.settings import SettingsError
+
+    db = duckdb_path()
+    if not db.exists():
+        print(f"sonora-pipeline refresh-formulas: {db} does not exist yet; run `sonora-pipeline sync` first.",
+              file=sys.stderr)
+        return 2
+    try:
+        from sonora_pipeline.definitions import defs as lazy_defs
+    except SettingsError as err:
+        print(f"sonora-pipeline refresh-formulas: {err}", file=sys.stderr)
+        return 2
+    from sonora_pipeline.sync.runner import QUIET_CONSOLE
+
+    job = lazy_defs().resolve_job_def("salesforce_formula_refresh_job")
+    with _instance() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
+    if not result.success:
+        print(f"sonora-pipeline refresh-formulas failed: {_failure_message(result)}", file=sys.stderr)
+        return 1
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_OBSERVATION":
+            obs = event.asset_observation_data.asset_observation
+            meta = {k.rsplit("/", 1)[-1]: getattr(v, "value", v) for k, v in obs.metadata.items()}
+            if meta.get("formula_fields", "none") != "none":
+                print(f"{obs.asset_key.to_user_string():<28} {meta['rows_changed']:>9,} changed of "
+                      f"{meta['rows_read']:>9,} read {meta['api_calls']:>5} API calls  {meta['formula_fields']}")
+        if event.event_type_value == "STEP_OUTPUT":
+            total = {k: getattr(v, "value", v) for k, v in event.event_specific_data.metadata.items()}
+    print(f"Formula refresh: {total['rows_changed']:,} rows changed, {total['api_calls']} API calls "
+          f"({total['objects_with_formulas']})")
+    return 0
+
+
 AT_RISK_QUERY = """
 SELECT c.name, h.score, h.band, c.arr, s.open_cases_total
 FROM sonora.customers c
@@ -278,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     n = sub.add_parser("snapshot", help="copy the warehouse to a file analysts can keep open during syncs")
     n.add_argument("--output", help="snapshot path (default: <db>-analyst.duckdb next to the warehouse)")
     n.set_defaults(func=cmd_snapshot)
+    f = sub.add_parser("refresh-formulas", help="re-read formula fields into the mirror (values that change "
+                                                "without SystemModstamp moving); the sync cursor does not move")
+    f.set_defaults(func=cmd_refresh_formulas)
     t = sub.add_parser("test-connection", help="check credentials, URL, OAuth policy, API access and object access")
     t.set_defaults(func=cmd_test_connection)
     args = parser.parse_args(argv)

@@ -27,7 +27,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-STANDARD_OBJECTS = ("Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event")
+STANDARD_OBJECTS = ("Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event", "User")
 _CUSTOM_OBJECT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__c$")
 _SINCE = re.compile(r"^since:(\d{4}-\d{2}-\d{2})$")
 # A Salesforce field API name (standard, custom, or namespaced custom: ns__Field__c); no relationship paths.

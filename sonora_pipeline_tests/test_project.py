@@ -21,7 +21,7 @@ def test_definitions_load_with_expected_assets_and_job():
     dg.Definitions.validate_loadable(loaded)
     keys = loaded.resolve_asset_graph().get_all_asset_keys()
     assert dg.AssetKey(["salesforce", "org_inventory"]) in keys
-    for table in ("account", "contact", "opportunity", "case", "case_comment", "task", "event"):
+    for table in ("account", "contact", "opportunity", "case", "case_comment", "task", "event", "user"):
         key = dg.AssetKey(["salesforce", table])
         assert key in keys
         node = loaded.resolve_asset_graph().get(key)
@@ -56,7 +56,7 @@ def test_demo_syncs_the_local_org_and_prints_an_example_answer(tmp_path):
     with duckdb.connect(str(db), read_only=True) as conn:
         counts = dict(conn.execute("SELECT object_name, rows_upserted_total FROM salesforce._sync_state").fetchall())
         customers = conn.execute("SELECT count(*) FROM salesforce.account WHERE Type LIKE 'Customer%'").fetchone()[0]
-    assert set(counts) >= {"Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event"}
+    assert set(counts) >= {"Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event", "User"}
     assert all(n > 0 for n in counts.values())
     assert customers > 0
     with duckdb.connect(str(db), read_only=True) as conn:

@@ -63,6 +63,10 @@ class FieldSpec:
     raw: dict[str, Any]
     # A Python callable (row dict -> value) for formula fields the store recomputes on every write.
     formula: Any = None
+    # For formula fields computed when read, as Salesforce computes every formula: a callable
+    # (table alias, org's today) -> DuckDB SQL expression. Their value can change without the record's
+    # SystemModstamp moving (a parent's field, TODAY()); the stored column stays NULL.
+    query_formula: Any = None
 
     @property
     def name(self) -> str:
@@ -290,6 +294,7 @@ class FieldFactory:
         nillable: bool = True,
         calculated_formula: str | None = None,
         formula: Any = None,
+        query_formula: Any = None,
         defaulted: bool = False,
         polymorphic: bool = False,
         extra: dict[str, Any] | None = None,
@@ -325,7 +330,7 @@ class FieldFactory:
             raw.update(createable=False, updateable=False, defaultedOnCreate=False, nillable=True)
         if extra:
             raw.update(extra)
-        return FieldSpec(raw=raw, formula=formula)
+        return FieldSpec(raw=raw, formula=formula, query_formula=query_formula)
 
 
 # -- the catalog of a standard local org -------------------------------------------------------------
@@ -614,6 +619,10 @@ def _add_custom_fields(objects: dict[str, ObjectSpec], ff: FieldFactory) -> None
     ]:
         acct.fields[f.name] = f
 
+    for name, spec in _read_time_formulas(ff).items():
+        for f in spec:
+            objects[name].fields[f.name] = f
+
     contact = objects["Contact"]
     for f in [
         ff.make("Persona__c", "picklist", "Persona", length=255,
@@ -623,3 +632,27 @@ def _add_custom_fields(objects: dict[str, ObjectSpec], ff: FieldFactory) -> None
         ff.make("Is_Primary_Contact__c", "boolean", "Primary Contact"),
     ]:
         contact.fields[f.name] = f
+
+
+def _read_time_formulas(ff: FieldFactory) -> dict[str, list[FieldSpec]]:
+    """Formula fields whose value changes while the record's SystemModstamp stays put, as in a real org:
+    one reads its parent's owner (reassigning the Account, or renaming its owner, changes every
+    Opportunity's value), one counts days from TODAY() (it changes every day, following the org clock).
+    Computed in SQL when a query reads them (`query_formula`), so every API answers with today's value."""
+
+    def account_owner_name(alias: str, today: Any) -> str:
+        return (f'(SELECT fu."Name" FROM "Account" AS fa JOIN "User" AS fu ON fu."Id" = fa."OwnerId" '
+                f'WHERE fa."Id" = {alias}."AccountId")')
+
+    def days_to_renewal(alias: str, today: Any) -> str:
+        return f"date_diff('day', DATE '{today.isoformat()}', {alias}.\"Contract_End_Date__c\")"
+
+    return {
+        "Opportunity": [ff.make(
+            "Account_Owner_Name__c", "string", "Account Owner", length=1300,
+            calculated_formula='Account.Owner.FirstName & " " & Account.Owner.LastName',
+            query_formula=account_owner_name)],
+        "Account": [ff.make(
+            "Days_To_Renewal__c", "double", "Days to Renewal", precision=18, scale=0,
+            calculated_formula="Contract_End_Date__c - TODAY()", query_formula=days_to_renewal)],
+    }

@@ -106,7 +106,8 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
     compounds = _compound_exprs(schema, columns)
     stamp = f"TIMESTAMP '{synced_at.isoformat(sep=' ')}'"
     newer = 's."SystemModstamp" >= t."SystemModstamp"'
-    deleted = 'coalesce(s."IsDeleted", false)'
+    # Objects without IsDeleted (User) never delete: their table's IsDeleted keeps its default, false.
+    deleted = 'coalesce(s."IsDeleted", false)' if "IsDeleted" in columns else "false"
     sets = [f"{q(c)} = s.{q(c)}" for c in columns if c != "Id"] + [f"{q(n)} = {e}" for n, e in compounds]
     sets += [f"_sonora_synced_at = {stamp}", "_sonora_deleted_at = NULL", "_sonora_purged_at = NULL"]
     insert_cols = columns + [n for n, _ in compounds] + ["_sonora_synced_at", "_sonora_deleted_at"]
@@ -115,8 +116,8 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
     if conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)").fetchone()[0] == 0:
         # First load into an empty table: a plain insert does what the merge would, much faster.
         counts = conn.execute(
-            'SELECT count(*) FILTER (WHERE NOT coalesce("IsDeleted", false)), '
-            'count(*) FILTER (WHERE coalesce("IsDeleted", false)) FROM staged').fetchone()
+            f'SELECT count(*) FILTER (WHERE NOT {deleted}), count(*) FILTER (WHERE {deleted}) FROM staged AS s'
+        ).fetchone()
         conn.execute(f"INSERT INTO {table} ({', '.join(q(c) for c in insert_cols)}) "
                      f"SELECT {', '.join(insert_vals)} FROM staged AS s")
         return counts[0], counts[1]
@@ -182,7 +183,7 @@ def vanished_columns(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> l
     kept with their last known values, and the caller says so."""
     from sonora_pipeline.mirror.tables import OWN_COLUMNS, existing_columns
 
-    known = {f.name.lower() for f in schema.fields} | {c.name.lower() for c in schema.compounds}
+    known = {f.name.lower() for f in schema.fields} | {c.name.lower() for c in schema.compounds} | {"isdeleted"}
     return sorted(c for c in existing_columns(conn, schema.table)
                   if c.lower() not in known and c not in OWN_COLUMNS)
 
@@ -232,6 +233,36 @@ def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool
                    rows_read=spool.rows_expected, rows_upserted=updated, deletes=0, api_calls=api_calls,
                    run_id=run_id, committed_at=_utcnow())
     return updated
+
+
+def commit_formula_refresh(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool,
+                           columns: list[str], *, read_started: datetime, api_calls: int,
+                           run_id: str | None) -> int:
+    """Refresh formula columns of rows already mirrored, in one transaction; returns the rows whose values
+    changed. Nothing else moves: no other column, no cursor, no row added. A row is left as it is when the
+    mirror's copy is newer (a higher SystemModstamp, or a sync committed it after this read began), when it
+    was deleted (it keeps its last known values), or when the refresh did not read it."""
+    with transaction(conn):
+        ensure_state_tables(conn)
+        changed = 0
+        if not spool.empty:
+            _stage(conn, schema, spool)
+            table = qualified(schema)
+            applies = ('t."Id" = s."Id" AND s."SystemModstamp" >= t."SystemModstamp" '
+                       "AND t._sonora_synced_at < ? AND t._sonora_deleted_at IS NULL AND t._sonora_purged_at IS NULL")
+            differs = " OR ".join(f"t.{q(c)} IS DISTINCT FROM s.{q(c)}" for c in columns)
+            where = f"{applies} AND ({differs})"
+            changed = conn.execute(f"SELECT count(*) FROM staged s JOIN {table} t ON {where}",
+                                   [read_started]).fetchone()[0]
+            sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in columns)
+            conn.execute(f"UPDATE {table} AS t SET {sets} FROM staged AS s WHERE {where}", [read_started])
+        state = read_state(conn, schema.object_name)
+        state.api_calls_total += api_calls
+        write_state(conn, state)
+        log_window(conn, object_name=schema.object_name, kind="formula_refresh", method="bulk",
+                   rows_read=spool.rows_expected, rows_upserted=changed, deletes=0, api_calls=api_calls,
+                   run_id=run_id, committed_at=_utcnow())
+    return changed
 
 
 def commit_purges(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, live_ids_table: str, *,

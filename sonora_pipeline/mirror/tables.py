@@ -19,6 +19,8 @@ OWN_COLUMNS = {
     "_sonora_deleted_at": ("TIMESTAMP", "When the record was deleted in Salesforce (soft delete, recycle bin)"),
     "_sonora_purged_at": ("TIMESTAMP", "When Sonora found the record gone from Salesforce (hard delete or purge)"),
 }
+NO_SOFT_DELETE_COMMENT = ("Added by Sonora: this object has no IsDeleted in Salesforce (its records are deactivated, "
+                          "not deleted); true only when the Id reconciliation finds the record gone")
 ADDRESS_STRUCT = ("STRUCT(street VARCHAR, city VARCHAR, state VARCHAR, postalCode VARCHAR, country VARCHAR, "
                   "latitude DOUBLE, longitude DOUBLE, geocodeAccuracy VARCHAR)")
 
@@ -50,6 +52,8 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[
     wanted: list[tuple[str, str, str]] = [(f.name, f.duckdb_type, f.comment) for f in schema.fields]
     wanted += [(c.name, ADDRESS_STRUCT, c.label) for c in schema.compounds]
     wanted += [(name, dtype, comment) for name, (dtype, comment) in OWN_COLUMNS.items()]
+    if not schema.soft_deletes:  # e.g. User: no recycle bin, but the same "is this row live?" column
+        wanted.append(("IsDeleted", "BOOLEAN DEFAULT false", NO_SOFT_DELETE_COMMENT))
     if not have:
         cols = ", ".join(f"{q(n)} {t}" for n, t, _ in wanted)
         conn.execute(f'CREATE TABLE {qualified(schema)} ({cols}, PRIMARY KEY ("Id"))')

@@ -18,7 +18,11 @@ DUCKDB_TYPES = {
     "currency": "DOUBLE", "percent": "DOUBLE", "date": "DATE", "datetime": "TIMESTAMP", "time": "VARCHAR",
 }
 ADDRESS_PARTS = ("street", "city", "state", "postalCode", "country", "latitude", "longitude", "geocodeAccuracy")
-REQUIRED_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
+REQUIRED_FIELDS = ("Id", "SystemModstamp")
+# Objects whose records are never deleted (User is deactivated: IsActive = false) have no IsDeleted field.
+# Their mirror table still carries an `IsDeleted` column (false; true only once the Id reconciliation finds
+# the record gone), so every table answers "is this row live?" the same way.
+SOFT_DELETE_FIELD = "IsDeleted"
 _TABLE_NAMES = {"CaseComment": "case_comment"}
 
 
@@ -74,6 +78,16 @@ class ObjectSchema:
 
     def field(self, name: str) -> MirrorField | None:
         return next((f for f in self.fields if f.name == name), None)
+
+    @property
+    def soft_deletes(self) -> bool:
+        """Whether the object has Salesforce's IsDeleted (a recycle bin); User, for one, has not."""
+        return self.field(SOFT_DELETE_FIELD) is not None
+
+    @property
+    def formula_fields(self) -> list[MirrorField]:
+        """Formula (calculated) fields: their values change without SystemModstamp moving."""
+        return [f for f in self.fields if f.calculated]
 
     @property
     def has_archived(self) -> bool:

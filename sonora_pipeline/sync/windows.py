@@ -76,7 +76,9 @@ def _active_filters(object_name: str, settings: SyncSettings) -> tuple[str, ...]
             filters.append(f"AccountId IN {typed_accounts}")
         filters.append(f"AccountId IN {open_opp_accounts}")
     else:
-        return ()  # custom objects: everything (no generic notion of "active")
+        # User: every user (owners of old records are often deactivated, and users are few);
+        # custom objects: everything (no generic notion of "active").
+        return ()
     return tuple(filters)
 
 

@@ -13,7 +13,7 @@ from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import OrgConnection
 
-OBJECTS = ("Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event")
+OBJECTS = ("Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event", "User")
 TABLES = {"CaseComment": "case_comment"}
 log = logging.getLogger("sonora.tests")
 
@@ -37,11 +37,20 @@ def org_fields(org: LocalOrg, object_name: str) -> list[str]:
     return [f.name for f in org.catalog.readable_fields(obj) if not f.is_compound]
 
 
+def _org_column(org: LocalOrg, object_name: str, name: str) -> str:
+    """A stored column, or for a formula the org computes when read, its value as of the org's today."""
+    f = org.catalog.object(object_name).field_named(name)
+    if f.query_formula is None:
+        return f'o."{name}"'
+    return f'CAST(({f.query_formula("o", org.clock.now().date())}) AS {f.duckdb_type}) AS "{name}"'
+
+
 def org_rows(org: LocalOrg, object_name: str) -> dict[str, dict]:
     fields = org_fields(org, object_name)
+    columns = ", ".join(_org_column(org, object_name, f) for f in fields)
     cur = org.store.cursor()
     try:
-        rows = cur.execute(f'SELECT {", ".join(chr(34) + f + chr(34) for f in fields)} FROM "{object_name}"').fetchall()
+        rows = cur.execute(f'SELECT {columns} FROM "{object_name}" AS o').fetchall()
     finally:
         cur.close()
     return {r[0]: dict(zip(fields, r)) for r in rows}

@@ -25,6 +25,8 @@ DESCRIPTIONS = {
     "CaseComment": "Salesforce Case Comments.",
     "Task": "Salesforce Tasks (archived ones included): touchpoints and engagement signals.",
     "Event": "Salesforce Events (archived ones included): meetings and engagement signals.",
+    "User": "Salesforce Users: the owners' names and emails (deactivated users included; User has no "
+            "IsDeleted, its mirror column stays false).",
 }
 
 

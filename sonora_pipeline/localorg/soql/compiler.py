@@ -164,8 +164,10 @@ class _Resolved:
 class _Resolver:
     """Resolves field paths against the catalog, creating LEFT JOINs for each relationship chain once."""
 
-    def __init__(self, catalog: Catalog, root: ObjectSpec, alias: str | None, text: str, prefix: str = "t"):
+    def __init__(self, catalog: Catalog, root: ObjectSpec, alias: str | None, text: str, prefix: str = "t",
+                 today: dt.date | None = None):
         self.catalog = catalog
+        self.today = today or dt.date.today()  # the org's today, for formulas computed when read
         self.root = root
         self.alias = alias
         self.text = text
@@ -248,6 +250,9 @@ class _Resolver:
                 parts.append((_compound_key(f.name, c.name), f"{level.alias}.{_q(c.name)}", c.type))
             parts.sort(key=lambda p: p[0])
             return _Resolved(level, f.name, f.type, f, None, parts, text)
+        if f.query_formula is not None:  # computed when read, like every Salesforce formula
+            expr = f"CAST(({f.query_formula(level.alias, self.today)}) AS {f.duckdb_type})"
+            return _Resolved(level, f.name, f.type, f, expr, None, text)
         return _Resolved(level, f.name, f.type, f, f"{level.alias}.{_q(f.name)}", None, text)
 
     def _name_entity_field(self, level: _Level, name: str, pos: Pos) -> _Resolved:
@@ -471,7 +476,8 @@ class _WhereCompiler:
             raise positioned("INVALID_FIELD", text, bad.pos.line, bad.pos.column,
                              "Semi join sub-selects must select exactly one Id or reference field")
         self._subselects += 1
-        ir = _Resolver(catalog, inner, sub.alias, text, prefix=f"{self.r.prefix}s{self._subselects}_")
+        ir = _Resolver(catalog, inner, sub.alias, text, prefix=f"{self.r.prefix}s{self._subselects}_",
+                       today=self.r.today)
         ires = ir.resolve(sub.select[0])
         spos = sub.select[0].pos
         if ires.level.chain:
@@ -636,7 +642,7 @@ def _compile(text: str, catalog: Catalog, *, include_deleted: bool, now: dt.date
         raise invalid_type(text, q.object_pos.line, q.object_pos.column, q.object_name)
     if now.tzinfo is not None:
         now = now.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    resolver = _Resolver(catalog, obj, q.alias, text)
+    resolver = _Resolver(catalog, obj, q.alias, text, today=now.date())
 
     counts = [s for s in q.select if isinstance(s, CountAll)]
     is_count = bool(counts)
