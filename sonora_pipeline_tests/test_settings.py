@@ -673,7 +673,7 @@ def test_sql_shape_and_parameters(table):
     assert condition_sql([], alias="x", today=TODAY) == ("TRUE", [])
     conditions = [Condition(field="Name", op="=", value="' OR 1=1 --"), Condition(field="n", op=">=", value=2)]
     sql, params = condition_sql(conditions, alias="x", today=TODAY)
-    assert sql == '(COALESCE(x."Name" = ?, FALSE) AND COALESCE(x."n" >= ?, FALSE))'
+    assert sql == '(COALESCE(lower(x."Name") = lower(?), FALSE) AND COALESCE(x."n" >= ?, FALSE))'  # text as SOQL
     assert params == ["' OR 1=1 --", 2]
     assert "OR 1=1" not in sql
     # like wildcards: % any text, _ one character, \ literal

@@ -8,7 +8,7 @@ settings file's line and the fix, and nothing is written. Each build is one tran
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any, Callable
 
 import duckdb
@@ -28,7 +28,9 @@ class TableSpec:
     name: str
     needs: tuple[str, ...]            # raw mirror tables read
     after: tuple[str, ...]            # model tables read
-    statement: Callable[[Any, date, dict[str, set[str]]], list[Statement]]
+    # (settings, today, {object: mirror columns}, now) -> statements; now is the build's naive UTC time
+    statement: Callable[[Any, date, dict[str, set[str]], datetime], list[Statement]]
+    optional: tuple[str, ...] = ()   # raw mirror tables read when present (columns NULL when absent)
 
 
 def _cols(columns: dict[str, dict[str, str]], object_name: str) -> set[str]:
@@ -37,24 +39,25 @@ def _cols(columns: dict[str, dict[str, str]], object_name: str) -> set[str]:
 
 SPECS: dict[str, TableSpec] = {spec.name: spec for spec in [
     TableSpec("customers", ("account", "opportunity"), (),
-              lambda s, d, c: [tables.customers(s, d, c["Account"])]),
-    TableSpec("people", ("contact",), ("customers",), lambda s, d, c: [tables.people(s, c["Contact"])]),
-    TableSpec("people_edges", (), ("people",), lambda s, d, c: [tables.people_edges()]),
-    TableSpec("opportunities", ("opportunity",), ("customers",), lambda s, d, c: [tables.opportunities()]),
-    TableSpec("cases", ("case",), ("customers",), lambda s, d, c: [tables.cases()]),
-    TableSpec("case_comments", ("case_comment",), ("cases",), lambda s, d, c: [tables.case_comments()]),
+              lambda s, d, c, n: [tables.customers(s, d, c["Account"], c["User"])], optional=("user",)),
+    TableSpec("people", ("contact",), ("customers",), lambda s, d, c, n: [tables.people(s, c["Contact"])]),
+    TableSpec("people_edges", (), ("people",), lambda s, d, c, n: [tables.people_edges()]),
+    TableSpec("opportunities", ("opportunity",), ("customers",),
+              lambda s, d, c, n: [tables.opportunities(c["User"])], optional=("user",)),
+    TableSpec("cases", ("case",), ("customers",), lambda s, d, c, n: [tables.cases(c["User"])], optional=("user",)),
+    TableSpec("case_comments", ("case_comment",), ("cases",), lambda s, d, c, n: [tables.case_comments()]),
     TableSpec("touchpoints", ("task", "event"), ("people", "customers", "opportunities", "cases"),
-              lambda s, d, c: [tables.touchpoints(d)]),
+              lambda s, d, c, n: [tables.touchpoints(d)]),
     TableSpec("engagement_signals", (), ("touchpoints", "cases", "opportunities", "people", "customers"),
-              lambda s, d, c: [tables.engagement_signals(d)]),
+              lambda s, d, c, n: [tables.engagement_signals(d)]),
     TableSpec("health_scores", ("account", "contact"), ("engagement_signals", "customers"),
-              lambda s, d, c: [Statement(scores.HISTORY_DDL),
-                               scores.health_scores(s, d, c["Account"], c["Contact"])]),
+              lambda s, d, c, n: [Statement(scores.HISTORY_DDL),
+                                  scores.health_scores(s, d, c["Account"], c["Contact"], n)]),
     TableSpec("health_score_history", (), ("health_scores",),
-              lambda s, d, c: [Statement(scores.HISTORY_DDL), scores.append_history()]),
-    TableSpec("ecsat", (), ("cases", "health_scores"), lambda s, d, c: [scores.ecsat(s, d, c["Contact"])]),
+              lambda s, d, c, n: [Statement(scores.HISTORY_DDL), scores.append_history()]),
+    TableSpec("ecsat", (), ("cases", "health_scores"), lambda s, d, c, n: [scores.ecsat(s, d, c["Contact"])]),
     TableSpec("renewals", ("account",), ("customers", "engagement_signals", "health_scores"),
-              lambda s, d, c: [scores.renewals(s, d, c["Account"])]),
+              lambda s, d, c, n: [scores.renewals(s, d, c["Account"])]),
 ]}
 BUILD_ORDER = list(SPECS)
 
@@ -76,9 +79,24 @@ def document(conn: duckdb.DuckDBPyConnection, table: str) -> None:
                          f"'{text.replace(chr(39), chr(39) * 2)}'")
 
 
-def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, today: date) -> int:
-    """Rebuild one model table; returns its row count."""
+def build_time(today: date, now: datetime | None) -> datetime:
+    """The build's time as naive UTC: `now` (converted when it carries a zone), or the clock's when `today`
+    is the clock's day. `now` must fall on `today`."""
+    if now is None:
+        return scores.utc_now(today)
+    if now.tzinfo is not None:
+        now = now.astimezone(timezone.utc).replace(tzinfo=None)
+    if now.date() != today:
+        raise ValueError(f"now ({now.isoformat()} UTC) is not on today ({today.isoformat()})")
+    return now
+
+
+def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, today: date,
+                now: datetime | None = None) -> int:
+    """Rebuild one model table; returns its row count. `now` (default: the clock) is the build's time,
+    which the health score history is stamped with (injectable for tests and backfills)."""
     spec = SPECS[table]
+    now = build_time(today, now)
     raw = _existing_tables(conn, "salesforce")
     missing = [t for t in spec.needs if t not in raw]
     if missing:
@@ -87,11 +105,11 @@ def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, toda
                             "(`sonora-pipeline sync`, or materialize the salesforce assets).")
     columns = columns_from_mirror(conn)
     validate_against_schema(settings, columns)
-    object_columns = {name: _cols(columns, name) for name in ("Account", "Contact", "Opportunity")}
+    object_columns = {name: _cols(columns, name) for name in ("Account", "Contact", "Opportunity", "User")}
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        for statement in spec.statement(settings, today, object_columns):
+        for statement in spec.statement(settings, today, object_columns, now):
             conn.execute(statement.sql, statement.params)
         document(conn, table)
         rows = conn.execute(f"SELECT count(*) FROM {SCHEMA}.{table}").fetchone()[0]
@@ -102,5 +120,7 @@ def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, toda
     return rows
 
 
-def build_all(conn: duckdb.DuckDBPyConnection, settings: Any, today: date) -> dict[str, int]:
-    return {table: build_table(conn, table, settings, today) for table in BUILD_ORDER}
+def build_all(conn: duckdb.DuckDBPyConnection, settings: Any, today: date,
+              now: datetime | None = None) -> dict[str, int]:
+    now = build_time(today, now)
+    return {table: build_table(conn, table, settings, today, now) for table in BUILD_ORDER}

@@ -12,7 +12,7 @@ TABLES: dict[str, str] = {
     "engagement_signals": "Per customer: last touch, touches and meetings in 30/90 days, active people, open cases by priority, pipeline.",
     "renewals": "Paying customers whose contract ends within the renewal horizon, with what a renewal playbook needs.",
     "health_scores": "Per customer: the health score (0-100), its band and trend, and each measure beside it.",
-    "health_score_history": "Every health score ever computed, for charts over time.",
+    "health_score_history": "Health scores over time: a row when a customer's score or band changes, or its first build of a UTC day.",
     "ecsat": "Per customer: the estimated CSAT (0-100) from support outcomes of the last 180 days, with its components.",
 }
 
@@ -21,6 +21,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "external_id": "Salesforce Account Id (the customer's external id in Sonora)",
         "name": "Account name", "type": "Account type (picklist)", "industry": "Account industry",
         "record_type": "Record type developer name", "owner_id": "Account owner (User Id)",
+        "owner_name": "Owner's name (salesforce.\"user\".Name; NULL: User not mirrored, or the owner is a queue)", "owner_email": "Owner's email (salesforce.\"user\".Email; NULL: User not mirrored or Email not readable, or the owner is a queue)",
         "parent_id": "Parent account Id", "billing_country": "Billing country", "created_at": "Account created (UTC)",
         "last_won_on": "Close date of the latest won opportunity",
         "is_paying": "Meets the active contract criteria of the settings (contracts:)",
@@ -37,11 +38,13 @@ COLUMNS: dict[str, dict[str, str]] = {
     "opportunities": {
         "opportunity_id": "Salesforce Opportunity Id", "customer_id": "Customer (NULL: account not included)",
         "stage": "Stage name", "amount": "Amount", "close_date": "Close date", "owner_id": "Owner (User Id)",
+        "owner_name": "Owner's name (salesforce.\"user\".Name; NULL: User not mirrored, or the owner is a queue)", "owner_email": "Owner's email (salesforce.\"user\".Email; NULL: User not mirrored or Email not readable, or the owner is a queue)",
         "status": "open, won or lost",
     },
     "cases": {
         "case_id": "Salesforce Case Id", "customer_id": "Customer (NULL: account not included)",
         "subject": "Subject", "status": "Status", "priority": "Priority", "is_closed": "Closed",
+        "owner_id": "Owner (User Id, or a queue's Id)", "owner_name": "Owner's name (salesforce.\"user\".Name; NULL: User not mirrored, or the owner is a queue)", "owner_email": "Owner's email (salesforce.\"user\".Email; NULL: User not mirrored or Email not readable, or the owner is a queue)",
         "hours_to_close": "Hours from creation to close (closed cases)",
     },
     "case_comments": {"comment_id": "Salesforce CaseComment Id", "case_id": "Case", "body": "Comment text"},
@@ -61,13 +64,19 @@ COLUMNS: dict[str, dict[str, str]] = {
     "renewals": {
         "contract_end_date": "Contract end (renewals.contract_end_field)", "days_to_renewal": "Days until the contract ends",
         "arr": "Annual recurring revenue (renewals.arr_field)", "health_score": "Current health score",
+        "owner_id": "Account owner (User Id)", "owner_name": "Owner's name (salesforce.\"user\".Name; NULL: User not mirrored, or the owner is a queue)", "owner_email": "Owner's email (salesforce.\"user\".Email; NULL: User not mirrored or Email not readable, or the owner is a queue)",
     },
     "health_scores": {
         "score": "Health score 0-100 (NULL: no data at all)", "band": "green, yellow, red or unknown",
         "engagement": "Engagement measure 0-100 (NULL: no data)", "support": "Support measure 0-100 (NULL: no cases ever)",
         "commercial": "Commercial measure 0-100 (NULL: not paying, nothing won)", "sentiment": "10 x average NPS (NULL: no NPS)",
-        "weight_used": "Sum of the weights of the measures that had data", "previous_score": "Score of the previous build",
-        "trend": "score - previous_score", "weights": "The weights used (JSON)", "formula": "How the score is computed",
+        "weight_used": "Sum of the weights of the measures that had data",
+        "previous_score": "Score 24 hours before this build: the latest health_score_history row at least 24 hours older (NULL: no history that old)",
+        "previous_computed_at": "When previous_score was computed",
+        "trend": "score - previous_score (change over at least 24 hours)", "computed_at": "When this score was computed (UTC)", "weights": "The weights used (JSON)", "formula": "How the score is computed",
+    },
+    "health_score_history": {
+        "computed_at": "When the score was computed (UTC)", "score": "Health score 0-100", "band": "green, yellow, red or unknown",
     },
     "ecsat": {
         "cases_closed_180d": "Cases closed in the last 180 days", "within_sla_share": "Share closed within ecsat.sla_hours",

@@ -6,9 +6,11 @@
 - `condition_sql` turns conditions into a DuckDB boolean expression over the mirror: identifiers come only
   from validated settings (double-quoted), values travel only as `?` parameters, so no value can change the
   SQL's meaning. Every condition is two-valued (never NULL), with SOQL's semantics for nulls: `!=` and
-  `not_in` match empty fields, the other comparisons never do. Text comparisons are exact (case-sensitive).
+  `not_in` match empty fields, the other comparisons never do. Text compares as SOQL compares it:
+  case-insensitively (`=`, `!=`, `<`..., `in`, `not_in`, `like`, and record types and types of
+  `accounts.include`), so a rule selects the same accounts in the model as in Salesforce.
 - `condition_soql` turns the same conditions into a SOQL WHERE expression, values escaped as SOQL literals
-  (`sonora_pipeline.sync.windows.soql_string`). Note that SOQL compares text case-insensitively.
+  (`sonora_pipeline.sync.windows.soql_string`).
 
 `like` patterns: `%` matches any text, `_` one character, and a backslash makes the next character literal
 (`\\%` is a percent sign); the same pattern means the same in SQL and SOQL.
@@ -30,7 +32,7 @@ from sonora_pipeline.sync.windows import soql_string
 # Columns the model's tables define themselves (customers, people): a mapping target may not take one.
 # The model's author extends this set as tables gain columns.
 RESERVED_COLUMNS: frozenset[str] = frozenset({
-    "external_id", "name", "type", "industry", "owner_id", "owner_name", "parent_id", "is_paying",
+    "external_id", "name", "type", "industry", "owner_id", "owner_name", "owner_email", "parent_id", "is_paying",
     "record_type", "account_id", "customer_id", "email", "title", "billing_country", "created_at",
     "last_won_on", "person_id", "has_customer", "first_name", "last_name", "phone", "department",
     "reports_to_id",
@@ -39,7 +41,7 @@ RESERVED_COLUMNS: frozenset[str] = frozenset({
 # Mirror table -> Salesforce object name, for `columns_from_mirror`.
 TABLE_OBJECTS = {
     "account": "Account", "contact": "Contact", "opportunity": "Opportunity", "case": "Case",
-    "case_comment": "CaseComment", "task": "Task", "event": "Event",
+    "case_comment": "CaseComment", "task": "Task", "event": "Event", "user": "User",
 }
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -282,9 +284,24 @@ def like_pattern_sql(pattern: str) -> str:
                    for kind, ch in _like_tokens(pattern))
 
 
+def _is_text(value: Any) -> bool:
+    """A text value (validated settings put text values on text fields only, so the field is text too)."""
+    return isinstance(value, str) and value != TODAY
+
+
+def _folded(expr: str, values: Sequence[Any]) -> str:
+    """`expr` case-folded when the values are text: SOQL compares text case-insensitively."""
+    return f"lower({expr})" if values and all(_is_text(v) for v in values) else expr
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("lower(?)" if _is_text(v) else "?" for v in values)
+
+
 def condition_sql(conditions: Sequence[Condition], *, alias: str, today: date) -> tuple[str, list[Any]]:
     """(DuckDB boolean expression, parameters) that holds when every condition holds; "TRUE" when there are
-    none. Never NULL. `alias` qualifies the columns (the mirror table's alias in the caller's query)."""
+    none. Never NULL. `alias` qualifies the columns (the mirror table's alias in the caller's query). Text
+    is compared case-insensitively, as SOQL does (`lower()` on both sides, `ILIKE` for like)."""
     parts: list[str] = []
     params: list[Any] = []
     for cond in conditions:
@@ -296,19 +313,19 @@ def condition_sql(conditions: Sequence[Condition], *, alias: str, today: date) -
             parts.append(f"({col} IS NOT NULL)")
         elif op in LIST_OPERATORS:
             values = [_param(v, today) for v in cond.values()]
-            marks = ", ".join("?" for _ in values)
+            lhs = _folded(col, values)
+            marks = _marks(values) if lhs != col else ", ".join("?" for _ in values)
             params.extend(values)
-            parts.append(f"COALESCE({col} IN ({marks}), FALSE)" if op == "in"
-                         else f"({col} IS NULL OR {col} NOT IN ({marks}))")
+            parts.append(f"COALESCE({lhs} IN ({marks}), FALSE)" if op == "in"
+                         else f"({col} IS NULL OR {lhs} NOT IN ({marks}))")
         elif op == "like":
             params.append(like_pattern_sql(str(cond.value)))
-            parts.append(f"COALESCE({col} LIKE ? ESCAPE '\\', FALSE)")
-        elif op == "!=":
-            params.append(_param(cond.value, today))
-            parts.append(f"({col} IS DISTINCT FROM ?)")
+            parts.append(f"COALESCE({col} ILIKE ? ESCAPE '\\', FALSE)")
         elif op in _COMPARE:
-            params.append(_param(cond.value, today))
-            parts.append(f"COALESCE({col} {op} ?, FALSE)")
+            value = _param(cond.value, today)
+            lhs, mark = (f"lower({col})", "lower(?)") if _is_text(value) else (col, "?")
+            params.append(value)
+            parts.append(f"({lhs} IS DISTINCT FROM {mark})" if op == "!=" else f"COALESCE({lhs} {op} {mark}, FALSE)")
         else:  # pragma: no cover - Condition validates op
             raise ValueError(f"unknown operator {op!r}")
     if not parts:
@@ -316,10 +333,16 @@ def condition_sql(conditions: Sequence[Condition], *, alias: str, today: date) -
     return "(" + " AND ".join(parts) + ")", params
 
 
+def _text_in_sql(expr: str, values: Sequence[str]) -> str:
+    """`expr` is one of the text `values`, case-insensitively (SOQL's IN on a picklist); never NULL."""
+    return f"COALESCE(lower({expr}) IN ({', '.join('lower(?)' for _ in values)}), FALSE)"
+
+
 def account_inclusion_sql(settings: Settings, *, alias: str, record_type_alias: str | None = None,
                           today: date, record_type_sql: str | None = None) -> tuple[str, list[Any]]:
     """(DuckDB boolean expression, parameters): the Account at `alias` is a customer per
-    `accounts.include` (record types, types and conditions, all must hold; "TRUE" when none is set).
+    `accounts.include` (record types, types and conditions, all must hold; "TRUE" when none is set), text
+    compared case-insensitively as in SOQL.
 
     The record type is compared by DeveloperName: `record_type_alias` (or its synonym `record_type_sql`) is
     the SQL expression giving the Account's RecordType DeveloperName, from a join the caller provides
@@ -332,10 +355,10 @@ def account_inclusion_sql(settings: Settings, *, alias: str, record_type_alias: 
         if not expr:
             raise ValueError("accounts.include.record_types is set: pass record_type_alias, the SQL expression "
                              "of the Account's RecordType DeveloperName")
-        parts.append(f"COALESCE(({expr}) IN ({', '.join('?' for _ in include.record_types)}), FALSE)")
+        parts.append(_text_in_sql(f"({expr})", include.record_types))
         params.extend(include.record_types)
     if include.types:
-        parts.append(f"COALESCE({_column_sql(alias, 'Type')} IN ({', '.join('?' for _ in include.types)}), FALSE)")
+        parts.append(_text_in_sql(_column_sql(alias, 'Type'), include.types))
         params.extend(include.types)
     if include.conditions:
         sql, more = condition_sql(include.conditions, alias=alias, today=today)

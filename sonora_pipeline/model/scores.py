@@ -2,9 +2,16 @@
 
 The health score follows the scorecard idea customer-success teams know (Gainsight's is the reference):
 a weighted average of measures on a 0-100 scale, with the weights in the settings file; a measure with no
-data is left out of the weights (not counted as zero); red/yellow/green bands; a trend against the
-previous value; every computed score appended to a history table. Each measure is stored beside the score,
-so any value can be explained by hand from its row.
+data is left out of the weights (not counted as zero); red/yellow/green bands. Each measure is stored beside
+the score, so any value can be explained by hand from its row.
+
+History and trend, so that both mean something however often the model is rebuilt:
+- `health_score_history` gets a row for a customer when its score or band differs from its latest row, or
+  when its latest row is from an earlier UTC day (so at least one row per customer per UTC day the model is
+  built, and none for rebuilds that change nothing). Growth is bounded by changes and days, not builds.
+- `trend` = score − `previous_score`, the score 24 hours earlier: the customer's latest history row at
+  least 24 hours (not one calendar day) older than this build. Since every change is recorded, that row is the
+  score that held 24 hours ago. NULL until the customer has 24 hours of history.
 
 Measures (each 0-100, or NULL when the customer has no data for it):
 - engagement = 100 × (0.6 × min(1, touches_90d / 12) + 0.4 × min(1, meetings_90d / 3));
@@ -26,7 +33,7 @@ eCSAT (estimated CSAT, 0-100) from support outcomes of the last 180 days:
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sonora_pipeline.model.tables import RAW, SCHEMA, Statement, live, q
@@ -38,6 +45,7 @@ HEALTH_FORMULA = ("score = Σ weight × measure / Σ weight over non-NULL measur
 ECSAT_FORMULA = ("ecsat = 100 × (0.6 × closed within SLA share + 0.4 × (1 − escalated share)) over cases closed "
                  "in the last 180 days; blended 80/20 with sentiment when NPS exists")
 MEASURES = ("engagement", "support", "commercial", "sentiment")
+TREND_HOURS = 24  # trend compares with the score that held this many hours before the build
 
 
 def _contract_end(settings: Any, account_columns: set[str]) -> str:
@@ -55,7 +63,11 @@ def sentiment_source(settings: Any, contact_columns: set[str]) -> str:
     return f'c.{q(field)}' if field and field in contact_columns else "CAST(NULL AS DOUBLE)"
 
 
-def health_scores(settings: Any, today: date, account_columns: set[str], contact_columns: set[str]) -> Statement:
+def health_scores(settings: Any, today: date, account_columns: set[str], contact_columns: set[str],
+                  now: datetime | None = None) -> Statement:
+    """The health_scores table; `now` (naive UTC, default `utc_now(today)`) stamps the build and anchors the
+    trend's 24 hours."""
+    now = now or utc_now(today)
     weights = settings.health.weights
     w = {m: float(getattr(weights, m) if not isinstance(weights, dict) else weights.get(m, 0.0)) for m in MEASURES}
     green, yellow = settings.health.bands.green, settings.health.bands.yellow
@@ -103,22 +115,24 @@ def health_scores(settings: Any, today: date, account_columns: set[str], contact
                CASE WHEN s.score IS NULL THEN 'unknown' WHEN s.score >= {float(green)!r} THEN 'green'
                     WHEN s.score >= {float(yellow)!r} THEN 'yellow' ELSE 'red' END AS band,
                s.engagement, s.support, s.commercial, s.sentiment, s.weight_used,
-               prev.score AS previous_score, round(s.score - prev.score, 2) AS trend,
+               prev.score AS previous_score, prev.computed_at AS previous_computed_at,
+               round(s.score - prev.score, 2) AS trend,
                s.is_paying, s.contract_end_date,
                CAST(? AS TIMESTAMP) AS computed_at,
                ? AS weights, ? AS formula
         FROM scored s
         LEFT JOIN (
-            SELECT customer_id, arg_max(score, computed_at) AS score
-            FROM {SCHEMA}.health_score_history GROUP BY 1
+            SELECT customer_id, score, computed_at FROM {SCHEMA}.health_score_history
+            WHERE computed_at <= CAST(? AS TIMESTAMP) - INTERVAL {TREND_HOURS} HOUR
+            QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY computed_at DESC) = 1
         ) prev ON prev.customer_id = s.customer_id
     """
-    return Statement(sql, [today, today, _now(today), json.dumps(w), HEALTH_FORMULA])
+    return Statement(sql, [today, today, now, json.dumps(w), HEALTH_FORMULA, now])
 
 
-def _now(today: date):
-    from datetime import datetime, timezone
-
+def utc_now(today: date) -> datetime:
+    """This build's time (naive UTC): the clock when `today` is the clock's day, else noon of `today` (a
+    build for another day, e.g. in a test or a backfill)."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     return now if now.date() == today else datetime(today.year, today.month, today.day, 12)
 
@@ -131,10 +145,21 @@ HISTORY_DDL = f"""
 
 
 def append_history() -> Statement:
+    """Append this build's score of each customer whose score or band changed since its latest row, or whose
+    latest row is from an earlier UTC day (or who has none)."""
     return Statement(f"""
         INSERT INTO {SCHEMA}.health_score_history
-        SELECT customer_id, computed_at, score, band, engagement, support, commercial, sentiment, weights
-        FROM {SCHEMA}.health_scores
+        SELECT h.customer_id, h.computed_at, h.score, h.band, h.engagement, h.support, h.commercial,
+               h.sentiment, h.weights
+        FROM {SCHEMA}.health_scores h
+        LEFT JOIN (
+            SELECT customer_id, score, band, computed_at FROM {SCHEMA}.health_score_history
+            QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY computed_at DESC) = 1
+        ) last ON last.customer_id = h.customer_id
+        WHERE last.customer_id IS NULL
+           OR last.score IS DISTINCT FROM h.score
+           OR last.band IS DISTINCT FROM h.band
+           OR CAST(last.computed_at AS DATE) < CAST(h.computed_at AS DATE)
     """)
 
 
@@ -171,7 +196,7 @@ def renewals(settings: Any, today: date, account_columns: set[str]) -> Statement
     horizon = int(settings.renewals.horizon_days)
     sql = f"""
         CREATE OR REPLACE TABLE {SCHEMA}.renewals AS
-        SELECT cu.external_id AS customer_id, cu.name, cu.owner_id,
+        SELECT cu.external_id AS customer_id, cu.name, cu.owner_id, cu.owner_name, cu.owner_email,
                {_contract_end(settings, account_columns)} AS contract_end_date,
                date_diff('day', CAST(? AS DATE), {_contract_end(settings, account_columns)}) AS days_to_renewal,
                {_arr(settings, account_columns)} AS arr,

@@ -33,6 +33,23 @@ def live(alias: str) -> str:
     return f'NOT coalesce({alias}."IsDeleted", false) AND {alias}._sonora_purged_at IS NULL'
 
 
+USER_TABLE = "user"  # salesforce."user" (quoted: `user` is reserved), mirrored from the org's User object
+
+
+def owner_columns(owner_id_sql: str, user_columns: set[str]) -> tuple[str, str]:
+    """(select list, join) giving `owner_name` and `owner_email` of the User whose Id is `owner_id_sql`.
+
+    User may not be mirrored (older settings, or a run-as user without access), or its Email hidden by
+    field-level security: then the column is NULL rather than the build failing, as for custom fields.
+    An owner that is a queue (Case) has no User row, so its name is NULL too."""
+    if "Id" not in user_columns:
+        return "CAST(NULL AS VARCHAR) AS owner_name, CAST(NULL AS VARCHAR) AS owner_email", ""
+    name = 'u."Name"' if "Name" in user_columns else "CAST(NULL AS VARCHAR)"
+    email = 'u."Email"' if "Email" in user_columns else "CAST(NULL AS VARCHAR)"
+    return (f"{name} AS owner_name, {email} AS owner_email",
+            f'LEFT JOIN {RAW}.{q(USER_TABLE)} u ON u."Id" = {owner_id_sql}')
+
+
 def _mapped(mapping: dict[str, str], alias: str, available: set[str]) -> str:
     cols = [f"{alias}.{q(src)} AS {q(dst)}" for src, dst in mapping.items() if src in available]
     return (",\n            " + ", ".join(cols)) if cols else ""
@@ -56,7 +73,7 @@ def _paying_sql(settings: Any, today: date) -> tuple[str, list[Any]]:
     return f"coalesce({joiner.join(rules)}, false)", params
 
 
-def customers(settings: Any, today: date, account_columns: set[str]) -> Statement:
+def customers(settings: Any, today: date, account_columns: set[str], user_columns: set[str] = frozenset()) -> Statement:
     inclusion, inclusion_params = account_inclusion_sql(settings, alias="a", record_type_sql="rt.developer_name",
                                                         today=today)
     paying, paying_params = _paying_sql(settings, today)
@@ -64,6 +81,7 @@ def customers(settings: Any, today: date, account_columns: set[str]) -> Statemen
     record_type_join = (f'LEFT JOIN {RAW}._record_types rt ON rt.object_name = \'Account\' '
                         f'AND rt.record_type_id = a."RecordTypeId"' if "RecordTypeId" in account_columns
                         else "LEFT JOIN (SELECT NULL AS developer_name) rt ON false")
+    owner, owner_join = owner_columns('a."OwnerId"', user_columns)
     sql = f"""
         CREATE OR REPLACE TABLE {SCHEMA}.customers AS
         WITH won AS (
@@ -72,11 +90,12 @@ def customers(settings: Any, today: date, account_columns: set[str]) -> Statemen
         )
         SELECT
             a."Id" AS external_id, a."Name" AS name, a."Type" AS type, a."Industry" AS industry,
-            rt.developer_name AS record_type, a."OwnerId" AS owner_id, a."ParentId" AS parent_id,
+            rt.developer_name AS record_type, a."OwnerId" AS owner_id, {owner}, a."ParentId" AS parent_id,
             a."BillingCountry" AS billing_country, a."CreatedDate" AS created_at, won.last_won_on,
             {paying} AS is_paying{mapped}
         FROM {RAW}.account a
         {record_type_join}
+        {owner_join}
         LEFT JOIN won ON won.account_id = a."Id"
         WHERE {live('a')} AND ({inclusion})
     """
@@ -113,35 +132,39 @@ def people_edges() -> Statement:
     return Statement(sql)
 
 
-def opportunities() -> Statement:
+def opportunities(user_columns: set[str] = frozenset()) -> Statement:
+    owner, owner_join = owner_columns('o."OwnerId"', user_columns)
     sql = f"""
         CREATE OR REPLACE TABLE {SCHEMA}.opportunities AS
         SELECT
             o."Id" AS opportunity_id, cu.external_id AS customer_id, o."AccountId" AS account_id,
             o."Name" AS name, o."StageName" AS stage, o."Amount" AS amount, o."CloseDate" AS close_date,
-            o."OwnerId" AS owner_id, o."Probability" AS probability, o."Type" AS type,
+            o."OwnerId" AS owner_id, {owner}, o."Probability" AS probability, o."Type" AS type,
             CASE WHEN o."IsWon" THEN 'won' WHEN o."IsClosed" THEN 'lost' ELSE 'open' END AS status,
             o."CreatedDate" AS created_at
         FROM {RAW}.opportunity o
         LEFT JOIN {SCHEMA}.customers cu ON cu.external_id = o."AccountId"
+        {owner_join}
         WHERE {live('o')}
     """
     return Statement(sql)
 
 
-def cases() -> Statement:
+def cases(user_columns: set[str] = frozenset()) -> Statement:
+    owner, owner_join = owner_columns('c."OwnerId"', user_columns)
     sql = f"""
         CREATE OR REPLACE TABLE {SCHEMA}.cases AS
         SELECT
             c."Id" AS case_id, cu.external_id AS customer_id, c."AccountId" AS account_id,
             c."ContactId" AS person_id, c."CaseNumber" AS case_number, c."Subject" AS subject,
             c."Status" AS status, c."Priority" AS priority, c."Origin" AS origin, c."Type" AS type,
-            c."IsClosed" AS is_closed, c."IsEscalated" AS is_escalated, c."OwnerId" AS owner_id,
+            c."IsClosed" AS is_closed, c."IsEscalated" AS is_escalated, c."OwnerId" AS owner_id, {owner},
             c."CreatedDate" AS created_at, c."ClosedDate" AS closed_at,
             CASE WHEN c."IsClosed" AND c."ClosedDate" IS NOT NULL
                  THEN round(date_diff('second', c."CreatedDate", c."ClosedDate") / 3600.0, 2) END AS hours_to_close
         FROM {RAW}."case" c
         LEFT JOIN {SCHEMA}.customers cu ON cu.external_id = c."AccountId"
+        {owner_join}
         WHERE {live('c')}
     """
     return Statement(sql)

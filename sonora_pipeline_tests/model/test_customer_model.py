@@ -171,17 +171,7 @@ def test_health_scores_follow_the_documented_formula(mirrored):
     assert len({g[1] for g in got.values()}) >= 2
 
 
-def test_history_and_trend(mirrored):
-    org, db = mirrored
-    build(db, suite_settings())
-    before = query(db, "SELECT count(*) FROM sonora.health_score_history")[0][0]
-    build(db, Settings.model_validate({"health": {"weights": {"engagement": 1, "support": 0, "commercial": 0,
-                                                              "sentiment": 0}}}))
-    after = query(db, "SELECT count(*) FROM sonora.health_score_history")[0][0]
-    customers = query(db, "SELECT count(*) FROM sonora.customers")[0][0]
-    assert after == before + customers
-    trends = query(db, "SELECT count(*) FROM sonora.health_scores WHERE trend IS NOT NULL AND trend != 0")[0][0]
-    assert trends > 0
+# History and trend: test_health_history.py.
 
 
 def test_changing_filters_mapping_and_contract_rules_needs_no_reimport(mirrored):

@@ -16,7 +16,7 @@ from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.settings import SettingsError
 
 RAW_OBJECTS = {"account": "Account", "contact": "Contact", "opportunity": "Opportunity", "case": "Case",
-               "case_comment": "CaseComment", "task": "Task", "event": "Event"}
+               "case_comment": "CaseComment", "task": "Task", "event": "Event", "user": "User"}
 # Rebuild when any input was updated, even while older sync windows were never materialized.
 AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
 
@@ -37,7 +37,10 @@ def _column_schema(conn, table: str) -> dg.TableSchema:
 
 def build_model_asset(table: str) -> dg.AssetsDefinition:
     spec = SPECS[table]
-    deps = [asset_key_for(RAW_OBJECTS[t]) for t in spec.needs] + [model_key(t) for t in spec.after]
+    # Optional inputs (User, for owner names) are deps only when the settings sync them.
+    optional = [t for t in spec.optional if RAW_OBJECTS[t] in SETTINGS.sync.objects]
+    deps = ([asset_key_for(RAW_OBJECTS[t]) for t in (*spec.needs, *optional)]
+            + [model_key(t) for t in spec.after])
 
     @dg.asset(
         key=model_key(table),
