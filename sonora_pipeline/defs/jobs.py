@@ -1,5 +1,6 @@
 """Jobs and schedules, for teams that prefer a fixed cadence to the change sensor."""
 
+from datetime import timedelta, timezone
 
 from typing import Optional
 
@@ -69,6 +70,23 @@ def salesforce_reconcile_job() -> None:
     reconcile_deleted_ids()
 
 
+@dg.schedule(
+    name="salesforce_sync_schedule", job=salesforce_sync_job, cron_schedule="30 0 * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="At 00:30 UTC, materializes the window of the day that has just closed (yesterday, UTC), every "
+                "object in one run. Use it instead of the salesforce_changes sensor for a fixed cadence.")
+def salesforce_sync_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """Why not `build_schedule_from_partitioned_job`: the windows include today (end_offset=1, so the sensor
+    can keep today current), and that helper requests the newest partition, i.e. the day that has just
+    begun. The closed day is the one before the tick's own date."""
+    closed = (context.scheduled_execution_time.astimezone(timezone.utc) - timedelta(days=1)).date()
+    if closed < SETTINGS.sync.partitions_start:
+        return dg.SkipReason(f"The day that closed ({closed}) is before sync.partitions_start "
+                             f"({SETTINGS.sync.partitions_start}): no window to sync.")
+    closed = closed.isoformat()
+    return dg.RunRequest(run_key=closed, partition_key=closed, tags={"sonora/trigger": "salesforce_sync_schedule"})
+
+
 def _schedule_status() -> dg.DefaultScheduleStatus:
     running = automation_status() == dg.DefaultSensorStatus.RUNNING
     return dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
@@ -76,14 +94,9 @@ def _schedule_status() -> dg.DefaultScheduleStatus:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    sync_schedule = dg.build_schedule_from_partitioned_job(
-        salesforce_sync_job, name="salesforce_sync_schedule", hour_of_day=0, minute_of_hour=30,
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Materializes each day's window once it has closed (00:30 UTC). Use it instead of the "
-                    "salesforce_changes sensor if you prefer a fixed cadence.")
     reconcile_schedule = dg.ScheduleDefinition(
         name="salesforce_reconcile_schedule", job=salesforce_reconcile_job, cron_schedule="15 3 * * *",
         execution_timezone="UTC", default_status=_schedule_status(),
         description="Daily Id reconciliation for hard deletes and purges.")
     return dg.Definitions(jobs=[salesforce_sync_job, org_inventory_job, salesforce_reconcile_job],
-                          schedules=[sync_schedule, reconcile_schedule])
+                          schedules=[salesforce_sync_schedule, reconcile_schedule])
