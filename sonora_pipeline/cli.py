@@ -42,10 +42,15 @@ def cmd_localorg(args: argparse.Namespace) -> int:
               f"{runtime.log_file()}. Use it with SALESFORCE_INSTANCE_URL=local; stop it with: "
               f"kill {creds.get('pid', '<pid>')}", flush=True)
         return 0
+    path = Path(args.credentials_file) if args.credentials_file else runtime.credentials_file()
+    already = None if args.credentials_file else runtime.running_local_org()
     org = _start_org(args.records, args.port, args.seed, args.shape)
     credentials = {**org.credentials.as_dict(), "org_id": org.org_id, "pid": os.getpid()}
-    path = Path(args.credentials_file) if args.credentials_file else runtime.credentials_file()
-    runtime.write_credentials(path, credentials)
+    if already:  # never take the place of a running org that SALESFORCE_INSTANCE_URL=local already reaches
+        print(f"A local org is already running at {already['instance_url']} (recorded in {path}); this one is "
+              "not recorded there: use the credentials below.", file=sys.stderr, flush=True)
+    else:
+        runtime.write_credentials(path, credentials)
     print(json.dumps(credentials), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
