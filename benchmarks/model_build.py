@@ -5,7 +5,8 @@
 
 For each size: a local org (`sonora-pipeline localorg --records N`) in its own process; every object synced
 into a fresh DuckDB file (Bulk, `initial_import: all`); then, in a fresh process, every model table rebuilt
-from the mirror with the default settings, timed per table, with that process's peak RSS. The model makes
+from the mirror with the demo org's settings (its custom fields mapped, as before the defaults became
+org-agnostic), timed per table, with that process's peak RSS. The model makes
 no Salesforce calls, so only DuckDB and this machine (2 cores) are measured.
 """
 
@@ -33,10 +34,11 @@ def build(db: str) -> None:
     import duckdb
 
     from sonora_pipeline.model.build import BUILD_ORDER, build_table
-    from sonora_pipeline.settings import Settings
+    from sonora_pipeline.cli import DEMO_SETTINGS
+    from sonora_pipeline.settings import load_settings
     from sonora_pipeline.mirror.warehouse import write_connection
 
-    settings, today = Settings(), datetime.now(timezone.utc).date()
+    settings, today = load_settings(DEMO_SETTINGS), datetime.now(timezone.utc).date()
     timings = {}
     started = time.perf_counter()
     with write_connection(Path(db)) as conn:

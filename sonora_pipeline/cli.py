@@ -54,10 +54,15 @@ def cmd_localorg(args: argparse.Namespace) -> int:
               f"{runtime.log_file()}. Use it with SALESFORCE_INSTANCE_URL=local; stop it with: "
               f"kill {creds.get('pid', '<pid>')}", flush=True)
         return 0
+    path = Path(args.credentials_file) if args.credentials_file else runtime.credentials_file()
+    already = None if args.credentials_file else runtime.running_local_org()
     org = _start_org(args.records, args.port, args.seed, args.shape, **_org_variety(args))
     credentials = {**org.credentials.as_dict(), "org_id": org.org_id, "pid": os.getpid()}
-    path = Path(args.credentials_file) if args.credentials_file else runtime.credentials_file()
-    runtime.write_credentials(path, credentials)
+    if already:  # never take the place of a running org that SALESFORCE_INSTANCE_URL=local already reaches
+        print(f"A local org is already running at {already['instance_url']} (recorded in {path}); this one is "
+              "not recorded there: use the credentials below.", file=sys.stderr, flush=True)
+    else:
+        runtime.write_credentials(path, credentials)
     print(json.dumps(credentials), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -203,9 +208,36 @@ def cmd_test_connection(args: argparse.Namespace) -> int:
     except SettingsError as err:
         print(f"sonora-pipeline test-connection: {err}", file=sys.stderr)
         return 2
-    report = test_connection(_connection_from_environment(), required_objects=objects)
+    connection = _connection_from_environment()
+    report = test_connection(connection, required_objects=objects)
     print(report.render())
+    if report.ok and report.org_id:
+        return _check_warehouse_org(report.org_id, connection.instance_url)
     return 0 if report.ok else 1
+
+
+def _check_warehouse_org(org_id: str, instance_url: str) -> int:
+    """After new credentials, say at once whether the warehouse mirrors this org (a sync would refuse)."""
+    from sonora_pipeline.mirror.state import OrgIdentity, check_org, mirrored_org
+    from sonora_pipeline.mirror.warehouse import read_connection
+    from sonora_pipeline.paths import duckdb_path
+    from sonora_pipeline.salesforce.connection import safe_url
+    from sonora_pipeline.salesforce.errors import OrgMismatch
+
+    db = duckdb_path()
+    if not db.exists():
+        print(f"Warehouse {db}: not created yet (the first sync records org {org_id} in it)")
+        return 0
+    with read_connection(db) as conn:
+        try:
+            check_org(conn, OrgIdentity(org_id, safe_url(instance_url)), database=str(db))
+        except OrgMismatch as err:
+            print(f"Warehouse: FAIL\n  {err.message}\n  fix: {err.fix}")
+            return 1
+        known = mirrored_org(conn)
+    print(f"Warehouse {db}: " + (f"mirrors this org ({org_id})" if known else f"no org recorded yet (the next "
+                                                                            f"sync records {org_id})"))
+    return 0
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:

@@ -241,6 +241,22 @@ def test_a_synced_warehouse_refuses_another_org(world, mirror, entry):
     assert client.api_calls - calls <= 2  # refused after describe, before any Bulk job or read-back
 
 
+def test_the_org_inventory_of_another_org_is_not_written_into_the_warehouse(world, mirror):
+    import dagster as dg
+
+    from sonora_pipeline.defs.resources import WarehouseResource
+    from sonora_pipeline.defs.salesforce.org_inventory import org_inventory
+
+    org, sandbox, _ = world
+    other = _resource(Connection(url="{sandbox}", key="{sandbox_key}", secret="{sandbox_secret}"), org, sandbox)
+    result = dg.materialize([org_inventory], resources={"salesforce": other,
+                                                        "warehouse": WarehouseResource(path=str(mirror))},
+                            raise_on_error=False)
+    assert not result.success
+    text = next(e for e in result.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    assert f"mirrors org {org.org_id}" in text and f"reach org {sandbox.org_id}" in text, text
+
+
 def test_the_same_org_by_its_15_character_id_is_not_another_org(world, mirror):
     """Salesforce shows an org id in 15 or 18 characters; the warehouse compares the 15 that are the id."""
     from sonora_pipeline.mirror.state import OrgIdentity, check_org

@@ -151,3 +151,21 @@ def test_a_detached_local_org_keeps_its_credentials_and_log_private(tmp_path):
         assert connected.returncode == 0 and credentials["org_id"] in connected.stdout
     finally:
         os.kill(credentials["pid"], signal.SIGTERM)
+
+
+def test_test_connection_says_when_the_warehouse_mirrors_another_org(org, tmp_path):
+    from sonora_pipeline.localorg.org import LocalOrg
+
+    org.advance_clock(8)
+    synced = run_cli(["sync", "--lookback", "all", "--quiet", "--objects", "Account"], org, tmp_path)
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    same = run_cli(["test-connection"], org, tmp_path)
+    assert same.returncode == 0 and f"mirrors this org ({org.org_id})" in same.stdout, same.stdout
+    other = LocalOrg(records=50, seed=5, state_dir=tmp_path / "other").start()
+    try:
+        result = run_cli(["test-connection"], other, tmp_path)
+    finally:
+        other.stop()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Warehouse: FAIL" in result.stdout and f"mirrors org {org.org_id}" in result.stdout
+    assert f"reach org {other.org_id}" in result.stdout and "SONORA_DUCKDB_PATH" in result.stdout

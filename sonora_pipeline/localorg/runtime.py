@@ -137,9 +137,12 @@ def org_for_command(records: int = DEFAULT_RECORDS, log=None) -> Iterator[dict]:
     if creds is not None:
         yield creds
         return
+    import tempfile
+
     from sonora_pipeline.localorg.org import LocalOrg
 
-    org = LocalOrg(records=records).start()
+    scratch = tempfile.TemporaryDirectory(prefix="sonora-localorg-")  # its TLS files go with it
+    org = LocalOrg(records=records, state_dir=Path(scratch.name)).start()
     if log is not None:
         log(f"No local org is running: started one for this command (org {org.org_id}, {org.instance_url}); it "
             "stops when the command ends, and the next one is a new org that this warehouse will refuse. Keep one "
@@ -148,3 +151,4 @@ def org_for_command(records: int = DEFAULT_RECORDS, log=None) -> Iterator[dict]:
         yield org.credentials.as_dict()
     finally:
         org.stop()
+        scratch.cleanup()

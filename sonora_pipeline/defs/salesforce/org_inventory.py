@@ -10,6 +10,8 @@ import pandas as pd
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.mirror.warehouse import write_connection
+from sonora_pipeline.salesforce.errors import SalesforceError
+from sonora_pipeline.sync.engine import connected_org
 
 
 @dg.asset(
@@ -21,17 +23,22 @@ from sonora_pipeline.mirror.warehouse import write_connection
 )
 def org_inventory(context: dg.AssetExecutionContext, salesforce: SalesforceResource,
                   warehouse: WarehouseResource) -> dg.MaterializeResult:
-    client = salesforce.client(context.log)
     rows = []
-    for name in SETTINGS.sync.objects:
-        fields = client.describe(name)["fields"]
-        rows.append({
-            "object_name": name,
-            "record_count": client.count(f"SELECT COUNT() FROM {name}", include_deleted=False),
-            "field_count": len(fields),
-            "custom_field_count": sum(1 for f in fields if f["custom"]),
-            "checked_at": datetime.now(timezone.utc).replace(tzinfo=None),
-        })
+    try:
+        client = salesforce.client(context.log)
+        for name in SETTINGS.sync.objects:
+            fields = client.describe(name)["fields"]
+            if not rows:
+                connected_org(client, warehouse.db_path(), context.log)  # another org's counts: not here
+            rows.append({
+                "object_name": name,
+                "record_count": client.count(f"SELECT COUNT() FROM {name}", include_deleted=False),
+                "field_count": len(fields),
+                "custom_field_count": sum(1 for f in fields if f["custom"]),
+                "checked_at": datetime.now(timezone.utc).replace(tzinfo=None),
+            })
+    except SalesforceError as err:
+        raise dg.Failure(description=str(err)) from None
     frame = pd.DataFrame(rows)
     with write_connection(warehouse.db_path()) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS salesforce_meta")
