@@ -27,14 +27,19 @@ def _org_variety(args: argparse.Namespace) -> dict:
     for item in args.hide_field or []:
         object_name, _, field_name = item.partition(".")
         if not object_name or not field_name:
-            raise SystemExit(f"--hide-field takes Object.Field (for example Account.AnnualRevenue), not {item!r}")
+            raise ValueError(f"--hide-field takes Object.Field, not {item!r}. Fix: name the object and the field, "
+                             "for example --hide-field Account.AnnualRevenue")
         hidden.setdefault(object_name, []).append(field_name)
     return {"custom_fields": not args.standard_fields_only, "csv_nulls": args.csv_nulls,
             "hidden_fields": hidden or None}
 
 
 def cmd_localorg(args: argparse.Namespace) -> int:
-    org = _start_org(args.records, args.port, args.seed, args.shape, **_org_variety(args))
+    try:
+        org = _start_org(args.records, args.port, args.seed, args.shape, **_org_variety(args))
+    except (KeyError, ValueError) as err:  # a variety flag naming what the org does not have
+        print(f"sonora-pipeline localorg: {str(err).strip(chr(34) + chr(39))}", file=sys.stderr)
+        return 2
     line = json.dumps(org.credentials.as_dict())
     if args.credentials_file:
         path = Path(args.credentials_file)
