@@ -28,7 +28,8 @@ def _org_variety(args: argparse.Namespace) -> dict:
     for item in args.hide_field or []:
         object_name, _, field_name = item.partition(".")
         if not object_name or not field_name:
-            raise SystemExit(f"--hide-field takes Object.Field (for example Account.AnnualRevenue), not {item!r}")
+            raise ValueError(f"--hide-field takes Object.Field, not {item!r}. Fix: name the object and the field, "
+                             "for example --hide-field Account.AnnualRevenue")
         hidden.setdefault(object_name, []).append(field_name)
     return {"custom_fields": not args.standard_fields_only, "csv_nulls": args.csv_nulls,
             "hidden_fields": hidden or None}
@@ -56,7 +57,11 @@ def cmd_localorg(args: argparse.Namespace) -> int:
         return 0
     path = Path(args.credentials_file) if args.credentials_file else runtime.credentials_file()
     already = None if args.credentials_file else runtime.running_local_org()
-    org = _start_org(args.records, args.port, args.seed, args.shape, **_org_variety(args))
+    try:
+        org = _start_org(args.records, args.port, args.seed, args.shape, **_org_variety(args))
+    except (KeyError, ValueError) as err:  # a variety flag naming what the org does not have
+        print(f"sonora-pipeline localorg: {str(err).strip(chr(34) + chr(39))}", file=sys.stderr)
+        return 2
     credentials = {**org.credentials.as_dict(), "org_id": org.org_id, "pid": os.getpid()}
     if already:  # never take the place of a running org that SALESFORCE_INSTANCE_URL=local already reaches
         print(f"A local org is already running at {already['instance_url']} (recorded in {path}); this one is "

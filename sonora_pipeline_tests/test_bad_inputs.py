@@ -435,7 +435,11 @@ def test_injection_attempts_in_filter_values_are_plain_values(world, tmp_path, c
     (["sync", "--lookback", "2025-02-30"], "never.duckdb", "--lookback '2025-02-30' is not a lookback"),
     (["sync"], "sonora.duckdb", "named 'sonora', like the schema 'sonora'"),
     (["model"], "Salesforce.duckdb", "like the schema 'salesforce'"),
-], ids=["unknown object", "lookback word", "impossible date", "file named like a schema", "same, any case"])
+    (["localorg", "--hide-field", "AnnualRevenue"], "never.duckdb", "--hide-field takes Object.Field"),
+    (["localorg", "--standard-fields-only", "--hide-field", "Account.ARR__c"], "never.duckdb",
+     "no field Account.ARR__c to hide"),
+], ids=["unknown object", "lookback word", "impossible date", "file named like a schema", "same, any case",
+        "hidden field without object", "hidden field the org lacks"])
 def test_bad_command_line_arguments(world, monkeypatch, tmp_path, capsys, argv, db_name, message):
     org, _, _ = world
     db = tmp_path / db_name

@@ -77,6 +77,9 @@ class LocalOrg:
         if not custom_fields:
             self.catalog = without_custom_fields(self.catalog)
         self.set_csv_nulls(csv_nulls)
+        for object_name, field_names in (hidden_fields or {}).items():
+            for field_name in field_names:
+                self._hide(object_name, field_name)
         self.store = OrgStore(self.catalog, self.clock)
         self.quota = ApiQuota(self.clock, daily_max=daily_api_requests)
         self.faults = FaultPlan()
@@ -94,9 +97,6 @@ class LocalOrg:
             self.generated = generate_org(self.store, records, seed=seed, now=self.clock.now(),
                                           shape=shape)
             app.run_as_user_id = self.generated.run_as_user_id
-        for object_name, field_names in (hidden_fields or {}).items():
-            for field_name in field_names:
-                self.catalog.revoke_read(object_name, field_name)
         self.refresh_token = self.authority.new_refresh_token()
         self.queries = QueryService(self)
         self.bulk = BulkService(self)
@@ -197,10 +197,19 @@ class LocalOrg:
     def grant_field_access(self, object_name: str, field_name: str) -> None:
         self.catalog.grant_read(object_name, field_name)
 
+    def _hide(self, object_name: str, field_name: str) -> None:
+        try:
+            self.catalog.revoke_read(object_name, field_name)
+        except KeyError:
+            raise ValueError(f"the local org has no field {object_name}.{field_name} to hide. Fix: name a field "
+                             f"it has (custom fields are absent with standard fields only), for example "
+                             f"Account.AnnualRevenue") from None
+
     def set_csv_nulls(self, form: str) -> None:
         """How Bulk CSV results write a null: "empty" (an empty field) or "quoted" (`""`)."""
         if form not in CSV_NULL_FORMS:
-            raise ValueError(f"csv_nulls must be one of {', '.join(CSV_NULL_FORMS)}, not {form!r}")
+            raise ValueError(f"csv_nulls must be one of {', '.join(CSV_NULL_FORMS)}, not {form!r}. Fix: use "
+                             "'empty' (nulls as empty fields) or 'quoted' (nulls as \"\")")
         self.csv_nulls = form
 
     def add_validation_rule(self, object_name: str, field_name: str, rule: Any) -> None:

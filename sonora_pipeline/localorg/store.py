@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from datetime import date, datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 import duckdb
@@ -408,6 +408,9 @@ class OrgStore:
                 row[f.name] = f.formula(row)
 
 
+_WIDE = Context(prec=100)  # room to round any in-range value of a 38-digit field
+
+
 def _exact_number(f: FieldSpec, value: Any) -> Decimal | float:
     """A number field's value as the org keeps it: an exact decimal rounded to the field's scale (half up),
     refused beyond its precision. Input may be JSON (int, Decimal, float) or CSV text (`1.2345678E7`)."""
@@ -420,9 +423,11 @@ def _exact_number(f: FieldSpec, value: Any) -> Decimal | float:
     if not number.is_finite():
         raise ValueError
     digits = f.decimal_digits
-    precision, scale = digits if digits else (f.raw.get("precision") or 18, f.raw.get("scale") or 0)
-    rounded = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
-    if abs(rounded) >= Decimal(10) ** (precision - scale):
+    precision, scale = digits if digits else (18, 0)
+    limit = Decimal(10) ** (precision - scale)
+    rounded = number.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP, context=_WIDE) \
+        if abs(number) < limit else number
+    if abs(rounded) >= limit:
         raise RecordError("NUMBER_OUTSIDE_VALID_RANGE",
                           f"{f.label}: value outside of valid range on numeric field: {value}", [f.name])
     return rounded if digits else float(rounded)

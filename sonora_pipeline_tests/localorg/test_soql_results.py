@@ -59,8 +59,9 @@ def test_exact_decimals_in_python_and_duckdb(value, precision, scale, text):
 
     assert java_decimal(Decimal(value)) == text
     conn = duckdb.connect()
-    assert conn.execute(f"SELECT {sql_java_decimal('x')} FROM (SELECT CAST(? AS DECIMAL({precision},{scale})) AS x)",
-                        [value]).fetchone()[0] == text
+    for known_scale in (None, scale):  # the general expression, and the one specialised for the column's scale
+        assert conn.execute(f"SELECT {sql_java_decimal('x', known_scale)} FROM "
+                            f"(SELECT CAST(? AS DECIMAL({precision},{scale})) AS x)", [value]).fetchone()[0] == text
     assert dumps({"n": ExactNumber(Decimal(value))}) == f'{{"n": {text}}}'
     assert json.loads(dumps([ExactNumber(Decimal(value))]), parse_float=Decimal)[0] == Decimal(value)
 
