@@ -120,6 +120,8 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
     deleted = 'coalesce(s."IsDeleted", false)' if "IsDeleted" in columns else "false"
     sets = [f"{q(c)} = s.{q(c)}" for c in columns if c != "Id"] + [f"{q(n)} = {e}" for n, e in compounds]
     sets += [f"_sonora_synced_at = {stamp}", "_sonora_deleted_at = NULL", "_sonora_purged_at = NULL"]
+    if "IsDeleted" not in columns:  # a row seen again is live, even if a reconcile had marked it gone
+        sets.append('"IsDeleted" = false')
     insert_cols = columns + [n for n, _ in compounds] + ["_sonora_synced_at", "_sonora_deleted_at"]
     insert_vals = [f"s.{q(c)}" for c in columns] + [e for _, e in compounds] + [
         stamp, f'CASE WHEN {deleted} THEN s."SystemModstamp" END']

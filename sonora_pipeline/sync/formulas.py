@@ -24,8 +24,6 @@ from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.sync.catalog import ObjectSchema
 from sonora_pipeline.sync.engine import BULK_PAGE_RECORDS, describe_schema
 
-KIND = "formula_refresh"
-
 
 @dataclass
 class FormulaRefresh:
