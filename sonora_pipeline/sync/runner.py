@@ -1,8 +1,12 @@
 """`sonora-pipeline sync`: materialize every object's due sync windows in process, through the same
 Dagster definitions the UI uses (so runs, metadata and state are identical), with a progress bar.
 
-Due = the initial import for an object never imported (done by materializing today's window), otherwise
-every window from the one holding the object's cursor up to today, as one single-run backfill.
+Due = the initial import for an object never imported, otherwise every window from the one holding the
+object's cursor up to today; each as one single-run backfill. On an instance that keeps its history
+(DAGSTER_HOME), the initial import's run covers every window from `partitions_start` to today (it reads the
+import plus today's window): partition status then shows those windows as materialized, which they are,
+instead of ~700 "missing" windows whose rows are mirrored. That costs Dagster one event per window (two on
+SQLite storage), so an ephemeral instance, which forgets them at exit, materializes today's window only.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ class DueRun:
 
 
 def due_runs(objects: tuple[str, ...], db_path: Path, partitions: dg.TimeWindowPartitionsDefinition,
-             overlap_seconds: int) -> list[DueRun]:
+             overlap_seconds: int, *, initial_covers_range: bool = True) -> list[DueRun]:
     keys = partitions.get_partition_keys()
     today = keys[-1]
     states = all_states(db_path, objects)
@@ -38,7 +42,7 @@ def due_runs(objects: tuple[str, ...], db_path: Path, partitions: dg.TimeWindowP
     for name in objects:
         state: ObjectState = states[name]
         if state.initial_import is None or state.cursor_modstamp is None:
-            out.append(DueRun(name, today, today, True))
+            out.append(DueRun(name, keys[0] if initial_covers_range else today, today, True))
             continue
         since = state.cursor_modstamp - timedelta(seconds=overlap_seconds)
         first = partitions.get_partition_key_for_timestamp(since.replace(tzinfo=timezone.utc).timestamp())
@@ -97,8 +101,13 @@ QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def run_sync(defs: dg.Definitions, db_path: Path, objects: tuple[str, ...], overlap_seconds: int,
              partitions: dg.TimeWindowPartitionsDefinition, *, initial_import: str = "",
-             instance: dg.DagsterInstance, show_progress: bool = True) -> list[dg.ExecuteInProcessResult]:
-    runs = due_runs(objects, db_path, partitions, overlap_seconds)
+             instance: dg.DagsterInstance, show_progress: bool = True,
+             initial_covers_range: bool | None = None) -> list[dg.ExecuteInProcessResult]:
+    """`initial_covers_range`: whether an initial import materializes every window up to today (default:
+    when the instance is not ephemeral, see the module's docstring)."""
+    if initial_covers_range is None:
+        initial_covers_range = not instance.is_ephemeral
+    runs = due_runs(objects, db_path, partitions, overlap_seconds, initial_covers_range=initial_covers_range)
     bar = ProgressBar(len(runs)) if show_progress else None
     results = []
     with progress.listening(bar.rows_read if bar else (lambda *_: None)):

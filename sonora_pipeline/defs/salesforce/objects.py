@@ -15,7 +15,7 @@ from sonora_pipeline.mirror.tables import SCHEMA
 from sonora_pipeline.salesforce.errors import SalesforceError
 from sonora_pipeline.settings import SyncSettings, model_required_fields, parse_initial_import
 from sonora_pipeline.sync.catalog import ObjectSchema, table_name_for
-from sonora_pipeline.sync.engine import SyncResult, sync_object
+from sonora_pipeline.sync.engine import SyncResult, current_state, sync_object
 
 DESCRIPTIONS = {
     "Account": "Salesforce Accounts: each becomes a Sonora customer (external id = Account Id).",
@@ -60,6 +60,20 @@ def _materialize_result(result: SyncResult, row_count: int) -> dg.MaterializeRes
     return dg.MaterializeResult(metadata=metadata)
 
 
+def _window_to_read(context: dg.AssetExecutionContext, warehouse: WarehouseResource, object_name: str,
+                    redo_initial: bool) -> tuple[dg.TimeWindow, str]:
+    """The window a run reads on top of any initial import, and its first partition key.
+
+    A run that does the object's initial import over a range of windows (the CLI's first sync covers
+    `partitions_start`..today, so partition status shows every window it stands for as materialized) reads
+    only the range's last window on top: the import already covers the earlier ones, in its mode, and
+    re-reading every row modified since `partitions_start` would double its cost."""
+    keys = context.partition_key_range
+    if keys.start != keys.end and (redo_initial or current_state(warehouse.db_path(), object_name).initial_import is None):
+        return sync_window.time_window_for_partition_key(keys.end), keys.end
+    return context.partition_time_window, keys.start
+
+
 def build_object_asset(object_name: str, settings: SyncSettings) -> dg.AssetsDefinition:
     @dg.asset(
         key=asset_key_for(object_name),
@@ -80,11 +94,11 @@ def build_object_asset(object_name: str, settings: SyncSettings) -> dg.AssetsDef
                 effective = settings.model_copy(update={"initial_import": parse_initial_import(config.initial_import)})
             except ValueError as err:
                 raise dg.Failure(description=f"Run config initial_import {err}") from None
-        window = context.partition_time_window
+        window, first_key = _window_to_read(context, warehouse, object_name, config.redo_initial_import)
         try:
             result = sync_object(
                 salesforce.client(context.log), warehouse.db_path(), object_name, effective,
-                window=(window.start, window.end), partition_key=context.partition_key_range.start,
+                window=(window.start, window.end), partition_key=first_key,
                 run_id=context.run.run_id, log=context.log, force_initial=config.redo_initial_import)
         except SalesforceError as err:
             raise dg.Failure(description=str(err)) from None
