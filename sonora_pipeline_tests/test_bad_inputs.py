@@ -29,6 +29,7 @@ from sonora_pipeline.salesforce.errors import ConfigError, OrgMismatch, Salesfor
 from sonora_pipeline.settings import Settings, SettingsError, SyncSettings, load_settings
 from sonora_pipeline.sync.engine import sync_object
 from sonora_pipeline.sync.engine import reconcile_ids
+from sonora_pipeline.sync.formulas import refresh_formulas
 from sonora_pipeline.writeback.plan import compute_plan
 from sonora_pipeline.writeback.push import run_writeback
 from sonora_pipeline_tests.suite_settings import suite_settings_with
@@ -214,10 +215,10 @@ def _mirrored_org(db: Path) -> str:
         return conn.execute("SELECT org_id FROM salesforce._org").fetchone()[0]
 
 
-@pytest.mark.parametrize("entry", ["sync", "reconcile", "write-back"])
+@pytest.mark.parametrize("entry", ["sync", "reconcile", "write-back", "formula refresh"])
 def test_a_synced_warehouse_refuses_another_org(world, mirror, entry):
     """Credentials that reach another org (its own URL, key and secret: everything valid) on a warehouse that
-    mirrors the first: the sync, the reconcile and the write-back refuse with both ids and the fix, and neither
+    mirrors the first: the sync, the reconcile, the formula refresh and the write-back refuse with both ids and the fix, and neither
     the warehouse nor either org is written to."""
     org, sandbox, _ = world
     assert _mirrored_org(mirror) == org.org_id != sandbox.org_id
@@ -230,6 +231,8 @@ def test_a_synced_warehouse_refuses_another_org(world, mirror, entry):
             sync_object(client, mirror, "Account", SYNC, window=None, partition_key=None, run_id="bad", log=log)
         elif entry == "reconcile":
             reconcile_ids(client, mirror, "Account", run_id="bad", log=log)
+        elif entry == "formula refresh":
+            refresh_formulas(client, mirror, "Account", run_id="bad", log=log)
         else:
             run_writeback(client, mirror, WRITEBACK, run_id="bad", log=log)
     text = str(raised.value)

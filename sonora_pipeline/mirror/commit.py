@@ -256,13 +256,15 @@ def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool
 
 def commit_formula_refresh(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool,
                            columns: list[str], *, read_started: datetime, api_calls: int,
-                           run_id: str | None) -> int:
+                           run_id: str | None, org: OrgIdentity | None = None) -> int:
     """Refresh formula columns of rows already mirrored, in one transaction; returns the rows whose values
     changed. Nothing else moves: no other column, no cursor, no row added. A row is left as it is when the
     mirror's copy is newer (a higher SystemModstamp, or a sync committed it after this read began), when it
-    was deleted (it keeps its last known values), or when the refresh did not read it."""
+    was deleted (it keeps its last known values), or when the refresh did not read it. Refused for another `org`."""
     with transaction(conn):
         ensure_state_tables(conn)
+        if org is not None:
+            claim_org(conn, org)
         changed = 0
         if not spool.empty:
             _stage(conn, schema, spool)

@@ -22,7 +22,7 @@ from sonora_pipeline.mirror.tables import existing_columns
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.sync.catalog import ObjectSchema
-from sonora_pipeline.sync.engine import BULK_PAGE_RECORDS, describe_schema
+from sonora_pipeline.sync.engine import BULK_PAGE_RECORDS, connected_org, describe_schema
 
 
 @dataclass
@@ -60,6 +60,7 @@ def refresh_formulas(client: SalesforceClient, db_path: Path, object_name: str, 
     db_path = Path(db_path)
     result = FormulaRefresh(object_name)
     schema = describe_schema(client, object_name)
+    org = connected_org(client, db_path, log)  # another org's values never land in this warehouse
     mirrored = _mirrored_columns(db_path, schema)
     formulas = [f for f in schema.formula_fields if mirrored is not None and f.name.lower() in mirrored]
     result.formula_fields = [f.name for f in formulas]
@@ -88,7 +89,7 @@ def refresh_formulas(client: SalesforceClient, db_path: Path, object_name: str, 
         with write_connection(db_path) as conn:
             result.rows_changed = commit_formula_refresh(
                 conn, narrow, spool, result.formula_fields, read_started=read_started,
-                api_calls=client.api_calls - calls_before, run_id=run_id)
+                api_calls=client.api_calls - calls_before, run_id=run_id, org=org)
     finally:
         spool.remove()
     result.api_calls = client.api_calls - calls_before
