@@ -50,12 +50,11 @@ def java_decimal(x: Decimal) -> str:
         return java_double(float(x))
     if x.is_zero():
         return "0.0"
+    if -3 <= x.adjusted() <= 6:  # 0.001 <= |x| < 10^7: plain (the common case, kept cheap: one str())
+        whole, _, fraction = format(x, "f").partition(".")
+        return f"{whole}.{fraction.rstrip('0') or '0'}"
     sign = "-" if x < 0 else ""
-    ax = abs(x)
-    if Decimal("0.001") <= ax < Decimal(10_000_000):
-        whole, _, fraction = format(ax, "f").partition(".")
-        return f"{sign}{whole}.{fraction.rstrip('0') or '0'}"
-    _, digit_tuple, exponent = ax.normalize().as_tuple()
+    _, digit_tuple, exponent = abs(x).normalize().as_tuple()
     digits = "".join(map(str, digit_tuple))
     power = len(digits) - 1 + int(exponent)
     return f"{sign}{digits[0]}.{digits[1:] or '0'}E{power}"
@@ -65,10 +64,10 @@ class ExactNumber(float):
     """A decimal on its way into REST JSON: a float (so the encoder writes a number token) that carries its
     exact text, which `results.dumps` writes instead of the float's digits."""
 
-    text: str
+    __slots__ = ("text",)
 
     def __new__(cls, value: Decimal) -> "ExactNumber":
-        number = super().__new__(cls, float(value))
+        number = float.__new__(cls, value)
         number.text = java_decimal(value)
         return number
 
