@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Iterable
 
 from sonora_pipeline.settings import Settings, SettingsError
@@ -100,13 +101,13 @@ def validate(describe: dict[str, Any], settings: Settings, planned: Iterable[Any
                 limit = 10 ** int(info.get("digits") or 18)
             else:
                 limit = 10 ** (int(info.get("precision") or 18) - scale)
-            too_big = [v for v in mine if isinstance(v, (int, float)) and abs(v) >= limit]
+            too_big = [v for v in mine if isinstance(v, (int, float, Decimal)) and abs(v) >= limit]
             if too_big:
                 problems.append(f"{where}: {name} holds numbers below {limit:,} ({ftype}, precision "
                                 f"{info.get('precision')}, scale {scale}) but {mapping.column} has "
-                                f"{max(abs(v) for v in too_big):g}; choose a field with a larger precision")
+                                f"{float(max(abs(v) for v in too_big)):g}; choose a field with a larger precision")
                 continue
-            if ftype in ("int", "long") and any(isinstance(v, float) and not v.is_integer() for v in mine):
+            if ftype in ("int", "long") and any(isinstance(v, (float, Decimal)) and v != int(v) for v in mine):
                 problems.append(f"{where}: {name} is a whole-number field but {mapping.column} has decimals; "
                                 "choose a Number field with decimal places")
                 continue
