@@ -26,14 +26,10 @@ from sonora_pipeline.sync.catalog import schema_from_describe, warehouse_type
 from sonora_pipeline.sync.engine import sync_object
 from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, log, sync_command, table
 
-# Default settings, minus what the defaults may still map of the demo's custom fields (owned elsewhere):
-# nothing here names a custom field, so any org's standard schema satisfies it.
+# Default settings but for the sync's pace and path: the defaults name no custom field, so any org's standard
+# schema satisfies them.
 FRESH_ORG_SETTINGS = """\
 sync: {initial_import: all, lag_seconds: 5, bulk_threshold: %(bulk_threshold)d}
-mapping: {account: {}, contact: {}}
-contracts: {account_conditions: []}
-renewals: {contract_end_field: null, arr_field: null}
-health: {nps_field: null}
 """
 HIDDEN = {"Account": ["AnnualRevenue", "Rating"], "Contact": ["Birthdate"]}
 VARIETIES = {
@@ -93,6 +89,34 @@ def test_each_org_variety_syncs_with_default_settings_and_equals_the_org(tmp_pat
             with duckdb.connect(str(db), read_only=True) as conn:
                 customers = conn.execute("SELECT count(*) FROM sonora.customers").fetchone()[0]
             assert customers > 0
+    finally:
+        org.stop()
+
+
+def test_a_fresh_org_syncs_and_models_with_no_settings_file(tmp_path):
+    """The issue's first-hour path on an org like a new customer's: standard fields only, Bulk nulls written as
+    `""`, and no settings file at all (SONORA_CONFIG unset): `sync --lookback all` then `model` succeed and the
+    mirror equals the org. 24,000 records put Contact and Task over the default Bulk threshold (5,000), so
+    `""` nulls cross the wire in Bulk CSV, while the smaller objects go through REST."""
+    org = LocalOrg(records=24_000, seed=9, state_dir=tmp_path / "org", custom_fields=False, csv_nulls="quoted").start()
+    try:
+        org.advance_clock(300)  # past the default lag (120 s): every record is due
+        db = tmp_path / "m.duckdb"
+        command, env = sync_command(org, db, tmp_path / "unused.yaml")
+        env.pop("SONORA_CONFIG")
+        done = _run(command, env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        with duckdb.connect(str(db), read_only=True) as conn:
+            methods = dict(conn.execute("SELECT object_name, string_agg(DISTINCT method, '+') FROM salesforce._sync_windows "
+                                        "WHERE kind = 'initial' GROUP BY 1").fetchall())
+        assert methods["Contact"] == "bulk" and methods["Account"] == "rest", methods
+        for name in _mirrored_objects(org, db):
+            assert differences(org, db, name) == [], name
+        model = _run([sys.executable, "-m", "sonora_pipeline.cli", "model"], env)
+        assert model.returncode == 0, model.stdout[-3000:] + model.stderr[-3000:]
+        with duckdb.connect(str(db), read_only=True) as conn:
+            assert conn.execute("SELECT count(*) FROM sonora.customers").fetchone()[0] > 0
+            assert conn.execute("SELECT count(*) FROM sonora.health_scores WHERE score IS NOT NULL").fetchone()[0] > 0
     finally:
         org.stop()
 
