@@ -67,9 +67,13 @@ class SalesforceResource(dg.ConfigurableResource):
         connection.validate()
         return connection
 
-    def client(self, log=None) -> SalesforceClient:
+    def client(self, log=None, *, fail_fast: bool = False) -> SalesforceClient:
+        """`fail_fast`: for a sensor tick, which must end within Dagster's sensor timeout (60 s): short
+        timeouts, one retry, and a quota pause raises `QuotaPaused` instead of waiting."""
         connection = self.connection()
-        return SalesforceClient(connection, shared_budget(connection.instance_url, log), log=log)
+        quick = dict(max_attempts=2, max_backoff_seconds=2.0, timeout=(3.0, 10.0), wait_for_quota=False)
+        return SalesforceClient(connection, shared_budget(connection.instance_url, log), log=log,
+                                **(quick if fail_fast else {}))
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -14,6 +14,11 @@ usage up. `on_limit_exceeded()` (the org answered 403 REQUEST_LIMIT_EXCEEDED)
 does the same, with a warning saying when the next try is. After `max_pause_seconds` of pausing without the
 usage going back under the line, `QuotaExhausted` is raised so the run fails with a clear reason instead of
 hanging.
+
+Callers that must not wait (the change sensor: a tick has to end within Dagster's sensor timeout) pass
+`wait=False`: instead of sleeping they get `QuotaPaused` at once, except that one call per
+`pause_poll_seconds` still goes out as the probe, so a process whose only caller never waits still finds
+out when the quota has freed up.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from sonora_pipeline.salesforce.errors import QuotaExhausted
+from sonora_pipeline.salesforce.errors import QuotaExhausted, QuotaPaused
 
 _USAGE = re.compile(r"(?:^|[^-])api-usage=(\d+)/(\d+)")
 
@@ -61,6 +66,7 @@ class ApiBudget:
         self._probe_owner: int | None = None   # thread allowed through while over the line
         self._probe_since = 0.0
         self._paused_since_free = 0.0  # seconds paused since usage was last under the line
+        self._heard_at: float | None = None  # when usage was last observed or refused (monotonic)
         # counters
         self.calls_observed = 0
         self.pauses = 0
@@ -73,6 +79,7 @@ class ApiBudget:
         with self._cond:
             self._used, self._max = int(used), int(max)
             self._refused = False
+            self._heard_at = self._now()
             self.calls_observed += 1
             if self._probe_owner == threading.get_ident():
                 self._probe_owner = None  # the probe got its answer
@@ -110,11 +117,22 @@ class ApiBudget:
                     "seconds_paused": self.seconds_paused, "limit_exceeded": self.limit_exceeded}
 
     # -- gating calls ------------------------------------------------------------------------------------
-    def before_call(self) -> None:
-        """Return when a call may be made; block (pacing) while usage is at or over the line."""
-        self._await_turn(warn=False)
+    def before_call(self, *, wait: bool = True) -> None:
+        """Return when a call may be made; block (pacing) while usage is at or over the line, or with
+        `wait=False` raise `QuotaPaused` instead (see the module's docstring)."""
+        if wait:
+            self._await_turn(warn=False)
+        else:
+            self._turn_or_raise()
 
-    def on_limit_exceeded(self, used: int | None = None, max: int | None = None) -> None:  # noqa: A002
+    @property
+    def over_share(self) -> bool:
+        """True while the last observation leaves no room under the pipeline's share (or was a refusal)."""
+        with self._cond:
+            return self._over()
+
+    def on_limit_exceeded(self, used: int | None = None, max: int | None = None, *,  # noqa: A002
+                          wait: bool = True) -> None:
         """The org answered 403 REQUEST_LIMIT_EXCEEDED: warn, pause, and return so the caller can retry
         (that retry is the probe). Raises `QuotaExhausted` once `max_pause_seconds` are spent.
 
@@ -124,9 +142,12 @@ class ApiBudget:
             if used is not None and max is not None:
                 self._used, self._max = int(used), int(max)
             self._refused = True
+            self._heard_at = self._now()
             self.limit_exceeded += 1
             if self._probe_owner == threading.get_ident():
                 self._probe_owner = None  # this thread's probe was refused: pause again
+            if not wait:
+                raise self._paused_error("Salesforce refused the call: API limit exceeded")
         self._await_turn(warn=True)
 
     def after_call(self) -> None:
@@ -191,6 +212,25 @@ class ApiBudget:
                     self.seconds_paused += duration
                     self._paused_since_free += duration
             return
+
+    def _turn_or_raise(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            if not self._over() or self._probe_owner == me:
+                return
+            since_heard = self._now() - (self._heard_at if self._heard_at is not None else float("-inf"))
+            if (self._probe_owner is None or self._stale_probe()) and since_heard >= self.pause_poll_seconds:
+                self._probe_owner, self._probe_since = me, self._now()  # this call is the pause's probe
+                return
+            raise self._paused_error(f"Salesforce API usage {self._usage_text()} is at or above the "
+                                     f"pipeline's share ({self.max_share:.0%})")
+
+    def _paused_error(self, what: str) -> QuotaPaused:
+        retry_in = max(self.pause_poll_seconds - (self._now() - (self._heard_at or self._now())), 0.0)
+        return QuotaPaused(f"{what}; not waiting (the usage is checked again in about {retry_in:.0f} s).",
+                           "nothing to do if other integrations spend the allowance for a while; otherwise lower "
+                           "their load, raise sync.max_quota_share, or ask Salesforce for a higher allowance "
+                           "(Setup > Company Information shows API Requests, Last 24 Hours).")
 
     def _usage_text(self) -> str:
         if self._used is None or self._max is None:

@@ -197,7 +197,7 @@ class SalesforceClient:
                  max_attempts: int = 6, max_backoff_seconds: float = 30.0,
                  min_backoff_seconds: float = 0.5, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
                  bulk_poll_seconds: tuple[float, float] = (0.05, 2.0), bulk_job_retries: int = 2,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, wait_for_quota: bool = True):
         self.connection = connection.validate()
         # A budget per client only when none is given; pass one shared ApiBudget to every client of a process.
         self.budget = budget if budget is not None else ApiBudget()
@@ -208,12 +208,13 @@ class SalesforceClient:
         self.timeout = timeout
         self.bulk_poll_seconds = bulk_poll_seconds
         self.bulk_job_retries = bulk_job_retries
+        self.wait_for_quota = wait_for_quota  # False: a quota pause raises QuotaPaused at once (the sensor)
         self._sleep = sleep
         self.session = connection.http_session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
-        self.tokens = TokenManager(connection, self.session, log=self.log, timeout=(timeout[0], 60.0))
+        self.tokens = TokenManager(connection, self.session, log=self.log, timeout=(timeout[0], min(timeout[1], 60.0)))
         self.base_url = connection.api_base
         self._lock = threading.Lock()
         self.api_calls = 0  # REST/Bulk calls made by this client (token requests excluded)
@@ -514,7 +515,8 @@ class SalesforceClient:
                         "sent again.", "re-read the records and send only the values that are missing.",
                         status=exc.status) from None
                 except _LimitExceeded as refused:
-                    self.budget.on_limit_exceeded(*refused.usage)  # pauses, or raises QuotaExhausted
+                    # pauses, or raises QuotaExhausted (QuotaPaused at once for a client that must not wait)
+                    self.budget.on_limit_exceeded(*refused.usage, wait=self.wait_for_quota)
                 except _Retryable as exc:
                     raise TransientError(
                         f"Salesforce at {safe_url(self.connection.instance_url)} did not answer {method} {path} "
@@ -526,7 +528,7 @@ class SalesforceClient:
 
     def _attempt(self, method: str, url: str, params: dict[str, Any] | None, json_body: Any,
                  headers: dict[str, str], data: bytes | None = None, idempotent: bool = True) -> requests.Response:
-        self.budget.before_call()
+        self.budget.before_call(wait=self.wait_for_quota)
         token = self._token(None)
         reply = self._send(method, url, token, params, json_body, headers, data, idempotent)
         if reply.status_code == 401 and _error_of(reply)[0] == "INVALID_SESSION_ID":

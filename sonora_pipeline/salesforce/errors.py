@@ -119,3 +119,8 @@ class TransientError(SalesforceError):
 class ResultCountMismatch(ApiError):
     """A Bulk API 2.0 result page held a different number of CSV rows than its `Sforce-NumberOfRecords`
     header announced: the page is incomplete or mis-parsed, so it must not be loaded."""
+
+
+class QuotaPaused(SalesforceError):
+    """A caller that must not wait (the change sensor's tick) met the API budget's pause: nothing was sent,
+    or the org refused the call for its daily limit. The next attempt may succeed once usage frees up."""

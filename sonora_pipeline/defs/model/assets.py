@@ -17,8 +17,35 @@ from sonora_pipeline.settings import SettingsError
 
 RAW_OBJECTS = {"account": "Account", "contact": "Contact", "opportunity": "Opportunity", "case": "Case",
                "case_comment": "CaseComment", "task": "Task", "event": "Event", "user": "User"}
-# Rebuild when any input was updated, even while older sync windows were never materialized.
-AUTOMATION = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+
+def rebuild_after_sync() -> dg.AutomationCondition:
+    """Rebuild after a sync commits, and never stop while a commit is newer than the last rebuild's start.
+
+    Why not `eager()`: its trigger (a dep updated) is cleared by `since_last_handled`, whose "handled"
+    includes the model's own `newly_updated`. A sync that commits while a model run is in flight (the
+    automation and the change sensor tick in the same second, so `any_deps_in_progress` does not yet see the
+    run just launched) is therefore cleared by that run's completion, although the run read the mirror
+    before the commit: at rest the model stays behind. And `and`/`or` drop the timing metadata that `since`
+    uses to order a trigger and a reset seen on the same tick, so the reset always won.
+
+    Here, a sync's commit (a salesforce dep's `newly_updated`, with its materialization time kept by
+    going straight into `any_deps_match`) is cleared only by a request the automation made after it
+    (`newly_requested`, timed at the requesting tick): a commit during a rebuild asks for one more rebuild,
+    started once no dep and no run of the table is in progress. Dependencies between model tables keep
+    eager's rule (they rebuild in the same run as their upstream table, `will_be_requested`), and a table
+    that goes missing is rebuilt. Missing sync windows do not block: most never hold a run of their own."""
+    synced = (dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
+              .allow(dg.AssetSelection.groups("salesforce")).with_label("a sync committed"))
+    upstream_model = dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.groups("salesforce"))
+    return (
+        (synced.since(dg.AutomationCondition.newly_requested()).with_label("sync committed since last requested")
+         | (dg.AutomationCondition.newly_missing() | upstream_model).since_last_handled())
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("rebuild_after_sync")
+
+
+AUTOMATION = rebuild_after_sync()
 
 
 def model_key(table: str) -> dg.AssetKey:
@@ -137,11 +164,12 @@ customer_model_job = dg.define_asset_job("customer_model_job", selection=dg.Asse
 
 
 # Dagster's own automation sensor starts stopped, whatever SONORA_AUTOMATION says; this one follows it, so the
-# model's eager conditions are evaluated (and the model rebuilt after syncs) exactly when the sync sensor runs.
+# model's automation conditions are evaluated (and the model rebuilt after syncs) exactly when the sync sensor runs.
 customer_model_automation = dg.AutomationConditionSensorDefinition(
     "customer_model_automation", target=dg.AssetSelection.groups("customer_model"),
     default_status=automation_status(), minimum_interval_seconds=60,
-    description="Rebuilds customer-model tables whose Salesforce objects were synced (eager conditions).")
+    description="Rebuilds customer-model tables after the syncs of the objects they read have committed, until "
+                "no commit is newer than the last rebuild's start.")
 
 
 @dg.definitions

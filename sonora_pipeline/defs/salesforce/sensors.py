@@ -1,15 +1,22 @@
 """Keeping the mirror current: a sensor that asks the org what changed, with one API call per tick.
 
-Each tick sends one composite batch (one API call, whatever the number of objects) holding, per object,
-"the newest SystemModstamp after my cursor and before now - lag". Objects with something newer get a run
-for every sync window between their cursor and that change, with a run key naming the change, so a
-window is never run twice for the same change. When the org refuses the credentials the sensor skips with
-the reason (and retries the token cheaply each tick) instead of launching runs that would fail.
+What is due comes from what the mirror has committed, read every tick: `salesforce._sync_state` holds each
+object's cursor, which only moves in the transaction that commits the rows it covers. One composite batch
+(one API call, whatever the number of objects) asks, per object, for the newest SystemModstamp after that
+cursor and before now - lag. Every window from the cursor's to that change's is due. So a run that fails
+leaves its cursor where it was and the next tick asks for the same window again; a window with a run still
+queued or in progress (any run of the instance materializing that object and partition) is left alone.
+
+The objects due for one window share ONE run (several assets, one partition key), oldest windows first, at
+most `MAX_RUNS_PER_TICK` runs per tick; the rest is said in the tick's message and requested by the next
+ticks. A tick never waits: its client has short timeouts and one retry, and a quota pause or a refused
+call for the daily limit skips the tick with the reason (so do refused credentials), instead of blocking
+past Dagster's sensor timeout.
 """
 
 
-import json
 import os
+from collections import defaultdict
 from datetime import datetime, timedelta
 from urllib.parse import quote_plus
 
@@ -19,10 +26,15 @@ from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.salesforce.objects import asset_key_for
 from sonora_pipeline.defs.settings import SETTINGS
-from sonora_pipeline.salesforce.errors import AuthError, ConfigError, SalesforceError
+from sonora_pipeline.salesforce.errors import AuthError, ConfigError, QuotaPaused, SalesforceError
 from sonora_pipeline.sync.windows import soql_datetime
 
-MAX_RUNS_PER_TICK = 50
+# Runs requested per tick: the instance runs 4 at a time (dagster.yaml), and a backlog of windows (the sensor
+# was off for weeks) drains over a few ticks instead of flooding the run queue in one.
+MAX_RUNS_PER_TICK = 8
+# Runs that will still commit something: a window they cover is not requested again.
+BUSY_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                 dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
 def automation_status() -> dg.DefaultSensorStatus:
@@ -31,17 +43,13 @@ def automation_status() -> dg.DefaultSensorStatus:
     return dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED
 
 
-def _parse(ts: str | None) -> datetime | None:
-    return datetime.fromisoformat(ts) if ts else None
-
-
 def _salesforce_datetime(text: str) -> datetime:
     """'2026-11-30T10:00:00.000+0000' -> naive UTC."""
     return datetime.strptime(text[:23], "%Y-%m-%dT%H:%M:%S.%f")
 
 
-def _mirror_cursors(warehouse: WarehouseResource) -> dict[str, str]:
-    """Where the mirror stands (from the warehouse), used when the sensor has no cursor of its own yet."""
+def committed_cursors(warehouse: WarehouseResource) -> dict[str, datetime]:
+    """Each imported object's committed cursor, as the mirror has it now."""
     from sonora_pipeline.mirror.state import read_all_states
     from sonora_pipeline.mirror.warehouse import read_connection
 
@@ -50,7 +58,7 @@ def _mirror_cursors(warehouse: WarehouseResource) -> dict[str, str]:
         return {}
     with read_connection(path) as conn:
         states = read_all_states(conn, SETTINGS.sync.objects)
-    return {name: s.cursor_modstamp.isoformat() for name, s in states.items() if s.cursor_modstamp}
+    return {name: s.cursor_modstamp for name, s in states.items() if s.cursor_modstamp}
 
 
 def partitions_between(start: datetime, end: datetime) -> list[str]:
@@ -62,41 +70,80 @@ def partitions_between(start: datetime, end: datetime) -> list[str]:
     return chosen or ([keys[-1]] if keys and last > keys[-1] else [])
 
 
+def windows_in_flight(instance: dg.DagsterInstance) -> set[tuple[dg.AssetKey, str]]:
+    """(asset, partition) pairs that a queued or running run of the instance will materialize, whoever
+    launched it (this sensor, the schedule, a backfill, the CLI on the same DAGSTER_HOME)."""
+    busy: set[tuple[dg.AssetKey, str]] = set()
+    salesforce_keys = {asset_key_for(name) for name in SETTINGS.sync.objects}
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=BUSY_STATUSES)):
+        tags = run.tags
+        if "dagster/partition" in tags:
+            keys = [tags["dagster/partition"]]
+        elif "dagster/asset_partition_range_start" in tags:
+            keys = sync_window.get_partition_keys_in_range(dg.PartitionKeyRange(
+                tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]))
+        else:
+            continue
+        assets = run.asset_selection if run.asset_selection is not None else salesforce_keys
+        busy.update((asset, key) for asset in assets & salesforce_keys for key in keys)
+    return busy
+
+
+def _probe(name: str, cursor: datetime, ready: datetime, api_version: str) -> dict:
+    return {"method": "GET", "url": f"v{api_version}/queryAll?q=" + quote_plus(
+        f"SELECT Id, SystemModstamp FROM {name} WHERE SystemModstamp > {soql_datetime(cursor)} "
+        f"AND SystemModstamp <= {soql_datetime(ready)} ORDER BY SystemModstamp DESC LIMIT 1")}
+
+
+def plan_runs(due: dict[str, set[str]], busy: set[tuple[dg.AssetKey, str]],
+              cap: int = MAX_RUNS_PER_TICK) -> tuple[list[dg.RunRequest], str]:
+    """One run per due window for its objects without a run in flight, oldest windows first, at most `cap`;
+    and the tick's message, which says what is left for the next ticks."""
+    todo = {key: sorted(n for n in names if (asset_key_for(n), key) not in busy) for key, names in due.items()}
+    waiting = sum(len(names) for names in due.values()) - sum(len(names) for names in todo.values())
+    todo = {key: names for key, names in sorted(todo.items()) if names}
+    chosen = list(todo.items())[:cap]
+    requests = [dg.RunRequest(
+        partition_key=key, asset_selection=[asset_key_for(n) for n in names],
+        tags={"sonora/trigger": "salesforce_changes", "sonora/objects": ",".join(names)},
+    ) for key, names in chosen]
+    parts = [f"{len(requests)} run(s) for window(s) {', '.join(k for k, _ in chosen)}" if requests else "no run"]
+    if len(todo) > len(chosen):
+        parts.append(f"{len(todo) - len(chosen)} more window(s) left for the next tick(s) (at most {cap} runs "
+                     "per tick)")
+    if waiting:
+        parts.append(f"{waiting} object window(s) already have a run queued or in progress")
+    return requests, "; ".join(parts)
+
+
 @dg.sensor(
     name="salesforce_changes",
     target=dg.AssetSelection.groups("salesforce"),
     minimum_interval_seconds=60,
     default_status=automation_status(),
-    description="Asks the org (one API call) which objects changed and runs only their affected sync windows.",
+    description="Asks the org (one API call) which objects changed since the mirror's committed cursors and "
+                "runs their due sync windows, one run per window, at most "
+                f"{MAX_RUNS_PER_TICK} runs per tick.",
 )
 def salesforce_changes(context: dg.SensorEvaluationContext, salesforce: SalesforceResource,
                        warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    objects: dict[str, str] = dict(cursor.get("objects", {}))
-    if not objects:
-        objects = _mirror_cursors(warehouse)
-        if not objects:
-            return dg.SkipReason("No object has been imported yet: run `sonora-pipeline sync` (or materialize "
-                                 "the salesforce assets) for the initial import first.")
+    cursors = committed_cursors(warehouse)
+    if not cursors:
+        return dg.SkipReason("No object has been imported yet: run `sonora-pipeline sync` (or materialize "
+                             "the salesforce assets) for the initial import first.")
+    names = [n for n in SETTINGS.sync.objects if n in cursors]
     try:
-        client = salesforce.client(context.log)
-        now = client.server_now().replace(tzinfo=None)
-        ready = now - timedelta(seconds=SETTINGS.sync.lag_seconds)
-        names = [n for n in SETTINGS.sync.objects if n in objects]
-        subrequests = [{
-            "method": "GET",
-            "url": f"v{client.connection.api_version}/queryAll?q=" + quote_plus(
-                f"SELECT Id, SystemModstamp FROM {name} WHERE SystemModstamp > "
-                f"{soql_datetime(_parse(objects[name]))} AND SystemModstamp <= {soql_datetime(ready)} "
-                "ORDER BY SystemModstamp DESC LIMIT 1"),
-        } for name in names]
-        answer = client.composite_batch(subrequests)
+        client = salesforce.client(context.log, fail_fast=True)
+        ready = client.server_now().replace(tzinfo=None) - timedelta(seconds=SETTINGS.sync.lag_seconds)
+        answer = client.composite_batch([_probe(n, cursors[n], ready, client.connection.api_version)
+                                         for n in names])
+    except QuotaPaused as err:
+        return dg.SkipReason(f"Not asking the org this tick: {err}")
     except (AuthError, ConfigError) as err:
         return dg.SkipReason(f"Not syncing: {err}")
     except SalesforceError as err:
         return dg.SkipReason(f"Could not ask the org for changes this tick: {err}")
-    requests: list[dg.RunRequest] = []
-    new_objects = dict(objects)
+    due: dict[str, set[str]] = defaultdict(set)  # window -> objects
     for name, result in zip(names, answer["results"]):
         if result["statusCode"] != 200:
             context.log.warning(f"{name}: change probe failed: {result['result']}")
@@ -105,23 +152,21 @@ def salesforce_changes(context: dg.SensorEvaluationContext, salesforce: Salesfor
         if not records:
             continue
         latest = _salesforce_datetime(records[0]["SystemModstamp"])
-        since = _parse(objects[name]) - timedelta(seconds=SETTINGS.sync.overlap_seconds)
-        for key in partitions_between(max(since, datetime.combine(SETTINGS.sync.partitions_start, datetime.min.time())),
-                                      latest):
-            requests.append(dg.RunRequest(
-                run_key=f"{name}:{key}:{latest.isoformat()}",
-                partition_key=key,
-                asset_selection=[asset_key_for(name)],
-                tags={"sonora/trigger": "salesforce_changes", "sonora/object": name},
-            ))
-        new_objects[name] = latest.isoformat()
-    if len(requests) > MAX_RUNS_PER_TICK:
-        context.log.warning(f"{len(requests)} windows changed; requesting them all (consider a backfill)")
-    new_cursor = json.dumps({"objects": new_objects})
+        start = max(cursors[name] - timedelta(seconds=SETTINGS.sync.overlap_seconds),
+                    datetime.combine(SETTINGS.sync.partitions_start, datetime.min.time()))
+        for key in partitions_between(start, latest):
+            due[key].add(name)
+    if not due:
+        return dg.SkipReason("No changes in the org since the mirror's committed cursors.")
+    if client.budget.over_share:
+        return dg.SkipReason(f"{len(due)} window(s) changed, but the org's API usage ({client.budget.used}/"
+                             f"{client.budget.max}) is at the pipeline's share ({client.budget.max_share:.0%}): "
+                             "not launching runs that would wait; a later tick launches them.")
+    requests, message = plan_runs(due, windows_in_flight(context.instance))
+    context.log.info(message)
     if not requests:
-        return dg.SensorResult(skip_reason=dg.SkipReason("No changes in the org since the last tick."),
-                               cursor=new_cursor)
-    return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+        return dg.SkipReason(message)
+    return dg.SensorResult(run_requests=requests)
 
 
 @dg.definitions

@@ -1,0 +1,158 @@
+"""The change sensor decides from the mirror's committed cursors: failed windows come back, busy orgs are
+capped and grouped, a paused quota skips at once, and a quiet org costs one call and launches nothing."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+import dagster as dg
+import duckdb
+from dagster._core.storage.dagster_run import DagsterRun
+
+from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.sensors import MAX_RUNS_PER_TICK, plan_runs, salesforce_changes
+from sonora_pipeline_tests.sync.helpers import OBJECTS, differences
+from sonora_pipeline_tests.sync.test_dagster_sync import LAG, materialize, resources_for, today_key
+
+
+def tick(org, db, instance):
+    context = dg.build_sensor_context(instance=instance, resources=resources_for(org, db))
+    return salesforce_changes(context)
+
+
+def message(result) -> str:
+    return str(getattr(result, "skip_message", None) or getattr(result, "skip_reason", None) or result)
+
+
+def imported(org, db, instance):
+    org.advance_clock(LAG + 3)
+    materialize(org, db, instance, partition_key=today_key(org))
+
+
+def some_id(org, object_name):
+    return org.store.conn.execute(f'SELECT "Id" FROM "{object_name}" WHERE NOT "IsDeleted" LIMIT 1').fetchone()[0]
+
+
+def queued_run(instance, request):
+    """A run the daemon created from `request`, started and not finished."""
+    instance.add_run(DagsterRun(
+        job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
+        asset_selection=frozenset(request.asset_selection),
+        tags={**request.tags, "dagster/partition": request.partition_key}))
+
+
+def test_a_window_whose_run_failed_is_asked_for_again(org, tmp_path):
+    db = tmp_path / "m.duckdb"
+    with dg.instance_for_test() as instance:
+        imported(org, db, instance)
+        org.update("Account", some_id(org, "Account"), {"Name": "Renamed while the sync was broken"})
+        org.advance_clock(LAG + 3)
+        first = tick(org, db, instance)
+        assert [(r.partition_key, r.asset_selection) for r in first.run_requests] == \
+            [(today_key(org), [asset_key_for("Account")])]
+        org.configure_app(client_credentials_enabled=False)  # the run fails: nothing committed
+        org.expire_tokens()
+        failed = dg.materialize([a for a in _assets() if asset_key_for("Account") in a.keys],
+                                resources=resources_for(org, db), instance=instance,
+                                partition_key=first.run_requests[0].partition_key, raise_on_error=False)
+        assert not failed.success
+        org.configure_app(client_credentials_enabled=True)
+        again = tick(org, db, instance)
+        assert [(r.partition_key, r.asset_selection) for r in again.run_requests] == \
+            [(first.run_requests[0].partition_key, [asset_key_for("Account")])]
+        # While its run waits in the queue, the window is not requested a second time.
+        queued_run(instance, again.run_requests[0])
+        busy = tick(org, db, instance)
+        assert not getattr(busy, "run_requests", None)
+        assert "already have a run queued or in progress" in message(busy)
+        materialize(org, db, instance, partition_key=again.run_requests[0].partition_key,
+                    selection=again.run_requests[0].asset_selection)
+    assert differences(org, db, "Account") == []
+
+
+def _assets():
+    from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS
+
+    return OBJECT_ASSETS
+
+
+def test_a_busy_org_gets_one_run_per_window_and_a_capped_tick(org, tmp_path):
+    """The mirror last committed 12 days ago (the sensor was off): every object has ~13 due windows."""
+    db = tmp_path / "m.duckdb"
+    with dg.instance_for_test() as instance:
+        imported(org, db, instance)
+        for name in ("Account", "Contact", "Case"):
+            org.update(name, some_id(org, name), {})  # a change today in each
+        org.advance_clock(LAG + 3)
+        with duckdb.connect(str(db)) as conn:
+            conn.execute("UPDATE salesforce._sync_state SET cursor_modstamp = cursor_modstamp - INTERVAL 12 DAY")
+            cursor = conn.execute("SELECT min(cursor_modstamp) FROM salesforce._sync_state").fetchone()[0]
+        used = org.quota.snapshot().used
+        first = tick(org, db, instance)
+        assert org.quota.snapshot().used - used == 1  # one call for all objects, whatever the backlog
+        keys = [r.partition_key for r in first.run_requests]
+        assert len(keys) == MAX_RUNS_PER_TICK == len(set(keys))
+        assert keys == sorted(keys) and keys[0] <= cursor.strftime("%Y-%m-%d")  # oldest windows first
+        assert all(len(r.asset_selection) > 1 for r in first.run_requests)  # objects grouped per window
+        for request in first.run_requests:
+            queued_run(instance, request)
+        second = tick(org, db, instance)
+        rest = [r.partition_key for r in second.run_requests]
+        assert rest and set(rest).isdisjoint(keys) and rest[-1] == today_key(org)
+        assert len(keys) + len(rest) == len(set(keys) | set(rest)) >= 13
+        assert all(asset_key_for(n) in second.run_requests[-1].asset_selection for n in ("Account", "Contact", "Case"))
+
+
+def test_a_capped_tick_says_what_is_left():
+    due = {f"2026-11-{day:02d}": {"Account", "Case"} for day in range(1, 21)}
+    busy = {(asset_key_for("Case"), "2026-11-01"), (asset_key_for("Account"), "2026-11-01")}
+    requests, message = plan_runs(due, busy, cap=5)
+    assert [r.partition_key for r in requests] == [f"2026-11-{day:02d}" for day in range(2, 7)]
+    assert all(r.asset_selection == [asset_key_for("Account"), asset_key_for("Case")] for r in requests)
+    assert "14 more window(s) left for the next tick(s) (at most 5 runs per tick)" in message
+    assert "2 object window(s) already have a run queued or in progress" in message
+
+
+def test_a_paused_quota_skips_the_tick_at_once_with_the_reason(org, tmp_path):
+    db = tmp_path / "m.duckdb"
+    with dg.instance_for_test() as instance:
+        imported(org, db, instance)
+        org.update("Case", some_id(org, "Case"), {"Status": "Closed"})
+        org.advance_clock(LAG + 3)
+        snap = org.quota.snapshot()
+        org.set_quota(used=snap.max)  # spent: the org refuses every call with REQUEST_LIMIT_EXCEEDED
+        started = time.monotonic()
+        refused = tick(org, db, instance)
+        assert time.monotonic() - started < 20  # no pause: a waiting client would sleep and retry for hours
+        assert not getattr(refused, "run_requests", None)
+        assert "API limit exceeded" in message(refused) and "not waiting" in message(refused)
+        # Right after, the tick does not even call: the budget knows the quota is paused.
+        paused = tick(org, db, instance)
+        assert "not waiting" in message(paused)
+        # Usage back under the limit but over the pipeline's share: one probe call, and no runs that would wait.
+        org.set_quota(used=int(snap.max * 0.95))
+        time.sleep(0.6)  # the suite's quota_pause_seconds (0.5): the next tick may probe
+        over = tick(org, db, instance)
+        assert not getattr(over, "run_requests", None)
+        assert "at the pipeline's share" in message(over)
+        # Once the window frees up, the change is requested.
+        org.set_quota(used=0)
+        time.sleep(0.6)
+        freed = tick(org, db, instance)
+        assert [r.asset_selection for r in freed.run_requests] == [[asset_key_for("Case")]]
+
+
+def test_a_quiet_org_costs_one_call_and_launches_nothing(org, tmp_path):
+    db = tmp_path / "m.duckdb"
+    with dg.instance_for_test() as instance:
+        imported(org, db, instance)
+        org.advance_clock(LAG + 3)
+        used = org.quota.snapshot().used
+        result = tick(org, db, instance)
+        assert org.quota.snapshot().used - used == 1
+        assert not getattr(result, "run_requests", None)
+        assert "No changes" in message(result)
+    for name in OBJECTS:
+        assert differences(org, db, name) == []
