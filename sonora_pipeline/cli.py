@@ -391,6 +391,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
         org.stop()
 
 
+class _WithoutStackTraces:
+    """stderr for Dagster's console log in a terminal, minus the stack traces of failed steps.
+
+    Every failure a user can cause (credentials, settings, another org, a quota) ends the command with its own
+    message and fix, printed last; the trace above it is noise to them, and the run's event log in
+    $DAGSTER_HOME keeps it whole. Dagster's console handler (coloredlogs) looks up sys.stderr for each record
+    and writes a record in one call, so cutting each write at its trace is enough."""
+
+    MARKERS = ("\nStack Trace:", "\nThe above exception was caused by")
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        cuts = [i for i in (text.find(m) for m in self.MARKERS) if i != -1]
+        if cuts:
+            text = text[:min(cuts)].rstrip("\n") + "\n"
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sonora-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -439,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     from sonora_pipeline.paths import WarehousePathError
 
     try:
-        with _org_for(args.command) as refusal:
+        with _org_for(args.command) as refusal, contextlib.redirect_stderr(_WithoutStackTraces(sys.stderr)):
             if refusal:
                 print(f"sonora-pipeline {args.command}: {refusal}", file=sys.stderr)
                 return 2

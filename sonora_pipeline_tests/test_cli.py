@@ -169,3 +169,21 @@ def test_test_connection_says_when_the_warehouse_mirrors_another_org(org, tmp_pa
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Warehouse: FAIL" in result.stdout and f"mirrors org {org.org_id}" in result.stdout
     assert f"reach org {other.org_id}" in result.stdout and "SONORA_DUCKDB_PATH" in result.stdout
+
+
+def test_a_refusal_inside_a_run_ends_with_its_message_and_no_stack_trace(org, tmp_path):
+    """A failure raised in a Dagster step (here: the warehouse mirrors another org) reaches the terminal as the
+    refusal and its fix, without the stack trace Dagster's console log would print above it."""
+    from sonora_pipeline.localorg.org import LocalOrg
+
+    first = run_cli(["sync", "--objects", "Account", "--lookback", "all", "--quiet"], org, tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    other = LocalOrg(records=60, seed=4, state_dir=tmp_path / "other").start()
+    try:
+        refused = run_cli(["sync", "--objects", "Account", "--quiet"], other, tmp_path)
+    finally:
+        other.stop()
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"mirrors org {org.org_id}" in refused.stderr and "Fix:" in refused.stderr, refused.stderr
+    for trace in ("Stack Trace", "Traceback", 'File "'):
+        assert trace not in refused.stderr, refused.stderr
