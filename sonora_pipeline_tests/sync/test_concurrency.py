@@ -38,7 +38,7 @@ def test_parallel_object_syncs_and_an_analyst_reader(org, tmp_path):
     assert first.returncode == 0, first.stderr[-2000:]
     reader = hold_read_only(db, 4.0)
     started = time.monotonic()
-    groups = [["Contact", "Opportunity"], ["Case", "CaseComment"], ["Task", "Event"]]
+    groups = [["Contact", "Opportunity"], ["Case", "CaseComment"], ["Task", "Event", "User"]]
     syncs = [subprocess.Popen(command[:-3] + ["--objects", ",".join(g), "--quiet"], env=env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for g in groups]
     outputs = [s.communicate(timeout=300) for s in syncs]

@@ -232,8 +232,11 @@ def test_the_dagster_job_refreshes_with_its_cost_as_metadata_and_the_schedule_ru
     assert salesforce_formula_refresh_schedule.cron_schedule == "45 0 * * *"
     assert salesforce_formula_refresh_schedule.execution_timezone == "UTC"
     assert salesforce_formula_refresh_schedule.default_status == dg.DefaultScheduleStatus.STOPPED  # SONORA_AUTOMATION unset
-    requests = salesforce_formula_refresh_schedule.evaluate_tick(
-        dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 2, 0, 45))).run_requests
+    # Entered and left like the daemon does: a schedule context left open keeps Dagster's state storage pointing
+    # at an instance that is gone, and later definition loads in this process fail.
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 3, 2, 0, 45)) as context:
+        requests = salesforce_formula_refresh_schedule.evaluate_tick(context).run_requests
     assert len(requests) == 1 and requests[0].job_name in (None, "salesforce_formula_refresh_job")
 
 

@@ -26,9 +26,8 @@ def repository():
     (datetime(2028, 3, 1, 0, 30, tzinfo=timezone.utc), "2028-02-29"),   # leap day
 ])
 def test_the_0030_tick_requests_the_day_that_has_closed(tick, closed, repository):
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick,
-                                            repository_def=repository)
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=tick, repository_def=repository) as context:
         request = salesforce_sync_schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in request] == [closed]
     assert request[0].run_key == closed  # one run per closed day, whatever the number of evaluations
@@ -41,9 +40,9 @@ def test_the_0030_tick_requests_the_day_that_has_closed(tick, closed, repository
 
 
 def test_a_day_before_the_first_window_is_skipped_with_the_reason(repository):
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, repository_def=repository,
-                                            scheduled_execution_time=datetime(2020, 1, 1, 0, 30, tzinfo=timezone.utc))
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+            instance=instance, repository_def=repository,
+            scheduled_execution_time=datetime(2020, 1, 1, 0, 30, tzinfo=timezone.utc)) as context:
         result = salesforce_sync_schedule.evaluate_tick(context)
     assert not result.run_requests
     assert "partitions_start" in result.skip_message

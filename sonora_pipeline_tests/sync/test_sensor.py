@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import dagster as dg
 import duckdb
+import pytest
 from dagster._core.storage.dagster_run import DagsterRun
 
 from sonora_pipeline.defs.salesforce.objects import asset_key_for
@@ -115,6 +116,7 @@ def test_a_capped_tick_says_what_is_left():
     assert "2 object window(s) already have a run queued or in progress" in message
 
 
+@pytest.mark.fault
 def test_a_paused_quota_skips_the_tick_at_once_with_the_reason(org, tmp_path):
     db = tmp_path / "m.duckdb"
     with dg.instance_for_test() as instance:
