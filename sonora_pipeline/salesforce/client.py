@@ -214,7 +214,8 @@ class SalesforceClient:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
-        self.tokens = TokenManager(connection, self.session, log=self.log, timeout=(timeout[0], min(timeout[1], 60.0)))
+        self.tokens = TokenManager(connection, self.session, log=self.log,
+                                   timeout=(timeout[0], min(timeout[1], 60.0)))
         self.base_url = connection.api_base
         self._lock = threading.Lock()
         self.api_calls = 0  # REST/Bulk calls made by this client (token requests excluded)

@@ -56,12 +56,15 @@ def test_after_the_initial_import_every_window_up_to_today_is_materialized(org, 
         assert partition_keys == [keys[-1]], (name, partition_keys)
 
 
-def test_an_ephemeral_instance_materializes_only_today(org, tmp_path):
-    """Nothing keeps an ephemeral instance's partition status, so its ~700 events per object are skipped."""
+def test_sqlite_and_ephemeral_instances_materialize_only_today(org, tmp_path):
+    """An ephemeral instance forgets partition status, and SQLite storage would pay two writes per window."""
     db = tmp_path / "m.duckdb"
     org.advance_clock(LAG + 3)
     defs = dg.Definitions(assets=OBJECT_ASSETS, resources=resources_for(org, db))
-    with dg.DagsterInstance.ephemeral() as instance:
+    with dg.DagsterInstance.ephemeral() as ephemeral, dg.instance_for_test() as sqlite:
+        for instance in (ephemeral, sqlite):
+            assert not instance.event_log_storage.supports_partition_subset_in_asset_materialization_planned_events
+    with dg.instance_for_test() as instance:
         results = run_sync(defs, db, ("Case",), SETTINGS.sync.overlap_seconds, sync_window, instance=instance,
                            show_progress=False)
         assert results[0].success

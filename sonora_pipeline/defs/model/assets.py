@@ -7,7 +7,7 @@ import dagster as dg
 
 from sonora_pipeline.defs.resources import WarehouseResource
 from sonora_pipeline.defs.salesforce.objects import asset_key_for
-from sonora_pipeline.defs.salesforce.sensors import automation_status
+from sonora_pipeline.defs.salesforce.sensors import automation_status, tick_seconds
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.model.build import SPECS, MirrorMissing, build_table
 from sonora_pipeline.model.docs import COLUMNS, TABLES
@@ -18,28 +18,56 @@ from sonora_pipeline.settings import SettingsError
 RAW_OBJECTS = {"account": "Account", "contact": "Contact", "opportunity": "Opportunity", "case": "Case",
                "case_comment": "CaseComment", "task": "Task", "event": "Event", "user": "User"}
 
+class InputsNewerThanLastBuild(dg.AutomationCondition):
+    """True while an input of the table (a Salesforce object's sync or an upstream model table) was
+    materialized, by another run, after the table's last build attempt started (or the table was never built
+    on this instance).
+
+    Why a condition of our own, evaluated by Dagster's automation sensor: `eager()` clears its trigger (a
+    dep updated) with `since_last_handled`, whose "handled" includes the table's own `newly_updated`. A sync
+    that commits while a model run is in flight (the automation and the change sensor tick in the same
+    second, so `any_deps_in_progress` does not see the run just launched) is cleared by that run's
+    completion, although the run read the mirror before the commit: at rest the model stays behind. Built-in
+    `since` compositions keep the same weakness (`and`/`or` drop the timing `since` uses to order a trigger
+    and a reset seen on one tick), and in a daemon run a trigger seen while the table was blocked was lost.
+    Comparing times is stateless: each tick asks again, so nothing can be forgotten. A failed attempt is not
+    retried until a newer input arrives (a broken build does not loop every tick)."""
+
+    @property
+    def description(self) -> str:
+        return "an input was materialized after the last build attempt started"
+
+    @property
+    def name(self) -> str:
+        return "inputs_newer_than_last_build"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        instance = context.asset_graph_view.instance
+        attempt = instance.get_latest_planned_materialization_info(context.key)
+        started, attempt_run = None, None
+        if attempt is not None:
+            attempt_run = attempt.run_id
+            record = instance.get_run_record_by_id(attempt.run_id)
+            if record is not None:
+                started = record.start_time or record.create_timestamp.timestamp()
+        newer = False
+        for dep in context.asset_graph.get(context.key).parent_keys:
+            event = instance.get_latest_materialization_event(dep)
+            if event is not None and event.run_id != attempt_run and (started is None or event.timestamp > started):
+                newer = True
+                break
+        return dg.AutomationResult(context, true_subset=context.candidate_subset if newer
+                                   else context.get_empty_subset())
+
+
 def rebuild_after_sync() -> dg.AutomationCondition:
-    """Rebuild after a sync commits, and never stop while a commit is newer than the last rebuild's start.
-
-    Why not `eager()`: its trigger (a dep updated) is cleared by `since_last_handled`, whose "handled"
-    includes the model's own `newly_updated`. A sync that commits while a model run is in flight (the
-    automation and the change sensor tick in the same second, so `any_deps_in_progress` does not yet see the
-    run just launched) is therefore cleared by that run's completion, although the run read the mirror
-    before the commit: at rest the model stays behind. And `and`/`or` drop the timing metadata that `since`
-    uses to order a trigger and a reset seen on the same tick, so the reset always won.
-
-    Here, a sync's commit (a salesforce dep's `newly_updated`, with its materialization time kept by
-    going straight into `any_deps_match`) is cleared only by a request the automation made after it
-    (`newly_requested`, timed at the requesting tick): a commit during a rebuild asks for one more rebuild,
-    started once no dep and no run of the table is in progress. Dependencies between model tables keep
-    eager's rule (they rebuild in the same run as their upstream table, `will_be_requested`), and a table
-    that goes missing is rebuilt. Missing sync windows do not block: most never hold a run of their own."""
-    synced = (dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
-              .allow(dg.AssetSelection.groups("salesforce")).with_label("a sync committed"))
-    upstream_model = dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.groups("salesforce"))
+    """Rebuild a table once no input and no run of it is in progress and an input is newer than its last
+    build attempt; a table whose upstream model table is requested joins that run (one run per tick)."""
+    upstream_requested = (dg.AutomationCondition.any_deps_match(dg.AutomationCondition.will_be_requested())
+                          .allow(dg.AssetSelection.groups("customer_model"))
+                          .with_label("an upstream model table is requested"))
     return (
-        (synced.since(dg.AutomationCondition.newly_requested()).with_label("sync committed since last requested")
-         | (dg.AutomationCondition.newly_missing() | upstream_model).since_last_handled())
+        (InputsNewerThanLastBuild() | upstream_requested)
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
     ).with_label("rebuild_after_sync")
@@ -167,7 +195,8 @@ customer_model_job = dg.define_asset_job("customer_model_job", selection=dg.Asse
 # model's automation conditions are evaluated (and the model rebuilt after syncs) exactly when the sync sensor runs.
 customer_model_automation = dg.AutomationConditionSensorDefinition(
     "customer_model_automation", target=dg.AssetSelection.groups("customer_model"),
-    default_status=automation_status(), minimum_interval_seconds=60,
+    default_status=automation_status(), minimum_interval_seconds=tick_seconds(),
+    use_user_code_server=True,  # the model's condition is Python of ours (InputsNewerThanLastBuild)
     description="Rebuilds customer-model tables after the syncs of the objects they read have committed, until "
                 "no commit is newer than the last rebuild's start.")
 

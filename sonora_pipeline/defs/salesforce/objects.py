@@ -69,7 +69,8 @@ def _window_to_read(context: dg.AssetExecutionContext, warehouse: WarehouseResou
     only the range's last window on top: the import already covers the earlier ones, in its mode, and
     re-reading every row modified since `partitions_start` would double its cost."""
     keys = context.partition_key_range
-    if keys.start != keys.end and (redo_initial or current_state(warehouse.db_path(), object_name).initial_import is None):
+    if keys.start != keys.end and (
+            redo_initial or current_state(warehouse.db_path(), object_name).initial_import is None):
         return sync_window.time_window_for_partition_key(keys.end), keys.end
     return context.partition_time_window, keys.start
 

@@ -43,6 +43,20 @@ def automation_status() -> dg.DefaultSensorStatus:
     return dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED
 
 
+def tick_seconds() -> int:
+    """Seconds between ticks of the change sensor and the model's automation: SONORA_TICK_SECONDS (default 60;
+    a test drives the daemon through a burst with shorter ticks)."""
+    value = os.environ.get("SONORA_TICK_SECONDS", "60")
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = 0
+    if seconds < 5:
+        raise ValueError(f"SONORA_TICK_SECONDS={value!r} is not a whole number of seconds >= 5. Fix: unset it "
+                         "(60 s between ticks) or set e.g. SONORA_TICK_SECONDS=30.")
+    return seconds
+
+
 def _salesforce_datetime(text: str) -> datetime:
     """'2026-11-30T10:00:00.000+0000' -> naive UTC."""
     return datetime.strptime(text[:23], "%Y-%m-%dT%H:%M:%S.%f")
@@ -119,7 +133,7 @@ def plan_runs(due: dict[str, set[str]], busy: set[tuple[dg.AssetKey, str]],
 @dg.sensor(
     name="salesforce_changes",
     target=dg.AssetSelection.groups("salesforce"),
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=tick_seconds(),
     default_status=automation_status(),
     description="Asks the org (one API call) which objects changed since the mirror's committed cursors and "
                 "runs their due sync windows, one run per window, at most "
