@@ -24,7 +24,7 @@ in a FRESH Python subprocess against it, so each peak RSS is that measurement's 
   sync rest   the same with bulk_threshold huge, so the REST query/queryAll path (2,000-row pages spooled
               as Parquet). By default only at sizes below 1M; `--rest-1m` adds it at 1M (takes minutes).
   sensor      after the Bulk sync, one tick of the `salesforce_changes` sensor (evaluated with
-              `dagster.build_sensor_context`) with the cursor the import left in the mirror: nothing changed,
+              `dagster.build_sensor_context`), which reads the cursor the import committed in the mirror: nothing changed,
               so it should cost exactly one API call (one composite batch).
 
 Figures, per measurement:
@@ -212,13 +212,12 @@ def work_sync(creds: dict[str, str], workdir: Path, method: str) -> dict[str, An
                                                                           if m.startswith("WARNING")]}
 
 
-def work_sensor(creds: dict[str, str], workdir: Path, db_path: str, cursor_modstamp: str) -> dict[str, Any]:
+def work_sensor(creds: dict[str, str], workdir: Path, db_path: str) -> dict[str, Any]:
     import dagster as dg
 
     from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
     from sonora_pipeline.defs.salesforce.sensors import salesforce_changes
 
-    cursor = json.dumps({"objects": {"Account": cursor_modstamp}})
     resources = {
         "salesforce": SalesforceResource(instance_url=creds["instance_url"], consumer_key=creds["consumer_key"],
                                          consumer_secret=creds["consumer_secret"], ca_bundle=creds["ca_bundle"]),
@@ -226,7 +225,8 @@ def work_sensor(creds: dict[str, str], workdir: Path, db_path: str, cursor_modst
     }
     base_rss = peak_rss_mb()
     started = time.perf_counter()
-    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+    # The sensor reads where the mirror has committed (no cursor of its own) and which runs are in flight.
+    with dg.instance_for_test() as instance, dg.build_sensor_context(instance=instance, resources=resources) as context:
         result = salesforce_changes(context)
     finished = time.perf_counter()
     run_requests = list(getattr(result, "run_requests", None) or [])
@@ -244,7 +244,7 @@ def worker_main(args: argparse.Namespace) -> int:
     elif args.worker in ("sync-bulk", "sync-rest"):
         out = work_sync(creds, workdir, args.worker.split("-")[1])
     elif args.worker == "sensor":
-        out = work_sensor(creds, workdir, args.db, args.cursor)
+        out = work_sensor(creds, workdir, args.db)
     else:
         raise SystemExit(f"unknown worker {args.worker}")
     Path(args.out).write_text(json.dumps(out))
@@ -369,7 +369,7 @@ def measure_size(size: int, root: Path, with_rest: bool) -> dict[str, Any]:
                 print(f"    NOTE: {figures['rows']:,} rows read but the org holds {accounts:,} Accounts")
         bulk = out["sync-bulk"]
         print("  sensor     ...", end=" ", flush=True)
-        sensor = run_worker(org, "sensor", workdir / "sensor", db=bulk["db_path"], cursor=bulk["cursor"] or "")
+        sensor = run_worker(org, "sensor", workdir / "sensor", db=bulk["db_path"])
         out["sensor"] = sensor
         print(f"no-change tick: {sensor['api_calls_org']} API call(s) (org count), {sensor['run_requests']} run "
               f"request(s), {sensor['seconds']:.2f} s ({sensor['skip_reason']})", flush=True)
@@ -463,7 +463,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--creds", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
-    parser.add_argument("--cursor", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker_main(args)

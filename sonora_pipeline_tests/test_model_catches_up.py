@@ -36,8 +36,8 @@ RAW = {"account": "Account", "contact": "Contact", "opportunity": "Opportunity",
        "case_comment": "CaseComment", "task": "Task", "event": "Event"}
 # Columns that depend on the build history, not on the mirror: the history table and the trend against it.
 HISTORY_COLUMNS = {"computed_at", "previous_score", "trend"}
-AT_REST_SECONDS = 420  # model runs start one process per table (multiprocess executor): slow on a busy machine
-TICK_SECONDS = 20  # sensor and automation ticks (60 s by default): the burst's cycles in test time
+AT_REST_SECONDS = 300  # generous: a loaded 2-core machine runs the daemon, the org and the runs
+TICK_SECONDS = 10  # sensor and automation ticks (60 s by default): the burst's cycles in test time
 
 
 def environment(org: LocalOrg, tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ import pytest
 from sonora_pipeline.model.build import build_all
 from sonora_pipeline.settings import Settings, SyncSettings
 from sonora_pipeline.sync.engine import sync_object
+from sonora_pipeline_tests.model.helpers import org_rows as rows
 from sonora_pipeline_tests.suite_settings import suite_settings
 from sonora_pipeline_tests.sync.helpers import client_for, log
 
@@ -32,16 +33,6 @@ def mirrored(tmp_path_factory):
         sync_object(client, db, name, sync, window=None, partition_key=None, run_id="model", log=log)
     yield org, db
     org.stop()
-
-
-def rows(org, table: str) -> list[dict]:
-    cur = org.store.cursor()
-    try:
-        result = cur.execute(f'SELECT * FROM "{table}"')
-        names = [d[0] for d in result.description]
-        return [dict(zip(names, r)) for r in result.fetchall()]
-    finally:
-        cur.close()
 
 
 def build(db, settings: Settings) -> None:
