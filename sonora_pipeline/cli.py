@@ -104,7 +104,11 @@ def _summary_rows(results) -> list[tuple[str, dict]]:
 def _instance():
     import dagster as dg
 
-    if os.environ.get("DAGSTER_HOME"):
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        if not Path(home).is_dir():  # Dagster's own answer is a traceback
+            raise SystemExit(f"sonora-pipeline: DAGSTER_HOME is {home}, which is not a directory. Fix: create it "
+                             f"(mkdir -p {home}) to keep run history there, or unset DAGSTER_HOME.")
         return dg.DagsterInstance.get()
     return dg.DagsterInstance.ephemeral()
 

@@ -187,3 +187,13 @@ def test_a_refusal_inside_a_run_ends_with_its_message_and_no_stack_trace(org, tm
     assert f"mirrors org {org.org_id}" in refused.stderr and "Fix:" in refused.stderr, refused.stderr
     for trace in ("Stack Trace", "Traceback", 'File "'):
         assert trace not in refused.stderr, refused.stderr
+
+
+@pytest.mark.bad_input
+def test_a_dagster_home_that_does_not_exist_is_named_with_the_fix(org, tmp_path):
+    missing = tmp_path / "no-such-home"
+    result = run_cli(["sync", "--quiet"], org, tmp_path, DAGSTER_HOME=str(missing))
+    assert result.returncode != 0
+    assert f"DAGSTER_HOME is {missing}, which is not a directory" in result.stderr and "mkdir -p" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "mirror.duckdb").exists()
