@@ -463,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("test-connection", help="check credentials, URL, OAuth policy, API access and object access")
     t.set_defaults(func=cmd_test_connection)
     args = parser.parse_args(argv)
+    from sonora_pipeline.mirror.warehouse import WarehouseTooNew
     from sonora_pipeline.paths import WarehousePathError
 
     try:
@@ -471,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"sonora-pipeline {args.command}: {refusal}", file=sys.stderr)
                 return 2
             return args.func(args)
-    except WarehousePathError as err:
+    except (WarehousePathError, WarehouseTooNew) as err:
         print(f"sonora-pipeline {args.command}: {err}", file=sys.stderr)
         return 2
 

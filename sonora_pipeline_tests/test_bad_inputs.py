@@ -453,3 +453,38 @@ def test_bad_command_line_arguments(world, monkeypatch, tmp_path, capsys, argv, 
     err = capsys.readouterr().err
     assert message in err and "Fix:" in err
     assert not db.exists()
+
+
+def _file_of_a_newer_duckdb(path):
+    """A DuckDB file whose header says storage version 69 (DuckDB 2.x), with its header checksum fixed: DuckDB's
+    checksum XORs x * 0xbf58476d1ce4e5b9 over the header's 64-bit words, so one word can be swapped."""
+    import struct
+
+    import duckdb
+
+    duckdb.connect(str(path)).close()
+    data = bytearray(path.read_bytes())
+    assert data[8:12] == b"DUCK" and struct.unpack("<Q", data[12:20])[0] == 64
+    mix = lambda word: (word * 0xBF58476D1CE4E5B9) & (2**64 - 1)  # noqa: E731
+    before = struct.unpack("<Q", data[8:16])[0]
+    data[12:20] = struct.pack("<Q", 69)
+    after = struct.unpack("<Q", data[8:16])[0]
+    data[0:8] = struct.pack("<Q", struct.unpack("<Q", data[0:8])[0] ^ mix(before) ^ mix(after))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("argv", [["sync", "--quiet"], ["model"], ["snapshot"]], ids=lambda a: a[0])
+def test_a_warehouse_written_by_a_newer_duckdb_is_named_with_the_fix(world, monkeypatch, tmp_path, capsys, argv):
+    org, _, _ = world
+    db = tmp_path / "warehouse.duckdb"
+    _file_of_a_newer_duckdb(db)
+    before = db.read_bytes()
+    for name, value in org.credentials.as_environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SONORA_DUCKDB_PATH", str(db))
+    assert cli.main(argv) != 0
+    err = capsys.readouterr().err
+    assert f"The DuckDB file {db} cannot be read by DuckDB" in err and "version number 69" in err
+    assert "Fix: move the file aside" in err and "Traceback" not in err
+    assert db.read_bytes() == before

@@ -27,6 +27,26 @@ class WarehouseBusy(Exception):
     """The DuckDB file stayed locked by another process for longer than the allowed wait."""
 
 
+class WarehouseTooNew(ValueError):
+    """The DuckDB file was written in a storage format newer than the installed DuckDB reads (a warehouse made
+    before the project pinned the 1.x line analysts' tools read, or by someone's newer DuckDB)."""
+
+
+def _connect(db_path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(db_path), read_only=read_only)
+    except duckdb.IOException as err:
+        if "version number" not in str(err):
+            raise
+        detail = str(err).split("\n")[0].removeprefix("IO Error: ")
+        raise WarehouseTooNew(
+            f"The DuckDB file {db_path} cannot be read by DuckDB {duckdb.__version__}, which this pipeline uses "
+            f"({detail}). Nothing was written. Fix: move the file aside and sync into a new one "
+            f"(`sonora-pipeline sync --lookback all`; the mirror is rebuilt from the org), or copy it with the "
+            f"DuckDB that wrote it (`ATTACH 'old.duckdb' AS old; ATTACH 'new.duckdb' AS new "
+            f"(STORAGE_VERSION 'v1.0.0'); COPY FROM DATABASE old TO new;`).") from None
+
+
 def _is_lock_conflict(err: BaseException) -> bool:
     return isinstance(err, duckdb.IOException) and "lock" in str(err).lower()
 
@@ -65,7 +85,7 @@ def write_connection(db_path: Path, *, timeout: float = DEFAULT_LOCK_TIMEOUT_SEC
             for attempt in Retrying(retry=retry_if_exception(_is_lock_conflict), stop=stop_after_delay(timeout),
                                     wait=wait_exponential(multiplier=0.05, max=5), reraise=True):
                 with attempt:
-                    conn = duckdb.connect(str(db_path))
+                    conn = _connect(db_path, read_only=False)
         except duckdb.IOException as err:
             raise WarehouseBusy(
                 f"the DuckDB file {db_path} stayed locked by another process for {timeout:.0f} s ({err}). "
@@ -89,7 +109,7 @@ def read_connection(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     for attempt in Retrying(retry=retry_if_exception(_is_lock_conflict), stop=stop_after_delay(120),
                             wait=wait_exponential(multiplier=0.05, max=2), reraise=True):
         with attempt:
-            conn = duckdb.connect(str(db_path), read_only=True)
+            conn = _connect(db_path, read_only=True)
     try:
         yield conn
     finally:
