@@ -32,8 +32,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 # an 8-byte checksum, then "DUCK", the storage version as a little-endian uint64, four uint64 flags, then the
 # writing library's version string (32 bytes, NUL-padded).
 MAGIC_OFFSET, VERSION_OFFSET, LIBRARY_OFFSET = 8, 12, 12 + 8 + 4 * 8
-# Storage version 64 is what DuckDB 0.9 through 1.1 write and what 1.0 reads (1.5 reads 64..68, 2.0 64..69):
-# the one version every 1.x release opens.
+# Storage version 64 is the one every 1.x release opens (storage_info.cpp of each tag): 1.0 and 1.1 accept only
+# 64, 1.2 to 1.5 read 64 up to 65..68, 2.0 up to 69; every 1.x writes 64 unless told a newer STORAGE_VERSION.
 EVERY_1X_READS = 64
 EXAMPLES = parse_examples(readme_examples.README.read_text("utf-8"))
 
