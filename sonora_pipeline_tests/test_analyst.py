@@ -168,3 +168,21 @@ def test_the_answer_convention_round_trips():
     assert all(not e.answer for e in parse_examples(unanswered))
     assert [e.answer for e in parse_examples(with_answers(unanswered, [list(e.answer) for e in EXAMPLES]))] == \
         [e.answer for e in EXAMPLES]
+
+
+def test_an_org_pinned_to_a_time_is_the_same_org_on_every_start(tmp_path):
+    """The README's answers rest on this: an org generated at a pinned `now` has the same records to the
+    millisecond however long its construction took (the generator gets `now` itself, not a later clock reading)."""
+    from sonora_pipeline.localorg.org import LocalOrg
+
+    def records(name: str) -> list[tuple]:
+        org = LocalOrg(records=300, seed=7, now=readme_examples.DEMO_NOW, state_dir=tmp_path / name)
+        cur = org.store.cursor()
+        try:
+            return cur.execute('SELECT "Id", "CreatedDate", "SystemModstamp" FROM "Task" ORDER BY 1').fetchall()
+        finally:
+            cur.close()
+
+    first = records("a")
+    assert first and first == records("b")
+    assert max(r[2] for r in first).replace(tzinfo=None) <= readme_examples.DEMO_NOW.replace(tzinfo=None)
