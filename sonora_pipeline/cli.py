@@ -264,8 +264,15 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     except WarehouseBusy as err:
         print(f"sonora-pipeline snapshot: {err}", file=sys.stderr)
         return 1
-    print(f"Snapshot for analysts: {target}\nOpen it read-only, e.g. duckdb -readonly {target}")
+    print(f"Snapshot for analysts: {target}\nOpen it read-only, e.g. {_duckdb_cli()} -readonly {target}")
     return 0
+
+
+def _duckdb_cli() -> str:
+    """The DuckDB CLI installed with the project (package duckdb-cli, next to this python: the same release
+    that writes the file), or `duckdb` from PATH when it is not there."""
+    cli = Path(sys.executable).parent / "duckdb"
+    return str(cli) if cli.exists() else "duckdb"
 
 
 def cmd_refresh_formulas(args: argparse.Namespace) -> int:
@@ -311,7 +318,7 @@ FROM sonora.customers c
 JOIN sonora.health_scores h ON h.customer_id = c.external_id
 JOIN sonora.engagement_signals s ON s.customer_id = c.external_id
 WHERE c.is_paying
-ORDER BY h.score NULLS LAST, c.arr DESC
+ORDER BY h.score NULLS LAST, c.arr DESC, c.name
 LIMIT 5
 """
 

@@ -94,7 +94,9 @@ class LocalOrg:
         if generate:
             from sonora_pipeline.localorg.generator import generate_org
 
-            self.generated = generate_org(self.store, records, seed=seed, now=self.clock.now(),
+            # at exactly `now` when given (not the clock's reading a few ms later), so a pinned org is the same
+            # org byte for byte on every start
+            self.generated = generate_org(self.store, records, seed=seed, now=now or self.clock.now(),
                                           shape=shape)
             app.run_as_user_id = self.generated.run_as_user_id
         self.refresh_token = self.authority.new_refresh_token()
