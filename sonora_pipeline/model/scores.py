@@ -201,7 +201,8 @@ def renewals(settings: Any, today: date, account_columns: set[str]) -> Statement
                date_diff('day', CAST(? AS DATE), {_contract_end(settings, account_columns)}) AS days_to_renewal,
                {_arr(settings, account_columns)} AS arr,
                s.pipeline_open_amount, s.open_opportunities, h.score AS health_score, h.band AS health_band,
-               s.open_cases_total, s.open_cases_high, s.last_touch_at, s.touches_90d
+               s.open_cases_total, s.open_cases_high, s.last_touch_at, s.touches_90d, s.next_touch_at,
+               s.overdue_tasks
         FROM {SCHEMA}.customers cu
         JOIN {RAW}.account a ON a."Id" = cu.external_id
         JOIN {SCHEMA}.engagement_signals s ON s.customer_id = cu.external_id
