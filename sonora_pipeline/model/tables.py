@@ -193,16 +193,13 @@ def _field(alias: str, name: str, available: set[str], sql_type: str) -> str:
     return f"{alias}.{q(name)}" if name in available else f"CAST(NULL AS {sql_type})"
 
 
-TOUCH_STATES = ("done", "planned", "overdue")
-
-
 def touchpoints(now: datetime, task_columns: set[str], event_columns: set[str]) -> Statement:
     """Tasks and events as one typed stream; archived activities included (they are history too).
 
     Each row is done (it happened: `occurred_at`), planned (it has not happened yet: `planned_at`) or
     overdue (an open task whose due date has passed: it did not happen, and a CSM should see it), as of the
-    build's `now`. Planned and overdue rows have no `occurred_at`, so nothing counted as a touch is in the
-    future. A task is done when closed (IsClosed; else CompletedDateTime set; else Status 'Completed'); an
+    build's `now`. Planned and overdue rows have no `occurred_at` (engagement counts done rows up to `now`,
+    so nothing counted as a touch is in the future). A task is done when closed (IsClosed; else CompletedDateTime set; else Status 'Completed'); an
     event is done once it has ended (EndDateTime; else start + DurationInMinutes; all-day: the end of its
     last day)."""
     t = lambda name, sql_type: _field("t", name, task_columns, sql_type)  # noqa: E731
