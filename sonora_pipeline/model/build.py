@@ -47,9 +47,9 @@ SPECS: dict[str, TableSpec] = {spec.name: spec for spec in [
     TableSpec("cases", ("case",), ("customers",), lambda s, d, c, n: [tables.cases(c["User"])], optional=("user",)),
     TableSpec("case_comments", ("case_comment",), ("cases",), lambda s, d, c, n: [tables.case_comments()]),
     TableSpec("touchpoints", ("task", "event"), ("people", "customers", "opportunities", "cases"),
-              lambda s, d, c, n: [tables.touchpoints(d)]),
+              lambda s, d, c, n: [tables.touchpoints(n, c["Task"], c["Event"])]),
     TableSpec("engagement_signals", (), ("touchpoints", "cases", "opportunities", "people", "customers"),
-              lambda s, d, c, n: [tables.engagement_signals(d)]),
+              lambda s, d, c, n: [tables.engagement_signals(d, n)]),
     TableSpec("health_scores", ("account", "contact"), ("engagement_signals", "customers"),
               lambda s, d, c, n: [Statement(scores.HISTORY_DDL),
                                   scores.health_scores(s, d, c["Account"], c["Contact"], n)]),
@@ -105,7 +105,7 @@ def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, toda
                             "(`sonora-pipeline sync`, or materialize the salesforce assets).")
     columns = columns_from_mirror(conn)
     validate_against_schema(settings, columns)
-    object_columns = {name: _cols(columns, name) for name in ("Account", "Contact", "Opportunity", "User")}
+    object_columns = {name: _cols(columns, name) for name in ("Account", "Contact", "Opportunity", "User", "Task", "Event")}
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")

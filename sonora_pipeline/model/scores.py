@@ -15,7 +15,8 @@ History and trend, so that both mean something however often the model is rebuil
 
 Measures (each 0-100, or NULL when the customer has no data for it):
 - engagement = 100 × (0.6 × min(1, touches_90d / 12) + 0.4 × min(1, meetings_90d / 3));
-  NULL when the customer has never had a touchpoint and has no people.
+  NULL when the customer has never had a touchpoint and has no people. Touches and meetings are completed
+  activity up to the build's time (closed tasks, events that have ended): planned ones do not count.
 - support    = max(0, 100 − 25 × open high-priority cases − 10 × open medium − 5 × open low);
   NULL when the customer has never had a case.
 - commercial = for paying customers: 100 when the contract ends after the renewal horizon, 80 when it ends
@@ -201,7 +202,8 @@ def renewals(settings: Any, today: date, account_columns: set[str]) -> Statement
                date_diff('day', CAST(? AS DATE), {_contract_end(settings, account_columns)}) AS days_to_renewal,
                {_arr(settings, account_columns)} AS arr,
                s.pipeline_open_amount, s.open_opportunities, h.score AS health_score, h.band AS health_band,
-               s.open_cases_total, s.open_cases_high, s.last_touch_at, s.touches_90d
+               s.open_cases_total, s.open_cases_high, s.last_touch_at, s.touches_90d, s.next_touch_at,
+               s.overdue_tasks
         FROM {SCHEMA}.customers cu
         JOIN {RAW}.account a ON a."Id" = cu.external_id
         JOIN {SCHEMA}.engagement_signals s ON s.customer_id = cu.external_id

@@ -8,7 +8,7 @@ settings are always bound as parameters; identifiers come from the validated set
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sonora_pipeline.model.rules import account_inclusion_sql, condition_sql
@@ -187,25 +187,71 @@ def _what_kind(column: str) -> str:
     return f"CASE WHEN {column} IS NULL THEN NULL {cases_sql} ELSE 'other' END"
 
 
-def touchpoints(today: date) -> Statement:
-    """Tasks and events as one typed stream; archived activities included (they are history too)."""
+def _field(alias: str, name: str, available: set[str], sql_type: str) -> str:
+    """A mirror column, or a typed NULL when the org does not have it or it is not readable (field-level
+    security, an older API version): the build goes on, as for custom fields."""
+    return f"{alias}.{q(name)}" if name in available else f"CAST(NULL AS {sql_type})"
+
+
+def touchpoints(now: datetime, task_columns: set[str], event_columns: set[str]) -> Statement:
+    """Tasks and events as one typed stream; archived activities included (they are history too).
+
+    Each row is done (it happened: `occurred_at`), planned (it has not happened yet: `planned_at`) or
+    overdue (an open task whose due date has passed: it did not happen, and a CSM should see it), as of the
+    build's `now`. Planned and overdue rows have no `occurred_at` (engagement counts done rows up to `now`,
+    so nothing counted as a touch is in the future). A task is done when closed (IsClosed; else CompletedDateTime set; else Status 'Completed'); an
+    event is done once it has ended (EndDateTime; else start + DurationInMinutes; all-day: the end of its
+    last day)."""
+    t = lambda name, sql_type: _field("t", name, task_columns, sql_type)  # noqa: E731
+    e = lambda name, sql_type: _field("e", name, event_columns, sql_type)  # noqa: E731
+    task_closed = (f"coalesce({t('IsClosed', 'BOOLEAN')}, CASE WHEN {t('CompletedDateTime', 'TIMESTAMP')} IS NOT NULL "
+                   f"THEN true END, {t('Status', 'VARCHAR')} = 'Completed', false)")
+    due = t("ActivityDate", "DATE")
+    # When a closed task happened: its completion, else its due date unless that is still ahead (closed
+    # early), else its last change (closing it is one), else its creation.
+    task_done_at = (f"coalesce({t('CompletedDateTime', 'TIMESTAMP')}, CASE WHEN {due} <= CAST(b.now AS DATE) "
+                    f"THEN CAST({due} AS TIMESTAMP) END, least({t('LastModifiedDate', 'TIMESTAMP')}, b.now), "
+                    f"{t('CreatedDate', 'TIMESTAMP')})")
+    start = (f"coalesce({e('StartDateTime', 'TIMESTAMP')}, {e('ActivityDateTime', 'TIMESTAMP')}, "
+             f"CAST({e('ActivityDate', 'DATE')} AS TIMESTAMP), {e('CreatedDate', 'TIMESTAMP')})")
+    # All-day events end with their last day, whether the org stores EndDateTime as that day's midnight
+    # (Salesforce) or the next one; others at EndDateTime, else start + duration.
+    end = (f"CASE WHEN coalesce({e('IsAllDayEvent', 'BOOLEAN')}, false) THEN "
+           f"CAST(coalesce({e('EndDate', 'DATE')}, CAST({e('EndDateTime', 'TIMESTAMP')} AS DATE), "
+           f"CAST({start} AS DATE)) AS TIMESTAMP) + INTERVAL 1 DAY "
+           f"ELSE coalesce({e('EndDateTime', 'TIMESTAMP')}, "
+           f"{start} + to_minutes(CAST(coalesce({e('DurationInMinutes', 'BIGINT')}, 0) AS BIGINT))) END")
     sql = f"""
         CREATE OR REPLACE TABLE {SCHEMA}.touchpoints AS
-        WITH activities AS (
-            SELECT t."Id" AS touchpoint_id, 'task' AS kind, t."TaskSubtype" AS subtype,
-                   coalesce(t."CompletedDateTime", CAST(t."ActivityDate" AS TIMESTAMP), t."CreatedDate") AS occurred_at,
-                   t."Subject" AS subject, t."Status" AS status, t."Priority" AS priority, t."IsClosed" AS is_closed,
-                   t."IsArchived" AS is_archived, t."WhoId" AS who_id, t."WhatId" AS what_id,
-                   t."AccountId" AS account_id, t."OwnerId" AS owner_id, CAST(NULL AS BIGINT) AS duration_minutes
-            FROM {RAW}.task t WHERE {live('t')}
-            UNION ALL
-            SELECT e."Id", 'event', e."EventSubtype",
-                   coalesce(e."StartDateTime", e."ActivityDateTime", CAST(e."ActivityDate" AS TIMESTAMP), e."CreatedDate"),
-                   e."Subject", NULL, NULL, coalesce(e."EndDateTime", e."StartDateTime") < CAST(? AS TIMESTAMP),
-                   e."IsArchived", e."WhoId", e."WhatId", e."AccountId", e."OwnerId", e."DurationInMinutes"
-            FROM {RAW}.event e WHERE {live('e')}
+        WITH b AS (SELECT CAST(? AS TIMESTAMP) AS now),
+        tasks AS (
+            SELECT t."Id" AS touchpoint_id, 'task' AS kind, {t('TaskSubtype', 'VARCHAR')} AS subtype,
+                   {task_closed} AS is_closed, {task_done_at} AS done_at, CAST({due} AS TIMESTAMP) AS planned_for,
+                   {t('Subject', 'VARCHAR')} AS subject, {t('Status', 'VARCHAR')} AS status,
+                   {t('Priority', 'VARCHAR')} AS priority, {t('IsArchived', 'BOOLEAN')} AS is_archived,
+                   {t('WhoId', 'VARCHAR')} AS who_id, {t('WhatId', 'VARCHAR')} AS what_id,
+                   {t('AccountId', 'VARCHAR')} AS account_id, {t('OwnerId', 'VARCHAR')} AS owner_id,
+                   CAST(NULL AS BIGINT) AS duration_minutes, b.now
+            FROM {RAW}.task t, b WHERE {live('t')}
+        ), events AS (
+            SELECT e."Id" AS touchpoint_id, 'event' AS kind, {e('EventSubtype', 'VARCHAR')} AS subtype,
+                   ({end}) <= b.now AS is_closed, {start} AS done_at, {start} AS planned_for,
+                   {e('Subject', 'VARCHAR')} AS subject, CAST(NULL AS VARCHAR) AS status,
+                   CAST(NULL AS VARCHAR) AS priority, {e('IsArchived', 'BOOLEAN')} AS is_archived,
+                   {e('WhoId', 'VARCHAR')} AS who_id, {e('WhatId', 'VARCHAR')} AS what_id,
+                   {e('AccountId', 'VARCHAR')} AS account_id, {e('OwnerId', 'VARCHAR')} AS owner_id,
+                   CAST({e('DurationInMinutes', 'BIGINT')} AS BIGINT) AS duration_minutes, b.now
+            FROM {RAW}.event e, b WHERE {live('e')}
+        ), activities AS (
+            SELECT *, CASE WHEN is_closed THEN 'done'
+                           WHEN kind = 'task' AND planned_for < CAST(CAST(now AS DATE) AS TIMESTAMP) THEN 'overdue'
+                           ELSE 'planned' END AS state
+            FROM (SELECT * FROM tasks UNION ALL BY NAME SELECT * FROM events)
         )
-        SELECT a.touchpoint_id, a.kind, a.subtype, a.occurred_at, CAST(a.occurred_at AS DATE) AS occurred_on,
+        SELECT a.touchpoint_id, a.kind, a.subtype, a.state,
+               CASE WHEN a.state = 'done' THEN a.done_at END AS occurred_at,
+               CAST(CASE WHEN a.state = 'done' THEN a.done_at END AS DATE) AS occurred_on,
+               CASE WHEN a.state <> 'done' THEN a.planned_for END AS planned_at,
                a.subject, a.status, a.priority, a.is_closed, a.is_archived,
                a.who_id, p.person_id, a.what_id, {_what_kind('a.what_id')} AS what_kind,
                coalesce(cu.external_id, op.customer_id, ca.customer_id, p.customer_id) AS customer_id,
@@ -218,22 +264,30 @@ def touchpoints(today: date) -> Statement:
         LEFT JOIN {SCHEMA}.opportunities op ON op.opportunity_id = a.what_id
         LEFT JOIN {SCHEMA}.cases ca ON ca.case_id = a.what_id
     """
-    return Statement(sql, [today])
+    return Statement(sql, [now])
 
 
-def engagement_signals(today: date) -> Statement:
+def engagement_signals(today: date, now: datetime) -> Statement:
+    """Engagement counts completed activity up to the build's `now` only (state 'done', occurred_at <= now);
+    planned activity gives `next_touch_at`, open tasks past their due date `overdue_tasks`."""
     sql = f"""
         CREATE OR REPLACE TABLE {SCHEMA}.engagement_signals AS
-        WITH t AS (
+        WITH b AS (SELECT CAST(? AS TIMESTAMP) AS now, CAST(? AS DATE) AS today),
+        tp AS (
+            SELECT tp.*, tp.state = 'done' AND tp.occurred_at <= b.now AS counted, b.today
+            FROM {SCHEMA}.touchpoints tp, b WHERE tp.customer_id IS NOT NULL
+        ), t AS (
             SELECT customer_id,
-                   max(occurred_at) FILTER (WHERE occurred_at <= CAST(? AS DATE) + 1) AS last_touch_at,
-                   count(*) FILTER (WHERE occurred_on > CAST(? AS DATE) - 30 AND occurred_on <= CAST(? AS DATE)) AS touches_30d,
-                   count(*) FILTER (WHERE occurred_on > CAST(? AS DATE) - 90 AND occurred_on <= CAST(? AS DATE)) AS touches_90d,
-                   count(*) FILTER (WHERE kind = 'event' AND occurred_on > CAST(? AS DATE) - 30 AND occurred_on <= CAST(? AS DATE)) AS meetings_30d,
-                   count(*) FILTER (WHERE kind = 'event' AND occurred_on > CAST(? AS DATE) - 90 AND occurred_on <= CAST(? AS DATE)) AS meetings_90d,
-                   count(DISTINCT person_id) FILTER (WHERE occurred_on > CAST(? AS DATE) - 90 AND occurred_on <= CAST(? AS DATE)) AS active_people_90d,
-                   count(*) AS touches_ever
-            FROM {SCHEMA}.touchpoints WHERE customer_id IS NOT NULL GROUP BY 1
+                   max(occurred_at) FILTER (WHERE counted) AS last_touch_at,
+                   count(*) FILTER (WHERE counted AND occurred_on > today - 30) AS touches_30d,
+                   count(*) FILTER (WHERE counted AND occurred_on > today - 90) AS touches_90d,
+                   count(*) FILTER (WHERE counted AND kind = 'event' AND occurred_on > today - 30) AS meetings_30d,
+                   count(*) FILTER (WHERE counted AND kind = 'event' AND occurred_on > today - 90) AS meetings_90d,
+                   count(DISTINCT person_id) FILTER (WHERE counted AND occurred_on > today - 90) AS active_people_90d,
+                   count(*) FILTER (WHERE counted) AS touches_ever,
+                   min(planned_at) FILTER (WHERE state = 'planned') AS next_touch_at,
+                   count(*) FILTER (WHERE state = 'overdue') AS overdue_tasks
+            FROM tp GROUP BY 1
         ), c AS (
             SELECT customer_id,
                    count(*) FILTER (WHERE NOT is_closed AND priority = 'High') AS open_cases_high,
@@ -246,16 +300,17 @@ def engagement_signals(today: date) -> Statement:
             SELECT customer_id,
                    count(*) FILTER (WHERE status = 'open') AS open_opportunities,
                    coalesce(sum(amount) FILTER (WHERE status = 'open'), 0) AS pipeline_open_amount,
-                   coalesce(sum(amount) FILTER (WHERE status = 'won' AND close_date > CAST(? AS DATE) - 365), 0) AS won_amount_365d,
+                   coalesce(sum(amount) FILTER (WHERE status = 'won' AND close_date > b.today - 365), 0) AS won_amount_365d,
                    count(*) AS opportunities_ever
-            FROM {SCHEMA}.opportunities WHERE customer_id IS NOT NULL GROUP BY 1
+            FROM {SCHEMA}.opportunities, b WHERE customer_id IS NOT NULL GROUP BY 1
         ), p AS (
             SELECT customer_id, count(*) AS people FROM {SCHEMA}.people WHERE customer_id IS NOT NULL GROUP BY 1
         )
-        SELECT cu.external_id AS customer_id, t.last_touch_at,
+        SELECT cu.external_id AS customer_id, t.last_touch_at, t.next_touch_at,
                coalesce(t.touches_30d, 0) AS touches_30d, coalesce(t.touches_90d, 0) AS touches_90d,
                coalesce(t.meetings_30d, 0) AS meetings_30d, coalesce(t.meetings_90d, 0) AS meetings_90d,
-               coalesce(t.active_people_90d, 0) AS active_people_90d, coalesce(p.people, 0) AS people,
+               coalesce(t.active_people_90d, 0) AS active_people_90d, coalesce(t.overdue_tasks, 0) AS overdue_tasks,
+               coalesce(p.people, 0) AS people,
                coalesce(c.open_cases_high, 0) AS open_cases_high, coalesce(c.open_cases_medium, 0) AS open_cases_medium,
                coalesce(c.open_cases_low, 0) AS open_cases_low, coalesce(c.open_cases_total, 0) AS open_cases_total,
                coalesce(o.open_opportunities, 0) AS open_opportunities,
@@ -269,4 +324,4 @@ def engagement_signals(today: date) -> Statement:
         LEFT JOIN o ON o.customer_id = cu.external_id
         LEFT JOIN p ON p.customer_id = cu.external_id
     """
-    return Statement(sql, [today] * 12)
+    return Statement(sql, [now, today])

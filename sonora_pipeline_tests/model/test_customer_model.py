@@ -84,19 +84,33 @@ def test_customers_people_and_opportunities_match_the_org(mirrored):
                       for o in rows(org, "Opportunity") if not o["IsDeleted"]}
 
 
+def _utc(ts: datetime) -> datetime:
+    return ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
+
+
 def test_engagement_signals_match_a_count_over_the_org(mirrored):
+    """Touches are completed activity up to the build's time: closed tasks (at their completion) and events
+    that have ended (at their start); open tasks and meetings still ahead are not touches."""
     org, db = mirrored
-    build(db, suite_settings())
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    today = now.date()
+    with duckdb.connect(str(db)) as conn:
+        build_all(conn, suite_settings(), today, now)
     customers = expected_customers(org)
     touches = Counter()
     meetings = Counter()
     for t in rows(org, "Task"):
-        when = (t["CompletedDateTime"] or (datetime.combine(t["ActivityDate"], datetime.min.time()) if t["ActivityDate"] else t["CreatedDate"])).date()
-        if not t["IsDeleted"] and t["AccountId"] in customers and TODAY - timedelta(days=90) < when <= TODAY:
+        if t["IsDeleted"] or not t["IsClosed"] or t["AccountId"] not in customers:
+            continue
+        when = _utc(t["CompletedDateTime"])
+        if when <= now and today - timedelta(days=90) < when.date() <= today:
             touches[t["AccountId"]] += 1
     for e in rows(org, "Event"):
-        when = (e["StartDateTime"] or e["ActivityDateTime"] or e["CreatedDate"]).date()
-        if not e["IsDeleted"] and e["AccountId"] in customers and TODAY - timedelta(days=90) < when <= TODAY:
+        if e["IsDeleted"] or e["AccountId"] not in customers:
+            continue
+        end = (datetime.combine(e["EndDate"], datetime.min.time()) + timedelta(days=1) if e["IsAllDayEvent"]
+               else _utc(e["EndDateTime"]))
+        if end <= now and today - timedelta(days=90) < _utc(e["StartDateTime"]).date() <= today:
             touches[e["AccountId"]] += 1
             meetings[e["AccountId"]] += 1
     open_high = Counter(c["AccountId"] for c in rows(org, "Case")
