@@ -148,8 +148,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
                            initial_import=lookback, instance=instance, show_progress=not args.quiet)
     failed = [r for r in results if not r.success]
     for key, meta in _summary_rows(results):
-        print(f"{key:<28} {meta.get('sonora/rows_upserted', 0):>9,} upserted {meta.get('sonora/deletes', 0):>6,} "
-              f"deleted {meta.get('sonora/api_calls', 0):>5} API calls  {meta.get('sonora/method', '')}")
+        print(f"{key:<28} {meta.get('sonora/rows_read_this_run', 0):>9,} read "
+              f"{meta.get('sonora/rows_inserted_or_updated', 0):>9,} inserted/updated "
+              f"{meta.get('sonora/rows_newly_marked_deleted', 0):>6,} deleted  "
+              f"{meta.get('dagster/row_count', 0):>9,} rows in table {meta.get('sonora/api_calls', 0):>5} API calls  "
+              f"{meta.get('sonora/sync_kind', '')}")
     if failed:
         print(f"sonora-pipeline sync failed: {_failure_message(failed[0])}", file=sys.stderr)
         return 1
