@@ -125,7 +125,8 @@ def test_sensor_runs_only_changed_windows_and_the_mirror_converges(org, tmp_path
         assert not getattr(first, "run_requests", None)  # nothing changed since the import
         rng = random.Random(7)
         ids = [r[0] for r in org.store.conn.execute('SELECT "Id" FROM "Account" WHERE NOT "IsDeleted"').fetchall()]
-        for rid in rng.sample(ids, 5):
+        touched = rng.sample(ids, 5)
+        for rid in touched:
             org.update("Account", rid, {"Sonora_Notes__c": "touched"})
         org.delete("Account", ids[0]) if ids[0] else None
         case_ids = [r[0] for r in org.store.conn.execute('SELECT "Id" FROM "Case" WHERE NOT "IsDeleted"').fetchall()]
@@ -135,10 +136,27 @@ def test_sensor_runs_only_changed_windows_and_the_mirror_converges(org, tmp_path
         requested = {(key.to_user_string(), r.partition_key) for r in second.run_requests for key in r.asset_selection}
         assert {key for key, _ in requested} == {"salesforce/account", "salesforce/case"}
         assert len(second.run_requests) == len({r.partition_key for r in second.run_requests})  # one run per window
+        assert salesforce_changes.job_name == SYNC_JOB_NAME  # the daemon runs every request as this job
+        meta = {}
         for request in second.run_requests:
-            materialize(org, db, instance, partition_key=request.partition_key, selection=request.asset_selection)
+            run = materialize(org, db, instance, partition_key=request.partition_key, selection=request.asset_selection,
+                              tags=request.tags)
+            assert instance.get_run_by_id(run.run_id).job_name == "salesforce_sync_job"
+            meta.update(metadata_of(run))
         for name in OBJECTS:
             assert differences(org, db, name) == []
+        # An incremental run: its window (start minus the overlap), rows read = what the org served for it.
+        account = meta["salesforce/account"]
+        assert account["sonora/sync_kind"] == "incremental"
+        window_from = datetime.strptime(today_key(org), "%Y-%m-%d") - timedelta(seconds=SETTINGS.sync.overlap_seconds)
+        assert instant(account["sonora/read_from"]) == window_from
+        read_to = instant(account["sonora/read_to"])
+        assert account["sonora/rows_read_this_run"] == served(org, "Account", window_from, read_to)
+        assert account["sonora/rows_inserted_or_updated"] == len(set(touched) - {ids[0]})
+        assert account["sonora/rows_newly_marked_deleted"] == 1
+        assert account["dagster/row_count"] == rows_in_table(db, "account") == org.store.count("Account")
+        assert account["sonora/covers"] == (f"Window {today_key(org)}: SystemModstamp from "
+                                            f"{account['sonora/read_from']} to {account['sonora/read_to']}.")
         third = tick(org, db, instance, None)
         assert not getattr(third, "run_requests", None)
 
