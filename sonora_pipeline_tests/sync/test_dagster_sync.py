@@ -99,8 +99,12 @@ def test_first_materialization_imports_everything_with_metadata(org, tmp_path):
     assert f"initial import: {served(org, 'Account', None, read_to):,} rows read, SystemModstamp from beginning " \
            f"of the org's history to {account['sonora/read_to']}, SystemModstamps {oldest.isoformat()}Z" \
         in account["sonora/reads"]
-    assert sync_window.get_first_partition_key() in account["sonora/covers"]
-    assert "Partition status marks only " + today_key(org) in account["sonora/covers"]
+    assert account["sonora/covers"] == (
+        f"Initial import (all): every record of Account with SystemModstamp before {account['sonora/read_to']} "
+        f"(the oldest read: {oldest.isoformat()}Z), then window {today_key(org)}. The table holds every sync window "
+        f"from {sync_window.get_first_partition_key()} to {today_key(org)} and the history before them; partition "
+        f"status marks only {today_key(org)} as materialized, the earlier windows' rows are in the table all the "
+        "same (no backfill needed).")
     # Each count says what it counts: rows in the table (Dagster's row count) vs rows the org served this run
     # (the import, then today's window re-read from its start minus the overlap).
     window_from = datetime.strptime(today_key(org), "%Y-%m-%d") - timedelta(seconds=SETTINGS.sync.overlap_seconds)
@@ -114,6 +118,29 @@ def test_first_materialization_imports_everything_with_metadata(org, tmp_path):
         assert asset_meta["sonora/rows_newly_marked_deleted"] == asset_meta[
             "sonora/rows_in_table_deleted_in_salesforce"] == rows_in_table(db, table, "_sonora_deleted_at IS NOT NULL")
         assert "dagster/partition_row_count" not in asset_meta  # a mirror table is not split by window
+
+
+def test_an_initial_import_with_a_lookback_says_where_it_started(org, tmp_path):
+    db = tmp_path / "m.duckdb"
+    org.advance_clock(LAG + 3)
+    since = (org.clock.now() - timedelta(days=200)).date()
+    with dg.instance_for_test() as instance:
+        run = sync_job(org, db).execute_in_process(
+            instance=instance, partition_key=today_key(org), asset_selection=[dg.AssetKey(["salesforce", "case"])],
+            run_config={"ops": {"salesforce__case": {"config": {"initial_import": f"since:{since}"}}}})
+    case = metadata_of(run)["salesforce/case"]
+    start = datetime(since.year, since.month, since.day)
+    assert case["sonora/sync_kind"] == "initial" and case["sonora/initial_import"] == f"since:{since}"
+    assert case["sonora/read_from"] == start.isoformat() + "Z"
+    read_to = instant(case["sonora/read_to"])
+    window_from = datetime.strptime(today_key(org), "%Y-%m-%d") - timedelta(seconds=SETTINGS.sync.overlap_seconds)
+    assert 0 < served(org, "Case", start, read_to) < served(org, "Case", None, read_to)  # the lookback cut rows
+    assert case["sonora/rows_read_this_run"] == served(org, "Case", start, read_to) + served(
+        org, "Case", window_from, read_to)
+    assert case["dagster/row_count"] == rows_in_table(db, "case") == served(org, "Case", start, read_to)
+    assert case["sonora/covers"].startswith(f"Initial import (since:{since}): every record of Case with "
+                                            f"SystemModstamp from {start.isoformat()}Z to {case['sonora/read_to']} ")
+    assert "Records outside initial_import since:" in case["sonora/covers"]
 
 
 def test_sensor_runs_only_changed_windows_and_the_mirror_converges(org, tmp_path):

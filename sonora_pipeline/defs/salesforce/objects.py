@@ -57,20 +57,28 @@ def what_it_covers(result: SyncResult, kind: str, keys: dg.PartitionKeyRange) ->
     """One sentence for the materialization: the SystemModstamp range the run read, in the terms of the
     partitions the UI shows (an initial import covers far more than the partition(s) it is marked on)."""
     marked = keys.start if keys.start == keys.end else f"{keys.start} .. {keys.end}"
-    to = result.metadata()["read_to"]
-    if kind == "initial":
-        mode = result.initial_import or ""
-        scope = "only the active records (initial_import: active)" if mode == "active" else "every record"
-        start = result.metadata()["read_from"]
-        text = (f"Initial import ({mode}) of {scope} of {result.object_name} with SystemModstamp from {start} "
-                f"to {to}, then window {keys.end}: the table now holds every sync window from "
-                f"{sync_window.get_first_partition_key()} to {keys.end}.")
+    meta = result.metadata()
+    if kind != "initial":
+        what = "Windows" if kind == "backfill" else "Window"
+        return f"{what} {marked}: SystemModstamp from {meta['read_from']} to {meta['read_to']}."
+    mode = result.initial_import or ""
+    initial = next((r for r in result.reads if r.kind == "initial"), None)
+    oldest = f" (the oldest read: {initial.oldest_modstamp.isoformat()}Z)" if initial and initial.oldest_modstamp else ""
+    scope = "every active record" if mode == "active" else "every record"
+    span = (f"from {initial.read_from.isoformat()}Z to" if initial and initial.read_from else "before")
+    text = (f"Initial import ({mode}): {scope} of {result.object_name} with SystemModstamp {span} "
+            f"{meta['read_to']}{oldest}, then window {keys.end}.")
+    if mode == "all":
+        text += (f" The table holds every sync window from {sync_window.get_first_partition_key()} to {keys.end} "
+                 "and the history before them")
         if keys.start != sync_window.get_first_partition_key():
-            text += (f" Partition status marks only {marked} as materialized; the earlier windows' rows are in "
-                     "the table all the same (no backfill needed).")
-        return text
-    what = "Windows" if kind == "backfill" else "Window"
-    return f"{what} {marked}: SystemModstamp from {result.metadata()['read_from']} to {to}."
+            text += (f"; partition status marks only {marked} as materialized, the earlier windows' rows are in "
+                     "the table all the same (no backfill needed)")
+        text += "."
+    else:
+        text += (f" Records outside initial_import {mode} are not in the table (re-run with redo_initial_import "
+                 "and initial_import all to read them).")
+    return text
 
 
 def _materialize_result(result: SyncResult, keys: dg.PartitionKeyRange) -> dg.MaterializeResult:
