@@ -148,8 +148,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
                            initial_import=lookback, instance=instance, show_progress=not args.quiet)
     failed = [r for r in results if not r.success]
     for key, meta in _summary_rows(results):
-        print(f"{key:<28} {meta.get('sonora/rows_upserted', 0):>9,} upserted {meta.get('sonora/deletes', 0):>6,} "
-              f"deleted {meta.get('sonora/api_calls', 0):>5} API calls  {meta.get('sonora/method', '')}")
+        print(f"{key:<28} {meta.get('sonora/rows_read_this_run', 0):>9,} read "
+              f"{meta.get('sonora/rows_inserted_or_updated', 0):>9,} inserted/updated "
+              f"{meta.get('sonora/rows_newly_marked_deleted', 0):>6,} deleted  "
+              f"{meta.get('dagster/row_count', 0):>9,} rows in table {meta.get('sonora/api_calls', 0):>5} API calls  "
+              f"{meta.get('sonora/sync_kind', '')}")
     if failed:
         print(f"sonora-pipeline sync failed: {_failure_message(failed[0])}", file=sys.stderr)
         return 1
@@ -349,6 +352,24 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _org_inventory() -> int:
+    """Materialize `salesforce/org_inventory` (org_inventory_job, in process): what the org holds per synced
+    object, as the run-as user sees it, in salesforce_meta.org_inventory — to compare with the mirror."""
+    from sonora_pipeline.definitions import defs as lazy_defs
+    from sonora_pipeline.sync.runner import QUIET_CONSOLE
+
+    job = lazy_defs().resolve_job_def("org_inventory_job")
+    with _instance() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
+    if not result.success:
+        print(f"sonora-pipeline: org inventory failed: {_failure_message(result)}", file=sys.stderr)
+        return 1
+    for _, meta in _summary_rows([result]):
+        print(f"Org inventory: {meta['records_in_org']:,} records in {meta['dagster/row_count']} objects "
+              "(table salesforce_meta.org_inventory)")
+    return 0
+
+
 DEMO_SETTINGS = Path(__file__).resolve().parent / "localorg" / "demo-settings.yaml"
 
 
@@ -370,6 +391,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     db = duckdb_path()
     print(f"Local org at {org.instance_url}; running the initial sync ...", flush=True)
     code = cmd_sync(argparse.Namespace(lookback=args.lookback, objects="", quiet=False))
+    if code == 0:
+        code = _org_inventory()
     if code != 0:
         org.stop()
         return code

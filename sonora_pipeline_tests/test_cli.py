@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
+import dagster as dg
 import pytest
+from dagster._core.instance.ref import InstanceRef
+
 
 from sonora_pipeline_tests.sync.helpers import differences
 
@@ -53,18 +57,28 @@ def test_flow_disabled_and_no_run_as_user_each_get_their_message(org, tmp_path):
 
 
 def test_sync_then_resync_through_the_cli(org, tmp_path):
+    home = tmp_path / "home"  # a persistent instance, to read the runs' job names afterwards
+    home.mkdir()
     org.advance_clock(8)
-    first = run_cli(["sync", "--lookback", "all", "--quiet"], org, tmp_path)
+    first = run_cli(["sync", "--lookback", "all", "--quiet"], org, tmp_path, DAGSTER_HOME=str(home))
     assert first.returncode == 0, first.stderr[-2000:]
-    assert "salesforce/account" in first.stdout
+    live, rows = org.store.count("Account", include_deleted=False), org.store.count("Account")
+    assert re.search(rf"salesforce/account +[\d,]+ read +{live:,} inserted/updated +{rows - live:,} deleted +{rows:,} "
+                     r"rows in table +\d+ API calls +initial", first.stdout), first.stdout
     for name in ("Account", "Contact", "Task"):
         assert differences(org, tmp_path / "mirror.duckdb", name) == []
     rid = org.store.conn.execute('SELECT "Id" FROM "Contact" WHERE NOT "IsDeleted" LIMIT 1').fetchone()[0]
     org.update("Contact", rid, {"Title": "Chief Renewal Officer"})
     org.advance_clock(8)
-    second = run_cli(["sync", "--quiet"], org, tmp_path)
+    second = run_cli(["sync", "--quiet"], org, tmp_path, DAGSTER_HOME=str(home))
     assert second.returncode == 0, second.stderr[-2000:]
+    assert re.search(r"salesforce/contact +[\d,]+ read +1 inserted/updated +0 deleted .* incremental", second.stdout)
     assert differences(org, tmp_path / "mirror.duckdb", "Contact") == []
+    # Every CLI sync run shows in the UI as the named job (not Dagster's __ephemeral_asset_job__).
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        runs = instance.get_runs()
+    assert len(runs) == first.stdout.count("salesforce/") + second.stdout.count("salesforce/") >= 2 * 8
+    assert {r.job_name for r in runs} == {"salesforce_sync_job"}
 
 
 def test_sync_with_a_broken_settings_file_stops_before_anything_is_written(org, tmp_path):

@@ -67,3 +67,15 @@ def test_demo_syncs_the_local_org_and_prints_an_example_answer(tmp_path):
                                "ON h.customer_id = c.external_id WHERE c.is_paying ORDER BY h.score NULLS LAST, "
                                "c.arr DESC LIMIT 1").fetchone()[0]
     assert at_risk[:20] in result.stdout
+    # The org inventory ran too: what the org holds, next to the mirror (which equals the org after the sync).
+    assert "Org inventory:" in result.stdout
+    with duckdb.connect(str(db), read_only=True) as conn:
+        inventory = dict(conn.execute("SELECT object_name, record_count FROM salesforce_meta.org_inventory").fetchall())
+        live_accounts = conn.execute("SELECT count(*) FROM salesforce.account WHERE NOT IsDeleted").fetchone()[0]
+    assert set(inventory) == set(counts) and inventory["Account"] == live_accounts
+    # Every run in the instance carries a job name a person can read in the UI.
+    from dagster._core.instance.ref import InstanceRef
+
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as instance:
+        jobs = {r.job_name for r in instance.get_runs()}
+    assert jobs == {"salesforce_sync_job", "org_inventory_job", "customer_model_job"}

@@ -7,19 +7,13 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.salesforce.sensors import automation_status
+from sonora_pipeline.defs.salesforce.sync_job import salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.salesforce.errors import SalesforceError, TooManyPurges
 from sonora_pipeline.sync.engine import reconcile_ids
 
-salesforce_sync_job = dg.define_asset_job(
-    name="salesforce_sync_job",
-    selection=dg.AssetSelection.groups("salesforce"),
-    partitions_def=sync_window,
-    description="Sync every Salesforce object for one window (initial import included the first time).",
-)
 
 org_inventory_job = dg.define_asset_job(
     name="org_inventory_job",

@@ -45,6 +45,10 @@ class CommitResult:
     added_columns: list[str]
     cursor_modstamp: datetime | None
     cursor_id: str | None
+    # The SystemModstamp range of the rows read (None when none were): what a read really covered, which for
+    # an unbounded initial import is where the org's history starts.
+    oldest_modstamp: datetime | None = None
+    newest_modstamp: datetime | None = None
 
 
 @contextlib.contextmanager
@@ -167,8 +171,10 @@ def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: 
         if added and state.rows_upserted_total:
             state.pending_backfill = tuple(sorted(set(state.pending_backfill) | set(added)))
         rows_read = upserted = deletes = 0
+        oldest = newest = None
         if not spool.empty:
             rows_read = _stage(conn, schema, spool)
+            oldest, newest = conn.execute('SELECT min("SystemModstamp"), max("SystemModstamp") FROM staged').fetchone()
             upserted, deletes = _merge(conn, schema, spool.columns, synced_at)
         if advance_cursor and read_to is not None:
             # The cursor is the end of what has been read contiguously; it only ever moves forward.
@@ -189,7 +195,7 @@ def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: 
                    window_end=window_end, read_from=read_from, read_to=read_to, kind=kind, method=method,
                    rows_read=rows_read, rows_upserted=upserted, deletes=deletes, api_calls=api_calls,
                    run_id=run_id, committed_at=synced_at)
-    return CommitResult(rows_read, upserted, deletes, added, state.cursor_modstamp, state.cursor_id)
+    return CommitResult(rows_read, upserted, deletes, added, state.cursor_modstamp, state.cursor_id, oldest, newest)
 
 
 def vanished_columns(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[str]:

@@ -41,6 +41,33 @@ BULK_PAGE_RECORDS = 100_000
 MAX_REST_SOQL_LENGTH = 12_000
 
 
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() + "Z" if value else ""
+
+
+BEGINNING = "beginning of the org's history"
+
+
+@dataclass
+class ReadSummary:
+    """One read of a run (the initial import, or a window): its SystemModstamp bounds as queried, and the
+    range of the rows the org served for it."""
+
+    kind: str
+    read_from: datetime | None  # None: no lower bound (the initial import read the org's whole history)
+    read_to: datetime
+    rows_read: int
+    oldest_modstamp: datetime | None
+    newest_modstamp: datetime | None
+
+    def describe(self) -> str:
+        what = "initial import" if self.kind == "initial" else self.kind
+        served = (f", SystemModstamps {_iso(self.oldest_modstamp)} .. {_iso(self.newest_modstamp)}"
+                  if self.rows_read else "")
+        return (f"{what}: {self.rows_read:,} rows read, SystemModstamp from {_iso(self.read_from) or BEGINNING} "
+                f"to {_iso(self.read_to)}{served}")
+
+
 @dataclass
 class SyncResult:
     object_name: str
@@ -58,13 +85,23 @@ class SyncResult:
     rows_in_table: int = 0
     initial_import: str | None = None
     schema: ObjectSchema | None = None
+    reads: list[ReadSummary] = field(default_factory=list)
+    cursor: datetime | None = None  # the object's committed cursor after the run
+    deleted_rows_in_table: int = 0  # rows kept for records deleted or purged in Salesforce
 
     def metadata(self) -> dict[str, Any]:
+        """What the run did, with names that say which count is which (rows in the table are Dagster's
+        `dagster/row_count`, set by the asset): rows read are what the org served, re-reads included."""
         return {
-            "kind": self.kind, "method": self.method,
-            "read_from": self.read_from.isoformat() + "Z" if self.read_from else "beginning",
-            "read_to": self.read_to.isoformat() + "Z" if self.read_to else "",
-            "rows_read": self.rows_read, "rows_upserted": self.rows_upserted, "deletes": self.deletes,
+            "reads": "; ".join(r.describe() for r in self.reads) or "nothing to read",
+            "method": self.method,
+            "read_from": _iso(self.read_from) or (BEGINNING if self.reads else ""),
+            "read_to": _iso(self.read_to),
+            "cursor_after_run": _iso(self.cursor),
+            "rows_read_this_run": self.rows_read,
+            "rows_inserted_or_updated": self.rows_upserted,
+            "rows_newly_marked_deleted": self.deletes,
+            "rows_in_table_deleted_in_salesforce": self.deleted_rows_in_table,
             "api_calls": self.api_calls, "seconds": round(self.seconds, 2),
             "records_per_second": round(self.rows_read / self.seconds) if self.seconds else 0,
             "added_columns": ", ".join(self.added_columns) or "none",
@@ -240,7 +277,10 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
     with write_connection(db_path) as conn:
         added_now, pending = prepare_schema(conn, schema, org=org)
         vanished = vanished_columns(conn, schema)
-        rows_in_table = conn.execute(f"SELECT count(*) FROM {qualified(schema)}").fetchone()[0]
+        rows_in_table, deleted_rows = conn.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE _sonora_deleted_at IS NOT NULL OR _sonora_purged_at IS NOT NULL) "
+            f"FROM {qualified(schema)}").fetchone()
+        cursor = read_all_states(conn, (object_name,))[object_name].cursor_modstamp
     added_now = sorted(set(added_now) | {col for _, _, c in results for col in c.added_columns})
     if added_now:
         log.info(f"{object_name}: new field(s) {', '.join(added_now)} added as column(s)")
@@ -254,7 +294,9 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
         object_name=object_name,
         kind="+".join(p.kind for p, _, _ in results) or "nothing-to-read",
         method="+".join(sorted({m for _, m, _ in results})) or "none",
-        read_from=min((p.read_from for p, _, _ in results if p.read_from), default=None),
+        # An initial import without a lower bound read from the org's beginning, whatever the window after it.
+        read_from=None if any(p.read_from is None for p, _, _ in results) else min(
+            (p.read_from for p, _, _ in results), default=None),
         read_to=max((p.read_to for p, _, _ in results), default=None),
         rows_read=sum(c.rows_read for _, _, c in results),
         rows_upserted=sum(c.rows_upserted for _, _, c in results),
@@ -266,6 +308,10 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
         initial_import=settings.initial_import if any(p.kind == "initial" for p, _, _ in results) else None,
         schema=schema,
         rows_in_table=rows_in_table,
+        reads=[ReadSummary(p.kind, p.read_from, p.read_to, c.rows_read, c.oldest_modstamp, c.newest_modstamp)
+               for p, _, c in results],
+        cursor=cursor,
+        deleted_rows_in_table=deleted_rows,
     )
 
 

@@ -104,12 +104,17 @@ QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def run_sync(defs: dg.Definitions, db_path: Path, objects: tuple[str, ...], overlap_seconds: int,
              partitions: dg.TimeWindowPartitionsDefinition, *, initial_import: str = "",
              instance: dg.DagsterInstance, show_progress: bool = True,
-             initial_covers_range: bool | None = None) -> list[dg.ExecuteInProcessResult]:
-    """`initial_covers_range`: whether an initial import materializes every window up to today (default:
+             initial_covers_range: bool | None = None,
+             job_name: str = "salesforce_sync_job") -> list[dg.ExecuteInProcessResult]:
+    """Each due run executes `job_name` (a job of `defs` selecting the object assets) for one object, so the
+    CLI's runs carry the same job name as the sensor's and the UI's.
+
+    `initial_covers_range`: whether an initial import materializes every window up to today (default:
     on a persistent instance with Postgres- or MySQL-like storage, see the module's docstring)."""
     if initial_covers_range is None:
         initial_covers_range = not instance.is_ephemeral and bool(getattr(
             instance.event_log_storage, "supports_partition_subset_in_asset_materialization_planned_events", False))
+    job = defs.resolve_job_def(job_name)
     runs = due_runs(objects, db_path, partitions, overlap_seconds, initial_covers_range=initial_covers_range)
     bar = ProgressBar(len(runs)) if show_progress else None
     results = []
@@ -127,9 +132,8 @@ def run_sync(defs: dg.Definitions, db_path: Path, objects: tuple[str, ...], over
             if initial_import:
                 run_config["ops"] = {f"salesforce__{table_name_for(due.object_name)}": {
                     "config": {"initial_import": initial_import}}}
-            result = dg.materialize(
-                [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and key in a.keys],
-                resources=defs.resources, instance=instance, tags=tags, run_config=run_config or None,
+            result = job.execute_in_process(
+                instance=instance, asset_selection=[key], tags=tags, run_config=run_config or None,
                 partition_key=due.last_key if due.first_key == due.last_key else None,
                 raise_on_error=False,
             )
@@ -139,4 +143,3 @@ def run_sync(defs: dg.Definitions, db_path: Path, objects: tuple[str, ...], over
     if bar:
         bar.finish()
     return results
-

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime, timedelta
 
 import dagster as dg
 import duckdb
 
+from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS
 from sonora_pipeline.defs.salesforce.sensors import salesforce_changes
+from sonora_pipeline.defs.salesforce.sync_job import SYNC_JOB_NAME, salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.sync.catalog import table_name_for
 from sonora_pipeline_tests.sync.helpers import OBJECTS, differences
 
 LAG = SETTINGS.sync.lag_seconds
@@ -25,12 +29,43 @@ def resources_for(org, db):
     }
 
 
-def materialize(org, db, instance, *, partition_key, selection=None):
-    assets = [a for a in OBJECT_ASSETS if selection is None or set(a.keys) & set(selection)]
-    result = dg.materialize(assets, resources=resources_for(org, db), instance=instance,
-                            partition_key=partition_key)
+def sync_job(org, db) -> dg.JobDefinition:
+    """The job every sync runs as (the sensor's, the schedule's and the CLI's runs), bound to this org."""
+    defs = dg.Definitions(assets=OBJECT_ASSETS, jobs=[salesforce_sync_job], resources=resources_for(org, db))
+    return defs.resolve_job_def(SYNC_JOB_NAME)
+
+
+def materialize(org, db, instance, *, partition_key, selection=None, tags=None):
+    """Run the sync job for `partition_key` and the selected objects (all by default), as the daemon runs a
+    sensor's RunRequest."""
+    keys = [k for a in OBJECT_ASSETS for k in a.keys if selection is None or k in set(selection)]
+    result = sync_job(org, db).execute_in_process(instance=instance, partition_key=partition_key,
+                                                   asset_selection=keys, tags=tags)
     assert result.success
     return result
+
+
+def metadata_of(result) -> dict[str, object]:
+    """{asset: {key: plain value}} of a run's materializations."""
+    return {e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+
+
+def served(org, object_name, read_from: datetime | None, read_to: datetime) -> int:
+    """Rows the org's queryAll serves for SystemModstamp in [read_from, read_to): deleted and archived included."""
+    where, params = '"SystemModstamp" < ?', [read_to]
+    if read_from is not None:
+        where, params = where + ' AND "SystemModstamp" >= ?', params + [read_from]
+    return org.store.conn.execute(f'SELECT count(*) FROM "{object_name}" WHERE {where}', params).fetchone()[0]
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.removesuffix("Z"))
+
+
+def rows_in_table(db, table: str, where: str = "TRUE") -> int:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(f"SELECT count(*) FROM salesforce.{table} WHERE {where}").fetchone()[0]
 
 
 def tick(org, db, instance, cursor):
@@ -47,15 +82,65 @@ def test_first_materialization_imports_everything_with_metadata(org, tmp_path):
     org.advance_clock(LAG + 3)
     with dg.instance_for_test() as instance:
         result = materialize(org, db, instance, partition_key=today_key(org))
-        events = result.get_asset_materialization_events()
-        meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in events}
+        meta = metadata_of(result)
+        assert instance.get_run_by_id(result.run_id).job_name == "salesforce_sync_job"
     account = meta["salesforce/account"]
-    assert account["sonora/initial_import"].value == "all"
-    assert account["sonora/api_calls"].value > 0
-    assert account["dagster/row_count"].value == org.store.count("Account") - 0 or account["dagster/row_count"].value > 0
-    assert {c.name for c in account["dagster/column_schema"].schema.columns} >= {"Id", "ARR__c", "BillingAddress"}
+    assert account["sonora/initial_import"] == "all"
+    assert account["sonora/api_calls"] > 0
+    assert {c.name for c in account["dagster/column_schema"].columns} >= {"Id", "ARR__c", "BillingAddress"}
     for name in OBJECTS:
         assert differences(org, db, name) == []
+    # The initial import says what it read: the org's whole history up to the cursor, not the partition's day.
+    assert account["sonora/sync_kind"] == "initial"
+    assert account["sonora/read_from"] == "beginning of the org's history"
+    read_to = instant(account["sonora/read_to"])
+    assert account["sonora/cursor_after_run"] == account["sonora/read_to"]
+    oldest = org.store.conn.execute('SELECT min("SystemModstamp") FROM "Account"').fetchone()[0]
+    assert f"initial import: {served(org, 'Account', None, read_to):,} rows read, SystemModstamp from beginning " \
+           f"of the org's history to {account['sonora/read_to']}, SystemModstamps {oldest.isoformat()}Z" \
+        in account["sonora/reads"]
+    assert account["sonora/covers"] == (
+        f"Initial import (all): every record of Account with SystemModstamp before {account['sonora/read_to']} "
+        f"(the oldest read: {oldest.isoformat()}Z), then window {today_key(org)}. The table holds every sync window "
+        f"from {sync_window.get_first_partition_key()} to {today_key(org)} and the history before them; partition "
+        f"status marks only {today_key(org)} as materialized, the earlier windows' rows are in the table all the "
+        "same (no backfill needed).")
+    # Each count says what it counts: rows in the table (Dagster's row count) vs rows the org served this run
+    # (the import, then today's window re-read from its start minus the overlap).
+    window_from = datetime.strptime(today_key(org), "%Y-%m-%d") - timedelta(seconds=SETTINGS.sync.overlap_seconds)
+    for object_name in OBJECTS:
+        table = table_name_for(object_name)
+        name, asset_meta = object_name, meta[f"salesforce/{table}"]
+        assert asset_meta["dagster/row_count"] == rows_in_table(db, table) == org.store.count(object_name), name
+        assert asset_meta["sonora/rows_read_this_run"] == served(org, object_name, None, read_to) + served(
+            org, object_name, window_from, read_to), name
+        assert asset_meta["sonora/rows_inserted_or_updated"] == rows_in_table(db, table, "_sonora_deleted_at IS NULL")
+        assert asset_meta["sonora/rows_newly_marked_deleted"] == asset_meta[
+            "sonora/rows_in_table_deleted_in_salesforce"] == rows_in_table(db, table, "_sonora_deleted_at IS NOT NULL")
+        assert "dagster/partition_row_count" not in asset_meta  # a mirror table is not split by window
+
+
+def test_an_initial_import_with_a_lookback_says_where_it_started(org, tmp_path):
+    db = tmp_path / "m.duckdb"
+    org.advance_clock(LAG + 3)
+    since = (org.clock.now() - timedelta(days=200)).date()
+    with dg.instance_for_test() as instance:
+        run = sync_job(org, db).execute_in_process(
+            instance=instance, partition_key=today_key(org), asset_selection=[dg.AssetKey(["salesforce", "case"])],
+            run_config={"ops": {"salesforce__case": {"config": {"initial_import": f"since:{since}"}}}})
+    case = metadata_of(run)["salesforce/case"]
+    start = datetime(since.year, since.month, since.day)
+    assert case["sonora/sync_kind"] == "initial" and case["sonora/initial_import"] == f"since:{since}"
+    assert case["sonora/read_from"] == start.isoformat() + "Z"
+    read_to = instant(case["sonora/read_to"])
+    window_from = datetime.strptime(today_key(org), "%Y-%m-%d") - timedelta(seconds=SETTINGS.sync.overlap_seconds)
+    assert 0 < served(org, "Case", start, read_to) < served(org, "Case", None, read_to)  # the lookback cut rows
+    assert case["sonora/rows_read_this_run"] == served(org, "Case", start, read_to) + served(
+        org, "Case", window_from, read_to)
+    assert case["dagster/row_count"] == rows_in_table(db, "case") == served(org, "Case", start, read_to)
+    assert case["sonora/covers"].startswith(f"Initial import (since:{since}): every record of Case with "
+                                            f"SystemModstamp from {start.isoformat()}Z to {case['sonora/read_to']} ")
+    assert "Records outside initial_import since:" in case["sonora/covers"]
 
 
 def test_sensor_runs_only_changed_windows_and_the_mirror_converges(org, tmp_path):
@@ -67,7 +152,8 @@ def test_sensor_runs_only_changed_windows_and_the_mirror_converges(org, tmp_path
         assert not getattr(first, "run_requests", None)  # nothing changed since the import
         rng = random.Random(7)
         ids = [r[0] for r in org.store.conn.execute('SELECT "Id" FROM "Account" WHERE NOT "IsDeleted"').fetchall()]
-        for rid in rng.sample(ids, 5):
+        touched = rng.sample(ids, 5)
+        for rid in touched:
             org.update("Account", rid, {"Sonora_Notes__c": "touched"})
         org.delete("Account", ids[0]) if ids[0] else None
         case_ids = [r[0] for r in org.store.conn.execute('SELECT "Id" FROM "Case" WHERE NOT "IsDeleted"').fetchall()]
@@ -77,10 +163,27 @@ def test_sensor_runs_only_changed_windows_and_the_mirror_converges(org, tmp_path
         requested = {(key.to_user_string(), r.partition_key) for r in second.run_requests for key in r.asset_selection}
         assert {key for key, _ in requested} == {"salesforce/account", "salesforce/case"}
         assert len(second.run_requests) == len({r.partition_key for r in second.run_requests})  # one run per window
+        assert salesforce_changes.job_name == SYNC_JOB_NAME  # the daemon runs every request as this job
+        meta = {}
         for request in second.run_requests:
-            materialize(org, db, instance, partition_key=request.partition_key, selection=request.asset_selection)
+            run = materialize(org, db, instance, partition_key=request.partition_key, selection=request.asset_selection,
+                              tags=request.tags)
+            assert instance.get_run_by_id(run.run_id).job_name == "salesforce_sync_job"
+            meta.update(metadata_of(run))
         for name in OBJECTS:
             assert differences(org, db, name) == []
+        # An incremental run: its window (start minus the overlap), rows read = what the org served for it.
+        account = meta["salesforce/account"]
+        assert account["sonora/sync_kind"] == "incremental"
+        window_from = datetime.strptime(today_key(org), "%Y-%m-%d") - timedelta(seconds=SETTINGS.sync.overlap_seconds)
+        assert instant(account["sonora/read_from"]) == window_from
+        read_to = instant(account["sonora/read_to"])
+        assert account["sonora/rows_read_this_run"] == served(org, "Account", window_from, read_to)
+        assert account["sonora/rows_inserted_or_updated"] == len(set(touched) - {ids[0]})
+        assert account["sonora/rows_newly_marked_deleted"] == 1
+        assert account["dagster/row_count"] == rows_in_table(db, "account") == org.store.count("Account")
+        assert account["sonora/covers"] == (f"Window {today_key(org)}: SystemModstamp from "
+                                            f"{account['sonora/read_from']} to {account['sonora/read_to']}.")
         third = tick(org, db, instance, None)
         assert not getattr(third, "run_requests", None)
 

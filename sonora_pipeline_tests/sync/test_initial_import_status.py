@@ -7,6 +7,7 @@ import duckdb
 
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS, asset_key_for
+from sonora_pipeline.defs.salesforce.sync_job import salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.sync.runner import run_sync
 from sonora_pipeline_tests.sync.helpers import differences
@@ -20,7 +21,7 @@ OBJECTS_HERE = ("Account", "Contact")
 def test_after_the_initial_import_every_window_up_to_today_is_materialized(org, tmp_path):
     db = tmp_path / "m.duckdb"
     org.advance_clock(LAG + 3)
-    defs = dg.Definitions(assets=OBJECT_ASSETS, resources=resources_for(org, db))
+    defs = dg.Definitions(assets=OBJECT_ASSETS, jobs=[salesforce_sync_job], resources=resources_for(org, db))
     objects = OBJECTS_HERE
     keys = sync_window.get_partition_keys()
     # In memory (the suite's time); the CLI does the same on the persistent DAGSTER_HOME instance.
@@ -60,7 +61,7 @@ def test_sqlite_and_ephemeral_instances_materialize_only_today(org, tmp_path):
     """An ephemeral instance forgets partition status, and SQLite storage would pay two writes per window."""
     db = tmp_path / "m.duckdb"
     org.advance_clock(LAG + 3)
-    defs = dg.Definitions(assets=OBJECT_ASSETS, resources=resources_for(org, db))
+    defs = dg.Definitions(assets=OBJECT_ASSETS, jobs=[salesforce_sync_job], resources=resources_for(org, db))
     with dg.DagsterInstance.ephemeral() as ephemeral, dg.instance_for_test() as sqlite:
         for instance in (ephemeral, sqlite):
             assert not instance.event_log_storage.supports_partition_subset_in_asset_materialization_planned_events

@@ -15,7 +15,8 @@ from dagster._core.storage.dagster_run import DagsterRun
 from sonora_pipeline.defs.salesforce.objects import asset_key_for
 from sonora_pipeline.defs.salesforce.sensors import MAX_RUNS_PER_TICK, plan_runs, salesforce_changes
 from sonora_pipeline_tests.sync.helpers import OBJECTS, differences
-from sonora_pipeline_tests.sync.test_dagster_sync import LAG, materialize, resources_for, today_key
+from sonora_pipeline.defs.salesforce.sync_job import SYNC_JOB_NAME
+from sonora_pipeline_tests.sync.test_dagster_sync import LAG, materialize, resources_for, sync_job, today_key
 
 
 def tick(org, db, instance):
@@ -39,7 +40,7 @@ def some_id(org, object_name):
 def queued_run(instance, request):
     """A run the daemon created from `request`, started and not finished."""
     instance.add_run(DagsterRun(
-        job_name="__ASSET_JOB", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
+        job_name=SYNC_JOB_NAME, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
         asset_selection=frozenset(request.asset_selection),
         tags={**request.tags, "dagster/partition": request.partition_key}))
 
@@ -55,10 +56,12 @@ def test_a_window_whose_run_failed_is_asked_for_again(org, tmp_path):
             [(today_key(org), [asset_key_for("Account")])]
         org.configure_app(client_credentials_enabled=False)  # the run fails: nothing committed
         org.expire_tokens()
-        failed = dg.materialize([a for a in _assets() if asset_key_for("Account") in a.keys],
-                                resources=resources_for(org, db), instance=instance,
-                                partition_key=first.run_requests[0].partition_key, raise_on_error=False)
+        failed = sync_job(org, db).execute_in_process(
+            instance=instance, partition_key=first.run_requests[0].partition_key,
+            asset_selection=first.run_requests[0].asset_selection, tags=first.run_requests[0].tags,
+            raise_on_error=False)
         assert not failed.success
+        assert instance.get_run_by_id(failed.run_id).job_name == SYNC_JOB_NAME == salesforce_changes.job_name
         org.configure_app(client_credentials_enabled=True)
         again = tick(org, db, instance)
         assert [(r.partition_key, r.asset_selection) for r in again.run_requests] == \
@@ -71,12 +74,6 @@ def test_a_window_whose_run_failed_is_asked_for_again(org, tmp_path):
         materialize(org, db, instance, partition_key=again.run_requests[0].partition_key,
                     selection=again.run_requests[0].asset_selection)
     assert differences(org, db, "Account") == []
-
-
-def _assets():
-    from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS
-
-    return OBJECT_ASSETS
 
 
 def test_a_busy_org_gets_one_run_per_window_and_a_capped_tick(org, tmp_path):

@@ -46,12 +46,52 @@ def column_schema(schema: ObjectSchema) -> dg.TableSchema:
     return dg.TableSchema(columns=columns)
 
 
-def _materialize_result(result: SyncResult, row_count: int) -> dg.MaterializeResult:
-    metadata = {f"sonora/{k}": v for k, v in result.metadata().items()}
+def sync_kind(result: SyncResult, keys: dg.PartitionKeyRange) -> str:
+    """initial (the object's first import, or a redo), backfill (a range of windows in one run), incremental."""
+    if result.initial_import:
+        return "initial"
+    return "backfill" if keys.start != keys.end else "incremental"
+
+
+def what_it_covers(result: SyncResult, kind: str, keys: dg.PartitionKeyRange) -> str:
+    """One sentence for the materialization: the SystemModstamp range the run read, in the terms of the
+    partitions the UI shows (an initial import covers far more than the partition(s) it is marked on)."""
+    marked = keys.start if keys.start == keys.end else f"{keys.start} .. {keys.end}"
+    meta = result.metadata()
+    if kind != "initial":
+        what = "Windows" if kind == "backfill" else "Window"
+        return f"{what} {marked}: SystemModstamp from {meta['read_from']} to {meta['read_to']}."
+    mode = result.initial_import or ""
+    initial = next((r for r in result.reads if r.kind == "initial"), None)
+    oldest = f" (the oldest read: {initial.oldest_modstamp.isoformat()}Z)" if initial and initial.oldest_modstamp else ""
+    scope = "every active record" if mode == "active" else "every record"
+    span = (f"from {initial.read_from.isoformat()}Z to" if initial and initial.read_from else "before")
+    text = (f"Initial import ({mode}): {scope} of {result.object_name} with SystemModstamp {span} "
+            f"{meta['read_to']}{oldest}, then window {keys.end}.")
+    if mode == "all":
+        text += (f" The table holds every sync window from {sync_window.get_first_partition_key()} to {keys.end} "
+                 "and the history before them")
+        if keys.start != sync_window.get_first_partition_key():
+            text += (f"; partition status marks only {marked} as materialized, the earlier windows' rows are in "
+                     "the table all the same (no backfill needed)")
+        text += "."
+    else:
+        text += (f" Records outside initial_import {mode} are not in the table (re-run with redo_initial_import "
+                 "and initial_import all to read them).")
+    return text
+
+
+def _materialize_result(result: SyncResult, keys: dg.PartitionKeyRange) -> dg.MaterializeResult:
+    """`dagster/row_count` is the table's size after the commit (Dagster: "the number of rows in the table"),
+    and the run's own counts say what they count. No `dagster/partition_row_count`: a mirror table is not
+    split by window (a row moves to a later window each time it changes), and what a run reads is not a
+    partition's rows (the overlap re-reads, an initial import reads the whole history)."""
+    kind = sync_kind(result, keys)
+    metadata = {"sonora/sync_kind": kind, "sonora/covers": what_it_covers(result, kind, keys)}
+    metadata.update({f"sonora/{k}": v for k, v in result.metadata().items()})
     metadata.update({
         "dagster/table_name": f"{SCHEMA}.{table_name_for(result.object_name)}",
-        "dagster/row_count": row_count,
-        "dagster/partition_row_count": result.rows_read,
+        "dagster/row_count": result.rows_in_table,
     })
     if result.schema is not None:
         metadata["dagster/column_schema"] = column_schema(result.schema)
@@ -104,9 +144,10 @@ def build_object_asset(object_name: str, settings: SyncSettings) -> dg.AssetsDef
         except SalesforceError as err:
             raise dg.Failure(description=str(err)) from None
         context.log.info(
-            f"{object_name}: {result.rows_upserted:,} upserted, {result.deletes:,} deleted, "
+            f"{object_name}: {result.rows_read:,} rows read, {result.rows_upserted:,} inserted or updated, "
+            f"{result.deletes:,} newly marked deleted; {result.rows_in_table:,} rows in the table; "
             f"{result.api_calls} API calls via {result.method} in {result.seconds:.1f} s")
-        return _materialize_result(result, result.rows_in_table)
+        return _materialize_result(result, context.partition_key_range)
 
     return _object_asset
 

@@ -25,6 +25,7 @@ import dagster as dg
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.sync_job import salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.salesforce.errors import AuthError, ConfigError, QuotaPaused, SalesforceError
 from sonora_pipeline.sync.windows import soql_datetime
@@ -132,7 +133,7 @@ def plan_runs(due: dict[str, set[str]], busy: set[tuple[dg.AssetKey, str]],
 
 @dg.sensor(
     name="salesforce_changes",
-    target=dg.AssetSelection.groups("salesforce"),
+    job=salesforce_sync_job,  # runs show as salesforce_sync_job; each RunRequest selects its objects
     minimum_interval_seconds=tick_seconds(),
     default_status=automation_status(),
     description="Asks the org (one API call) which objects changed since the mirror's committed cursors and "
