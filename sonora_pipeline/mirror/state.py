@@ -79,10 +79,9 @@ DOCS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-def document_state_table(conn: duckdb.DuckDBPyConnection, table: str) -> None:
-    """Comment one state table (written only when a comment differs)."""
-    comment, columns = DOCS[table]
-    set_comments(conn, table, comment, columns)
+def document_state_tables(conn: duckdb.DuckDBPyConnection, *tables: str) -> None:
+    """Comment the state tables (default: all that exist), writing only the comments that differ."""
+    set_comments(conn, {name: DOCS[name] for name in (tables or DOCS)})
 
 
 def ensure_state_tables(conn: duckdb.DuckDBPyConnection) -> None:
@@ -120,8 +119,7 @@ def ensure_state_tables(conn: duckdb.DuckDBPyConnection) -> None:
             run_id VARCHAR,
             committed_at TIMESTAMP
         )""")
-    document_state_table(conn, "_sync_state")
-    document_state_table(conn, "_sync_windows")
+    document_state_tables(conn)  # _org and _record_types too, when a commit made them
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,6 @@ def claim_org(conn: duckdb.DuckDBPyConnection, org: OrgIdentity) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     conn.execute(f"CREATE TABLE IF NOT EXISTS {ORG} (org_id VARCHAR NOT NULL, instance_url VARCHAR, "
                  "first_seen_at TIMESTAMP)")
-    document_state_table(conn, "_org")
     check_org(conn, org)
     if mirrored_org(conn) is None:
         first_seen = datetime.now(timezone.utc).replace(tzinfo=None)

@@ -72,24 +72,25 @@ def column_docs(schema: ObjectSchema) -> list[MirrorColumn]:
     return columns
 
 
-def set_comments(conn: duckdb.DuckDBPyConnection, table: str, comment: str, columns: dict[str, str],
+def set_comments(conn: duckdb.DuckDBPyConnection, docs: dict[str, tuple[str, dict[str, str]]],
                  schema: str = SCHEMA) -> None:
-    """Comment `schema.table` and those of `columns` ({name: comment}) it has, writing only the comments that
-    differ: cheap enough for every commit, and it repairs what a re-created table, an edited label or an
-    older warehouse left blank or stale."""
-    current = conn.execute("SELECT comment FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                           [schema, table]).fetchone()
-    if current is None:
-        return
-    target = f"{schema}.{q(table)}"
-    if current[0] != comment:
-        conn.execute(f"COMMENT ON TABLE {target} IS {_literal(comment)}")
-    wanted = {name.lower(): text for name, text in columns.items()}
-    for name, have in conn.execute("SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = ? "
-                                   "AND table_name = ?", [schema, table]).fetchall():
-        text = wanted.get(name.lower())
+    """Comment the tables of `docs` ({table: (comment, {column: comment})}) that exist, and their columns,
+    writing only the comments that differ: two catalog queries, cheap enough for every commit, and it repairs
+    what a re-created table, an edited label or an older warehouse left blank or stale."""
+    where = "WHERE database_name = current_database() AND schema_name = ? AND list_contains(?, table_name)"
+    params = [schema, list(docs)]
+    tables = conn.execute(f"SELECT table_name, comment FROM duckdb_tables() {where}", params).fetchall()
+    rows = conn.execute(f"SELECT table_name, column_name, comment FROM duckdb_columns() {where}", params).fetchall()
+    wanted = {table: {name.lower(): text for name, text in columns.items()} for table, (_, columns) in docs.items()}
+    statements = [f"COMMENT ON TABLE {schema}.{q(table)} IS {_literal(docs[table][0])}"
+                  for table, have in tables if have != docs[table][0]]
+    for table, column, have in rows:
+        target = f"{schema}.{q(table)}"
+        text = wanted[table].get(column.lower())
         if text and have != text:
-            conn.execute(f"COMMENT ON COLUMN {target}.{q(name)} IS {_literal(text)}")
+            statements.append(f"COMMENT ON COLUMN {target}.{q(column)} IS {_literal(text)}")
+    if statements:
+        conn.execute(";\n".join(statements))
 
 
 def existing_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
@@ -117,7 +118,7 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[
             conn.execute(f"ALTER TABLE {qualified(schema)} ADD COLUMN {q(c.name)} {c.ddl_type}")
         added = [c.name for c in new_columns if c.name in schema.field_names]
         _retype_numbers(conn, schema, have)
-    set_comments(conn, schema.table, table_comment(schema), {c.name: c.comment for c in wanted})
+    set_comments(conn, {schema.table: (table_comment(schema), {c.name: c.comment for c in wanted})})
     return added
 
 

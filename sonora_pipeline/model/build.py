@@ -84,23 +84,18 @@ def mirror_labels(conn: duckdb.DuckDBPyConnection, objects: set[str]) -> dict[tu
 
 
 def document(conn: duckdb.DuckDBPyConnection, table: str, settings: Any = None) -> None:
-    """Comment `sonora.<table>` and each of its columns, in one round trip, writing only those that differ."""
-    current = conn.execute("SELECT comment FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                           [SCHEMA, table]).fetchone()
-    if current is None:
+    """Comment `sonora.<table>` and each of its columns, in one round trip. Written whole every time (the
+    table was just replaced, or its comments are a few): reading the comments back costs more than writing."""
+    try:
+        columns = [r[0] for r in conn.execute("SELECT name FROM pragma_table_info(?)", [f"{SCHEMA}.{table}"]).fetchall()]
+    except duckdb.CatalogException:
         return
     objects = label_objects(table)
     comments = describe_columns(table, settings, mirror_labels(conn, objects) if objects else None)
     target = f"{SCHEMA}.{tables.q(table)}"
-    statements = []
-    description = TABLES.get(table)
-    if description and current[0] != description:
-        statements.append(f"COMMENT ON TABLE {target} IS {_literal(description)}")
-    for column, have in conn.execute("SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = ? "
-                                     "AND table_name = ?", [SCHEMA, table]).fetchall():
-        text = comments.get(column)
-        if text and text != have:
-            statements.append(f"COMMENT ON COLUMN {target}.{tables.q(column)} IS {_literal(text)}")
+    statements = [f"COMMENT ON TABLE {target} IS {_literal(TABLES[table])}"] if TABLES.get(table) else []
+    statements += [f"COMMENT ON COLUMN {target}.{tables.q(column)} IS {_literal(comments[column])}"
+                   for column in columns if comments.get(column)]
     if statements:
         conn.execute(";\n".join(statements))
 
