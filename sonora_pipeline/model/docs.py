@@ -28,16 +28,14 @@ TABLES: dict[str, str] = {
                         "success of an (account, field) is what was last pushed.",
 }
 
-OWNER_NAME = "Owner's name (salesforce.\"user\".Name; NULL: User not mirrored, or the owner is a queue)"
-OWNER_EMAIL = ("Owner's email (salesforce.\"user\".Email; NULL: User not mirrored or Email not readable, or the owner "
-               "is a queue)")
 SHARED: dict[str, str] = {
     "customer_id": "Customer: its Salesforce Account Id (customers.external_id); NULL when the account is not an "
                    "included customer",
     "has_customer": "customer_id is known",
     "account_id": "Account Id as in Salesforce (also when that account is not an included customer)",
-    "owner_name": OWNER_NAME,
-    "owner_email": OWNER_EMAIL,
+    "owner_name": "Owner's name (salesforce.\"user\".Name; NULL: User not mirrored, or the owner is a queue)",
+    "owner_email": "Owner's email (salesforce.\"user\".Email; NULL: User not mirrored or Email not readable, or the "
+                   "owner is a queue)",
     "created_at": "Created in Salesforce (CreatedDate, UTC)",
 }
 
