@@ -23,6 +23,7 @@ from sonora_pipeline.mirror.spool import Spool
 from sonora_pipeline.mirror.state import (
     OrgIdentity,
     claim_org,
+    document_state_tables,
     ensure_state_tables,
     log_window,
     read_state,
@@ -212,6 +213,7 @@ def _store_record_types(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -
     """Record types from describe (no extra API call): the model filters customers by developer name."""
     conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}._record_types (object_name VARCHAR, record_type_id VARCHAR, "
                  "developer_name VARCHAR, name VARCHAR)")
+    document_state_tables(conn, "_record_types")
     conn.execute(f"DELETE FROM {SCHEMA}._record_types WHERE object_name = ?", [schema.object_name])
     for rt_id, developer_name, label in schema.record_types:
         conn.execute(f"INSERT INTO {SCHEMA}._record_types VALUES (?, ?, ?, ?)",

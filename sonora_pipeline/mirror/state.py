@@ -6,6 +6,8 @@ the cursor can never be ahead of committed rows.
 coverage record analysts and the sensor read.
 `salesforce._org`: the one org this warehouse mirrors (id, instance URL, first seen), written by the first commit
 and checked by every later one, so records of two orgs are never mixed.
+`salesforce._record_types` (written by the commit): the record types describe lists.
+Each table and column carries a DuckDB comment (`DOCS`), re-applied whenever one is missing or stale.
 """
 
 from __future__ import annotations
@@ -15,12 +17,71 @@ from datetime import datetime, timezone
 
 import duckdb
 
-from sonora_pipeline.mirror.tables import SCHEMA
+from sonora_pipeline.mirror.tables import SCHEMA, set_comments
 from sonora_pipeline.salesforce.errors import OrgMismatch
 
 STATE = f"{SCHEMA}._sync_state"
 WINDOWS = f"{SCHEMA}._sync_windows"
 ORG = f"{SCHEMA}._org"
+
+# What the state tables say, as DuckDB comments (the tables are analysts' record of coverage and cost too).
+DOCS: dict[str, tuple[str, dict[str, str]]] = {
+    "_sync_state": ("Sonora's sync state: one row per mirrored Salesforce object (cursor, totals, last success). "
+                    "Written in the same transaction as the rows it covers.", {
+        "object_name": "Salesforce object API name (Account, Task, Invoice__c, ...)",
+        "cursor_modstamp": "SystemModstamp up to which every change has been read and committed (the next "
+                           "incremental read starts here, minus the overlap)",
+        "cursor_id": "Id tie-breaker within cursor_modstamp (NULL: the cursor covers the whole instant, "
+                     "which is what commits write)",
+        "rows_upserted_total": "Rows inserted or updated in the mirror table, all runs",
+        "deletes_total": "Soft deletes (IsDeleted) seen, all runs",
+        "purges_total": "Records the Id reconciliation found gone from the org (hard delete or purge), all runs",
+        "api_calls_total": "Salesforce API calls spent on this object, all runs",
+        "initial_import": "Mode of the initial import (all, active, since:YYYY-MM-DD; NULL: not done yet)",
+        "initial_import_at": "When the initial import committed (UTC)",
+        "pending_backfill": "Columns added after rows were mirrored, whose old rows still await a back-fill",
+        "last_method": "How the last commit read Salesforce (rest or bulk)",
+        "last_success_at": "When the last successful commit happened (UTC)",
+        "last_reconciled_at": "When the Id reconciliation last ran (UTC; it finds hard-deleted records)",
+    }),
+    "_sync_windows": ("One row per committed read of Salesforce (a window, the initial import, a column "
+                      "back-fill, a formula refresh or an Id reconciliation): what was read, how, and what it "
+                      "cost.", {
+        "object_name": "Salesforce object API name",
+        "partition_key": "Dagster partition (daily sync window) of the run, NULL outside a partitioned run",
+        "window_start": "Start of the sync window (UTC; kind window only)",
+        "window_end": "End of the sync window (UTC, exclusive; kind window only)",
+        "read_from": "Lowest SystemModstamp read (UTC; NULL: from the beginning)",
+        "read_to": "SystemModstamp read up to (UTC, exclusive)",
+        "kind": "What was read: window, initial, backfill_columns, formula_refresh or reconcile_ids "
+                "(several joined by + in one run)",
+        "method": "API used: rest or bulk (Bulk API 2.0)",
+        "rows_read": "Rows received from Salesforce",
+        "rows_upserted": "Rows inserted or changed in the mirror table",
+        "deletes": "Records marked deleted (soft deletes; for reconcile_ids: purges)",
+        "api_calls": "Salesforce API calls this read cost",
+        "run_id": "Dagster run (or CLI run) that committed it",
+        "committed_at": "When it was committed (UTC)",
+    }),
+    "_org": ("The one Salesforce org this warehouse mirrors: every commit checks it, so records of two orgs are "
+             "never mixed.", {
+        "org_id": "Salesforce organization Id (15 or 18 characters, as the org gave it)",
+        "instance_url": "The org's instance URL",
+        "first_seen_at": "When the first commit recorded the org (UTC)",
+    }),
+    "_record_types": ("Record types of the mirrored objects, from describe: the model filters customers by "
+                      "developer name.", {
+        "object_name": "Salesforce object API name",
+        "record_type_id": "Record type Id (RecordTypeId of the object's rows)",
+        "developer_name": "Record type API (developer) name",
+        "name": "Record type label",
+    }),
+}
+
+
+def document_state_tables(conn: duckdb.DuckDBPyConnection, *tables: str) -> None:
+    """Comment the state tables (default: all that exist), writing only the comments that differ."""
+    set_comments(conn, {name: DOCS[name] for name in (tables or DOCS)})
 
 
 def ensure_state_tables(conn: duckdb.DuckDBPyConnection) -> None:
@@ -58,6 +119,7 @@ def ensure_state_tables(conn: duckdb.DuckDBPyConnection) -> None:
             run_id VARCHAR,
             committed_at TIMESTAMP
         )""")
+    document_state_tables(conn)  # _org and _record_types too, when a commit made them
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ record what the mirror knows beyond the org's values:
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import duckdb
 
@@ -39,6 +40,59 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+class MirrorColumn(NamedTuple):
+    """One column of a mirror table: its DDL type and the comment analysts and the Dagster UI see."""
+
+    name: str
+    ddl_type: str
+    comment: str
+
+    @property
+    def type(self) -> str:
+        """The type without DDL clauses (DEFAULT) or a STRUCT's members, for display."""
+        plain = self.ddl_type.split(" DEFAULT ")[0]
+        return "STRUCT" if plain.startswith("STRUCT") else plain
+
+
+def table_comment(schema: ObjectSchema) -> str:
+    return f"Salesforce {schema.object_name} ({schema.label}), mirrored by Sonora"
+
+
+def column_docs(schema: ObjectSchema) -> list[MirrorColumn]:
+    """Every column the mirror table of `schema` has, in order, with its comment: the field's describe label
+    (and formula), a compound's label and components, and the columns of our own. The one source of the
+    DuckDB comments and of the Dagster column schema."""
+    columns = [MirrorColumn(f.name, f.duckdb_type, f.comment or f.name) for f in schema.fields]
+    columns += [MirrorColumn(c.name, ADDRESS_STRUCT,
+                             f"{c.label or c.name} (built from {', '.join(part for _, part in c.parts)})")
+                for c in schema.compounds]
+    columns += [MirrorColumn(name, dtype, comment) for name, (dtype, comment) in OWN_COLUMNS.items()]
+    if not schema.soft_deletes:  # e.g. User: no recycle bin, but the same "is this row live?" column
+        columns.append(MirrorColumn("IsDeleted", "BOOLEAN DEFAULT false", NO_SOFT_DELETE_COMMENT))
+    return columns
+
+
+def set_comments(conn: duckdb.DuckDBPyConnection, docs: dict[str, tuple[str, dict[str, str]]],
+                 schema: str = SCHEMA) -> None:
+    """Comment the tables of `docs` ({table: (comment, {column: comment})}) that exist, and their columns,
+    writing only the comments that differ: two catalog queries, cheap enough for every commit, and it repairs
+    what a re-created table, an edited label or an older warehouse left blank or stale."""
+    where = "WHERE database_name = current_database() AND schema_name = ? AND list_contains(?, table_name)"
+    params = [schema, list(docs)]
+    tables = conn.execute(f"SELECT table_name, comment FROM duckdb_tables() {where}", params).fetchall()
+    rows = conn.execute(f"SELECT table_name, column_name, comment FROM duckdb_columns() {where}", params).fetchall()
+    wanted = {table: {name.lower(): text for name, text in columns.items()} for table, (_, columns) in docs.items()}
+    statements = [f"COMMENT ON TABLE {schema}.{q(table)} IS {_literal(docs[table][0])}"
+                  for table, have in tables if have != docs[table][0]]
+    for table, column, have in rows:
+        target = f"{schema}.{q(table)}"
+        text = wanted[table].get(column.lower())
+        if text and have != text:
+            statements.append(f"COMMENT ON COLUMN {target}.{q(column)} IS {_literal(text)}")
+    if statements:
+        conn.execute(";\n".join(statements))
+
+
 def existing_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     rows = conn.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
@@ -47,31 +101,24 @@ def existing_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, s
 
 
 def ensure_table(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[str]:
-    """Create the table or add the columns it lacks; returns the org columns that were added to an
-    existing table (they need a back-fill of their old rows)."""
+    """Create the table or add the columns it lacks, and bring its comments in line with today's describe
+    (labels can be edited in the org); returns the org columns that were added to an existing table (they
+    need a back-fill of their old rows)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     have = existing_columns(conn, schema.table)
-    wanted: list[tuple[str, str, str]] = [(f.name, f.duckdb_type, f.comment) for f in schema.fields]
-    wanted += [(c.name, ADDRESS_STRUCT, c.label) for c in schema.compounds]
-    wanted += [(name, dtype, comment) for name, (dtype, comment) in OWN_COLUMNS.items()]
-    if not schema.soft_deletes:  # e.g. User: no recycle bin, but the same "is this row live?" column
-        wanted.append(("IsDeleted", "BOOLEAN DEFAULT false", NO_SOFT_DELETE_COMMENT))
+    wanted = column_docs(schema)
     if not have:
-        cols = ", ".join(f"{q(n)} {t}" for n, t, _ in wanted)
+        cols = ", ".join(f"{q(c.name)} {c.ddl_type}" for c in wanted)
         conn.execute(f'CREATE TABLE {qualified(schema)} ({cols}, PRIMARY KEY ("Id"))')
-        conn.execute(f"COMMENT ON TABLE {qualified(schema)} IS "
-                     f"{_literal(f'Salesforce {schema.object_name} ({schema.label}), mirrored by Sonora')}")
         added: list[str] = []
-        new_columns = wanted
     else:
         lower = {n.lower() for n in have}
-        new_columns = [w for w in wanted if w[0].lower() not in lower]
-        for name, dtype, _ in new_columns:
-            conn.execute(f"ALTER TABLE {qualified(schema)} ADD COLUMN {q(name)} {dtype}")
-        added = [n for n, _, _ in new_columns if n in schema.field_names]
+        new_columns = [c for c in wanted if c.name.lower() not in lower]
+        for c in new_columns:
+            conn.execute(f"ALTER TABLE {qualified(schema)} ADD COLUMN {q(c.name)} {c.ddl_type}")
+        added = [c.name for c in new_columns if c.name in schema.field_names]
         _retype_numbers(conn, schema, have)
-    for name, _, comment in new_columns:
-        conn.execute(f"COMMENT ON COLUMN {qualified(schema)}.{q(name)} IS {_literal(comment)}")
+    set_comments(conn, {schema.table: (table_comment(schema), {c.name: c.comment for c in wanted})})
     return added
 
 

@@ -1,5 +1,8 @@
 """Building one model table: validate the settings against the mirror, run its SQL, document its columns.
 
+Documenting is part of the build's transaction: `CREATE OR REPLACE` drops a table's comments, so every
+build writes them again (from docs.py, mapped fields with their Salesforce label from the mirror).
+
 The settings are checked against the mirror's columns (what the last sync saw in describe) before any
 table is touched, so an unknown field, a wrong type or an unreadable field stops the build with the
 settings file's line and the fix, and nothing is written. Each build is one transaction.
@@ -14,8 +17,8 @@ from typing import Any, Callable
 import duckdb
 
 from sonora_pipeline.model import scores, tables
-from sonora_pipeline.model.docs import COLUMNS, TABLES
-from sonora_pipeline.model.rules import columns_from_mirror, validate_against_schema
+from sonora_pipeline.model.docs import TABLES, describe_columns, label_objects
+from sonora_pipeline.model.rules import TABLE_OBJECTS, columns_from_mirror, validate_against_schema
 from sonora_pipeline.model.tables import SCHEMA, Statement
 
 
@@ -31,6 +34,7 @@ class TableSpec:
     # (settings, today, {object: mirror columns}, now) -> statements; now is the build's naive UTC time
     statement: Callable[[Any, date, dict[str, set[str]], datetime], list[Statement]]
     optional: tuple[str, ...] = ()   # raw mirror tables read when present (columns NULL when absent)
+    creates: tuple[str, ...] = ()    # other model tables its statements create (documented with it)
 
 
 def _cols(columns: dict[str, dict[str, str]], object_name: str) -> set[str]:
@@ -52,7 +56,8 @@ SPECS: dict[str, TableSpec] = {spec.name: spec for spec in [
               lambda s, d, c, n: [tables.engagement_signals(d, n)]),
     TableSpec("health_scores", ("account", "contact"), ("engagement_signals", "customers"),
               lambda s, d, c, n: [Statement(scores.HISTORY_DDL),
-                                  scores.health_scores(s, d, c["Account"], c["Contact"], n)]),
+                                  scores.health_scores(s, d, c["Account"], c["Contact"], n)],
+              creates=("health_score_history",)),
     TableSpec("health_score_history", (), ("health_scores",),
               lambda s, d, c, n: [Statement(scores.HISTORY_DDL), scores.append_history()]),
     TableSpec("ecsat", (), ("cases", "health_scores"), lambda s, d, c, n: [scores.ecsat(s, d, c["Contact"])]),
@@ -67,16 +72,36 @@ def _existing_tables(conn: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
                                        [schema]).fetchall()}
 
 
-def document(conn: duckdb.DuckDBPyConnection, table: str) -> None:
-    description = TABLES.get(table)
-    if description:
-        conn.execute(f"COMMENT ON TABLE {SCHEMA}.{table} IS '{description.replace(chr(39), chr(39) * 2)}'")
-    present = {r[0] for r in conn.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?", [SCHEMA, table]).fetchall()}
-    for column, text in COLUMNS.get(table, {}).items():
-        if column in present:
-            conn.execute(f"COMMENT ON COLUMN {SCHEMA}.{table}.{tables.q(column)} IS "
-                         f"'{text.replace(chr(39), chr(39) * 2)}'")
+def mirror_labels(conn: duckdb.DuckDBPyConnection, objects: set[str]) -> dict[tuple[str, str], str]:
+    """{(Salesforce object, field API name lower-cased): the mirror column's comment (its describe label)}."""
+    mirror = {table: name for table, name in TABLE_OBJECTS.items() if name in objects}
+    if not mirror:
+        return {}
+    rows = conn.execute("SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = 'salesforce' "
+                        "AND database_name = current_database() AND list_contains(?, table_name)",
+                        [list(mirror)]).fetchall()
+    return {(mirror[t], c.lower()): text or "" for t, c, text in rows}
+
+
+def document(conn: duckdb.DuckDBPyConnection, table: str, settings: Any = None) -> None:
+    """Comment `sonora.<table>` and each of its columns, in one round trip. Written whole every time (the
+    table was just replaced, or its comments are a few): reading the comments back costs more than writing."""
+    try:
+        columns = [r[0] for r in conn.execute("SELECT name FROM pragma_table_info(?)", [f"{SCHEMA}.{table}"]).fetchall()]
+    except duckdb.CatalogException:
+        return
+    objects = label_objects(table)
+    comments = describe_columns(table, settings, mirror_labels(conn, objects) if objects else None)
+    target = f"{SCHEMA}.{tables.q(table)}"
+    statements = [f"COMMENT ON TABLE {target} IS {_literal(TABLES[table])}"] if TABLES.get(table) else []
+    statements += [f"COMMENT ON COLUMN {target}.{tables.q(column)} IS {_literal(comments[column])}"
+                   for column in columns if comments.get(column)]
+    if statements:
+        conn.execute(";\n".join(statements))
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def build_time(today: date, now: datetime | None) -> datetime:
@@ -111,7 +136,8 @@ def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, toda
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         for statement in spec.statement(settings, today, object_columns, now):
             conn.execute(statement.sql, statement.params)
-        document(conn, table)
+        for built in (table, *spec.creates):
+            document(conn, built, settings)
         rows = conn.execute(f"SELECT count(*) FROM {SCHEMA}.{table}").fetchone()[0]
         conn.execute("COMMIT")
     except BaseException:

@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import duckdb
 import pyarrow as pa
 
+from sonora_pipeline.model.build import document
 from sonora_pipeline.model.tables import SCHEMA, q
 from sonora_pipeline.settings import Settings, SettingsError, WritebackMapping
 
@@ -78,6 +79,7 @@ class LedgerRow:
 def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     conn.execute(LEDGER_DDL)
+    document(conn, "writeback_ledger")  # its comments live with the model's (model/docs.py)
 
 
 def canonical(value: Any) -> str | None:

@@ -10,7 +10,7 @@ from sonora_pipeline.defs.salesforce.objects import asset_key_for
 from sonora_pipeline.defs.salesforce.sensors import automation_status, tick_seconds
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.model.build import SPECS, MirrorMissing, build_table
-from sonora_pipeline.model.docs import COLUMNS, TABLES
+from sonora_pipeline.model.docs import TABLES, describe_columns
 from sonora_pipeline.model.tables import SCHEMA
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.settings import SettingsError
@@ -84,7 +84,15 @@ def _today() -> date:
     return datetime.now(timezone.utc).date()
 
 
+def definition_column_schema(table: str) -> dg.TableSchema:
+    """The columns the table is built with under the settings, described as in DuckDB (mapped fields by API
+    name: their Salesforce label is only known from the mirror, and shows once the table is built)."""
+    return dg.TableSchema(columns=[dg.TableColumn(name, description=text)
+                                   for name, text in describe_columns(table, SETTINGS).items()])
+
+
 def _column_schema(conn, table: str) -> dg.TableSchema:
+    """The built table's columns, types and DuckDB comments (the comments the build just wrote)."""
     rows = conn.execute("SELECT column_name, data_type, comment FROM duckdb_columns() WHERE schema_name = ? "
                         "AND table_name = ? ORDER BY column_index", [SCHEMA, table]).fetchall()
     return dg.TableSchema(columns=[dg.TableColumn(n, t, description=c or "") for n, t, c in rows])
@@ -104,8 +112,7 @@ def build_model_asset(table: str) -> dg.AssetsDefinition:
         deps=deps,
         description=TABLES.get(table, ""),
         metadata={"dagster/table_name": f"{SCHEMA}.{table}",
-                  "dagster/column_schema": dg.TableSchema(columns=[
-                      dg.TableColumn(name, description=text) for name, text in COLUMNS.get(table, {}).items()])},
+                  "dagster/column_schema": definition_column_schema(table)},
         automation_condition=AUTOMATION,
     )
     def _model_asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:

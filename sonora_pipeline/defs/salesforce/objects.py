@@ -11,7 +11,7 @@ import dagster as dg
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS
-from sonora_pipeline.mirror.tables import SCHEMA
+from sonora_pipeline.mirror.tables import SCHEMA, column_docs
 from sonora_pipeline.salesforce.errors import SalesforceError
 from sonora_pipeline.settings import SyncSettings, model_required_fields, parse_initial_import
 from sonora_pipeline.sync.catalog import ObjectSchema, table_name_for
@@ -40,10 +40,9 @@ def asset_key_for(object_name: str) -> dg.AssetKey:
 
 
 def column_schema(schema: ObjectSchema) -> dg.TableSchema:
-    columns = [dg.TableColumn(f.name, f.duckdb_type, description=f.comment) for f in schema.fields]
-    columns += [dg.TableColumn(c.name, "STRUCT", description=f"{c.label} (built from its components)")
-                for c in schema.compounds]
-    return dg.TableSchema(columns=columns)
+    """The mirror table's columns with the same text as their DuckDB comments (one source: column_docs),
+    our own bookkeeping columns included."""
+    return dg.TableSchema(columns=[dg.TableColumn(c.name, c.type, description=c.comment) for c in column_docs(schema)])
 
 
 def sync_kind(result: SyncResult, keys: dg.PartitionKeyRange) -> str:
