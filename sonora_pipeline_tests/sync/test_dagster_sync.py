@@ -232,6 +232,10 @@ def test_org_inventory_counts_what_the_org_holds(org, tmp_path):
         assert dg.materialize([org_inventory], resources=resources_for(org, db), instance=instance).success
     with duckdb.connect(str(db), read_only=True) as conn:
         counts = dict(conn.execute("SELECT object_name, record_count FROM salesforce_meta.org_inventory").fetchall())
+        blank = conn.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = 'salesforce_meta' "
+                             "AND coalesce(comment, '') = ''").fetchall()
+        table_comment = conn.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'org_inventory'").fetchone()[0]
+    assert blank == [] and "Record and field counts" in table_comment
     assert counts["Account"] == org.store.count("Account", include_deleted=False)
     assert counts["Task"] == org.store.conn.execute(
         'SELECT count(*) FROM "Task" WHERE NOT "IsDeleted" AND NOT "IsArchived"').fetchone()[0]

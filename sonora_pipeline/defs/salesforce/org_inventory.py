@@ -14,6 +14,21 @@ from sonora_pipeline.salesforce.errors import SalesforceError
 from sonora_pipeline.sync.engine import connected_org
 
 
+COLUMNS = {
+    "object_name": "Salesforce object (API name) that Sonora syncs",
+    "record_count": "Records the run-as user can see (SELECT COUNT(), deleted ones excluded)",
+    "field_count": "Fields the run-as user can read (describe)",
+    "custom_field_count": "Custom fields the run-as user can read (describe, custom = true)",
+    "checked_at": "When the counts were taken (UTC)",
+}
+TABLE_COMMENT = ("Record and field counts of every object Sonora syncs, as the run-as user saw them when "
+                 "org_inventory last ran: a first look at an org before importing it")
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 @dg.asset(
     key=["salesforce", "org_inventory"],
     group_name="salesforce_meta",
@@ -45,8 +60,13 @@ def org_inventory(context: dg.AssetExecutionContext, salesforce: SalesforceResou
         conn.register("inventory", frame)
         conn.execute("CREATE OR REPLACE TABLE salesforce_meta.org_inventory AS SELECT * FROM inventory")
         conn.unregister("inventory")
+        conn.execute(f"COMMENT ON TABLE salesforce_meta.org_inventory IS {_quoted(TABLE_COMMENT)}")
+        for column, text in COLUMNS.items():
+            conn.execute(f"COMMENT ON COLUMN salesforce_meta.org_inventory.{column} IS {_quoted(text)}")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(rows),
+        "dagster/table_name": "salesforce_meta.org_inventory",
+        "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(n, description=t) for n, t in COLUMNS.items()]),
         "records_in_org": int(frame["record_count"].sum()),
         "api_calls": client.api_calls,
         "inventory": dg.MetadataValue.md(frame.drop(columns=["checked_at"]).to_markdown(index=False)),
