@@ -389,6 +389,7 @@ def _demo_with_org(args: argparse.Namespace, org) -> int:
         return 0
     print(f"\nOpening the Dagster UI on http://127.0.0.1:{args.ui_port} with the change sensor on "
           "(Ctrl-C to stop) ...", flush=True)
+    _start_run_retries_at_the_newest_event()
     ui = subprocess.Popen(ui_command(args.ui_port), env=ui_environment(), cwd=home)
     try:
         return ui.wait()
@@ -411,6 +412,23 @@ def _demo_dagster_home() -> Path:
         shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def _start_run_retries_at_the_newest_event() -> None:
+    """Dagster's run-retry daemon (`run_retries` in dagster.yaml) logs "No cursor for event type ..., ignoring
+    older events" the first time it runs on an instance: for the demo, every first start, as its syncs came
+    first. Nobody can act on it: without a cursor the daemon starts at the newest event anyway. So record that
+    same start point where it looks (its own cursor keys), only where none is recorded yet: it starts quietly
+    and retries exactly what it would have. Should Dagster rename them, the warning merely comes back."""
+    with contextlib.suppress(ImportError, AttributeError):
+        from dagster._daemon.auto_run_reexecution.event_log_consumer import DAGSTER_EVENT_TYPES, _create_cursor_key
+
+        with _instance() as instance:
+            keys = {_create_cursor_key(event_type) for event_type in DAGSTER_EVENT_TYPES}
+            missing = keys - set(instance.daemon_cursor_storage.get_cursor_values(keys))
+            if missing:
+                newest = instance.event_log_storage.get_maximum_record_id() or 0
+                instance.daemon_cursor_storage.set_cursor_values({key: str(newest) for key in missing})
 
 
 def ui_command(port: int) -> list[str]:
