@@ -124,11 +124,14 @@ def main(records: int) -> None:
                 time.sleep(2)
             else:
                 raise SystemExit(f"no automation-launched model run finished within {WAIT_SECONDS} s; see {log}")
+            cli_mean = sum(cli_times) / len(cli_times)
             for run in sorted(runs, key=lambda r: instance.get_run_record_by_id(r.run_id).create_timestamp):
                 figures = run_figures(instance, run)
                 print(f"automation run {run.run_id[:8]} ({run.status.value}, {len(run.asset_selection or ())} "
                       f"tables, {figures.pop('steps')} steps): "
-                      + ", ".join(f"{k} {v:.1f} s" for k, v in figures.items()))
+                      + ", ".join(f"{k} {v:.1f} s" for k, v in figures.items())
+                      + f" = {figures['total'] / cli_mean:.1f}x the CLI's mean")
+            print("load average (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     finally:
         if daemon is not None:
             os.killpg(daemon.pid, signal.SIGTERM)
