@@ -75,6 +75,7 @@ class ProgressBar:
         self.started = time.monotonic()
         self._rows: tuple[int, int] | None = None  # (read, to read) of the current object's current read
         self._rows_started = self.started
+        self._rows_ended: float | None = None
         self._read_rows = 0  # rows read, and seconds spent reading them, by this command's finished reads
         self._read_seconds = 0.0
         self._lock = threading.Lock()
@@ -96,8 +97,9 @@ class ProgressBar:
         now = time.monotonic()
         with self._lock:
             if done == 0:
-                self._rows_started = now
+                self._rows_started, self._rows_ended = now, None
             elif done >= total:
+                self._rows_ended = now  # the rate shown stays the read's while its commit runs
                 self._read_rows += done
                 self._read_seconds += now - self._rows_started
             self._rows = (done, total) if total else None
@@ -107,7 +109,7 @@ class ProgressBar:
         if self._rows is None:
             return ""
         done, total = self._rows
-        elapsed = max(now - self._rows_started, 1e-6)
+        elapsed = max((self._rows_ended or now) - self._rows_started, 1e-6)
         earlier = self._read_rows / self._read_seconds if self._read_seconds > 0 else None
         left = progress.time_left(done, total, elapsed, earlier)
         return f"{done:,}/{total:,} rows, {done / elapsed:,.0f}/s" + (f", {left}" if left else "")
