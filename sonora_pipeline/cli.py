@@ -375,30 +375,37 @@ DEMO_SETTINGS = Path(__file__).resolve().parent / "localorg" / "demo-settings.ya
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The local org, started for the demo and stopped when it ends (after the sync with --no-ui, or when the
-    Dagster UI is closed); its custom fields come from the demo's own settings file unless SONORA_CONFIG is set."""
+    Dagster UI is closed, or on SIGTERM); its custom fields come from the demo's own settings file unless
+    SONORA_CONFIG is set."""
+    from sonora_pipeline.localorg.runtime import exit_on_sigterm
+
     os.environ.setdefault("SONORA_CONFIG", str(DEMO_SETTINGS))
     print(f"Settings: {os.environ['SONORA_CONFIG']}", flush=True)
     print(f"Starting the local org with {args.records:,} records ...", flush=True)
-    org = _start_org(args.records, args.port, args.seed, org_id=_demo_org_id(args.seed))
+    with exit_on_sigterm():
+        org = _start_org(args.records, args.port, args.seed, org_id=_demo_org_id(args.seed))
+        try:
+            return _demo_with_org(args, org)
+        finally:
+            org.stop()
+
+
+def _demo_with_org(args: argparse.Namespace, org) -> int:
     os.environ.update(org.credentials.as_environment())
     os.environ.setdefault("SONORA_AUTOMATION", "on")
-    home = PROJECT_ROOT / ".dagster_home"
-    home.mkdir(exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    os.environ.setdefault("DAGSTER_HOME", str(home))
+    home = _demo_dagster_home()
     from sonora_pipeline.paths import duckdb_path
 
-    db = duckdb_path()
+    db = duckdb_path().resolve()
+    os.environ["SONORA_DUCKDB_PATH"] = str(db)  # the UI's runs write the file the demo just filled
     print(f"Local org at {org.instance_url}; running the initial sync ...", flush=True)
     code = cmd_sync(argparse.Namespace(lookback=args.lookback, objects="", quiet=False))
     if code == 0:
         code = _org_inventory()
     if code != 0:
-        org.stop()
         return code
     code = cmd_model(argparse.Namespace())
     if code != 0:
-        org.stop()
         return code
     import duckdb
 
@@ -409,20 +416,68 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for name, score, band, arr, cases in rows:
         print(f"  {str(name)[:34]:<34} {score if score is not None else '-':>6} {band:<7} {arr or 0:>12,.0f} {cases:>10}")
     if args.no_ui:
-        org.stop()
         return 0
     print(f"\nOpening the Dagster UI on http://127.0.0.1:{args.ui_port} with the change sensor on "
           "(Ctrl-C to stop) ...", flush=True)
-    ui = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-                           "-h", "127.0.0.1", "-p", str(args.ui_port)], env=dict(os.environ), cwd=PROJECT_ROOT)
+    _start_run_retries_at_the_newest_event()
+    ui = subprocess.Popen(ui_command(args.ui_port), env=ui_environment(), cwd=home)
     try:
         return ui.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM: the UI stops with the demo
         ui.send_signal(signal.SIGINT)
         ui.wait(timeout=30)
         return 0
-    finally:
-        org.stop()
+
+
+def _demo_dagster_home() -> Path:
+    """The demo's Dagster instance: $DAGSTER_HOME when set, else `.dagster_home/` in the project. The project's
+    dagster.yaml (run queue, retries) is the instance's settings: copied into `.dagster_home/` at every start,
+    and into a DAGSTER_HOME of the user's only if it has none (theirs stays theirs). A DAGSTER_HOME that is not
+    a directory is left for the sync to refuse with its fix."""
+    own = "DAGSTER_HOME" not in os.environ
+    home = (PROJECT_ROOT / ".dagster_home") if own else Path(os.environ["DAGSTER_HOME"]).resolve()
+    if own:
+        home.mkdir(exist_ok=True)
+    if home.is_dir() and (own or not (home / "dagster.yaml").exists()):
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _start_run_retries_at_the_newest_event() -> None:
+    """Dagster's run-retry daemon (`run_retries` in dagster.yaml) logs "No cursor for event type ..., ignoring
+    older events" the first time it runs on an instance: for the demo, every first start, as its syncs came
+    first. Nobody can act on it: without a cursor the daemon starts at the newest event anyway. So record that
+    same start point where it looks (its own cursor keys), only where none is recorded yet: it starts quietly
+    and retries exactly what it would have. Should Dagster rename them, the warning merely comes back."""
+    with contextlib.suppress(ImportError, AttributeError):
+        from dagster._daemon.auto_run_reexecution.event_log_consumer import DAGSTER_EVENT_TYPES, _create_cursor_key
+
+        with _instance() as instance:
+            keys = {_create_cursor_key(event_type) for event_type in DAGSTER_EVENT_TYPES}
+            missing = keys - set(instance.daemon_cursor_storage.get_cursor_values(keys))
+            if missing:
+                newest = instance.event_log_storage.get_maximum_record_id() or 0
+                instance.daemon_cursor_storage.set_cursor_values({key: str(newest) for key in missing})
+
+
+def ui_command(port: int) -> list[str]:
+    """`dg dev` (dagster-dg-cli; `dagster dev` is superseded and says so on every start) on the project's
+    workspace.yaml: the Dagster webserver plus the daemon (sensors, run queue), on loopback."""
+    dg_script = Path(sys.executable).with_name("dg")
+    dg = [str(dg_script)] if dg_script.exists() else [shutil.which("dg") or "dg"]
+    return [*dg, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+
+
+def ui_environment() -> dict[str, str]:
+    """The UI runs in $DAGSTER_HOME (where its dagster.yaml is, so Dagster has no other dagster.yaml in the
+    current folder to warn about), importing this same project, with the settings named by absolute paths."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    for name in ("SONORA_CONFIG", "SONORA_HOME"):
+        if env.get(name):
+            env[name] = str(Path(env[name]).resolve())
+    return env
 
 
 class _WithoutStackTraces:

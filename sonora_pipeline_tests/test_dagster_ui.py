@@ -1,6 +1,6 @@
 """The Dagster UI, driven in a real browser against a real instance, does what a person needs from it.
 
-The other suites run the definitions in process. This test proves what they cannot: that `dagster dev` (what
+The other suites run the definitions in process. This test proves what they cannot: that `dg dev` (what
 `sonora-pipeline demo` runs: webserver plus daemon) loads the code location from `workspace.yaml` with the
 project's `dagster.yaml`; that the lineage and the catalog show every Salesforce object asset, every
 customer-model table, the org inventory and the write-back, each in its group; and that someone can pick
@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
+from sonora_pipeline.cli import ui_command
 from sonora_pipeline.defs.model.assets import model_key
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.salesforce.objects import asset_key_for
@@ -93,7 +93,7 @@ def server_environment(org: LocalOrg, tmp_path: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def dagster_dev(env: dict[str, str], cwd: Path) -> Iterator[str]:
-    """`dagster dev` on a loopback port; yields the UI's URL once it answers.
+    """`dg dev` on a loopback port; yields the UI's URL once it answers.
 
     The daemon is needed, not only the webserver: the instance queues runs (the default QueuedRunCoordinator;
     `run_retries` needs the daemon too), so a run launched from the UI would otherwise stay "Queued"."""
@@ -101,8 +101,7 @@ def dagster_dev(env: dict[str, str], cwd: Path) -> Iterator[str]:
     log_path = cwd / "dagster-dev.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"),
-             "-h", "127.0.0.1", "-p", str(port)],
+            ui_command(port),  # what `sonora-pipeline demo` runs: `dg dev -w workspace.yaml`
             cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)  # one process group: webserver, daemon, code servers, run workers
     try:
@@ -117,17 +116,17 @@ def wait_for_server(base_url: str, server: subprocess.Popen, log_path: Path) -> 
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            pytest.fail(f"dagster dev exited with {server.returncode}:\n{log_path.read_text()[-4000:]}")
+            pytest.fail(f"dg dev exited with {server.returncode}:\n{log_path.read_text()[-4000:]}")
         with contextlib.suppress(requests.ConnectionError):
             if requests.get(f"{base_url}/server_info", timeout=2).ok:
                 return
         time.sleep(0.5)
-    pytest.fail(f"dagster dev did not answer on {base_url} within {SERVER_START_SECONDS} s:\n"
+    pytest.fail(f"dg dev did not answer on {base_url} within {SERVER_START_SECONDS} s:\n"
                 f"{log_path.read_text()[-4000:]}")
 
 
 def stop_process_group(server: subprocess.Popen) -> None:
-    """SIGTERM to the group (dagster dev shuts its services down in about 2 s), then SIGKILL what is left."""
+    """SIGTERM to the group (dg dev shuts its services down in about 2 s), then SIGKILL what is left."""
     with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)

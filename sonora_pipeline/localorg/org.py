@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -83,7 +85,10 @@ class LocalOrg:
         self.store = OrgStore(self.catalog, self.clock)
         self.quota = ApiQuota(self.clock, daily_max=daily_api_requests)
         self.faults = FaultPlan()
-        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="sonora-localorg-"))
+        # Its TLS files (the CA clients trust): in `state_dir` when given (the caller's to keep or remove),
+        # else in a temp folder of its own, made at start() and removed at stop() or when the process exits.
+        self.state_dir = state_dir
+        self._own_dir: weakref.finalize | None = None
         self.admin_token = secrets.token_urlsafe(24)
         app = ClientApp(
             consumer_key=consumer_key or "3MVG9" + secrets.token_urlsafe(60).replace("-", "A").replace("_", "b")[:80],
@@ -134,6 +139,9 @@ class LocalOrg:
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> "LocalOrg":
         """Serve in a background thread; returns self so `org = LocalOrg(...).start()` reads well."""
+        if self.state_dir is None or self._own_dir is not None:
+            self.state_dir = Path(tempfile.mkdtemp(prefix="sonora-localorg-"))
+            self._own_dir = weakref.finalize(self, shutil.rmtree, self.state_dir, ignore_errors=True)
         self._tls = LocalTls(self.state_dir)
         self._server = HttpsServer(self, self._tls.server_context(), host=host, port=port)
         shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
@@ -143,9 +151,12 @@ class LocalOrg:
         return self
 
     def stop(self) -> None:
+        """Stop serving; a temp folder of its own goes with it (its CA is no use to anyone after)."""
         if self._server:
             self._server.stop()
             self._server = None
+        if self._own_dir is not None:
+            self._own_dir()  # runs once: removes the folder and detaches the exit hook
 
     def __enter__(self) -> "LocalOrg":
         return self.start() if self._server is None else self

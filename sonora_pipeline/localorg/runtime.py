@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -137,18 +139,34 @@ def org_for_command(records: int = DEFAULT_RECORDS, log=None) -> Iterator[dict]:
     if creds is not None:
         yield creds
         return
-    import tempfile
-
     from sonora_pipeline.localorg.org import LocalOrg
 
-    scratch = tempfile.TemporaryDirectory(prefix="sonora-localorg-")  # its TLS files go with it
-    org = LocalOrg(records=records, state_dir=Path(scratch.name)).start()
-    if log is not None:
-        log(f"No local org is running: started one for this command (org {org.org_id}, {org.instance_url}); it "
-            "stops when the command ends, and the next one is a new org that this warehouse will refuse. Keep one "
-            "running with `sonora-pipeline localorg` instead.")
+    with exit_on_sigterm():
+        org = LocalOrg(records=records).start()  # its TLS files in a temp folder that goes when it stops
+        if log is not None:
+            log(f"No local org is running: started one for this command (org {org.org_id}, {org.instance_url}); "
+                "it stops when the command ends, and the next one is a new org that this warehouse will refuse. "
+                "Keep one running with `sonora-pipeline localorg` instead.")
+        try:
+            yield org.credentials.as_dict()
+        finally:
+            org.stop()
+
+
+def _exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """While a command serves a local org: SIGTERM ends the command through its `finally` (which stops the org
+    and removes its temp folder with the CA) instead of Python's default, which ends the process on the spot.
+    Only the main thread can set a handler; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit)
     try:
-        yield org.credentials.as_dict()
+        yield
     finally:
-        org.stop()
-        scratch.cleanup()
+        signal.signal(signal.SIGTERM, previous)

@@ -11,9 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from sonora_pipeline.sync.catalog import ObjectSchema
 
 
@@ -55,6 +52,10 @@ class Spool:
     def add_records(self, records: list[dict[str, Any]], schema: ObjectSchema) -> None:
         if not records:
             return
+        # pyarrow here, not at import: every Dagster run worker (a model rebuild too) imports this module
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         types = {f.name: f.sf_type for f in schema.fields}
         arrays = [pa.array([_stringify(r.get(c), types.get(c, "string")) for r in records], type=pa.string())
                   for c in self.columns]

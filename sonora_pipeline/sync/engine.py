@@ -156,7 +156,7 @@ def _progress_line(object_name: str, done: int, total: int, started: float) -> s
     rate = done / elapsed
     left = (total - done) / rate if rate and total > done else 0
     share = f" ({100 * done / total:.0f}%)" if total else ""
-    return f"{object_name}: {done:,}/{total:,} rows{share}, {rate:,.0f} rows/s, about {left:,.0f} s left"
+    return f"{object_name}: {done:,}/{total:,} rows{share}, {rate:,.0f} rows/s, about {progress.duration(left)} left"
 
 
 def _bulk_jobs_left(client: SalesforceClient, log: Any) -> bool:

@@ -13,7 +13,9 @@ first sync), and an ephemeral instance forgets them at exit, so those materializ
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta, timezone
@@ -56,46 +58,84 @@ def due_runs(objects: tuple[str, ...], db_path: Path, partitions: dg.TimeWindowP
 class ProgressBar:
     """One line on stderr, redrawn in place: objects done, the current object's rows, rate and time left.
 
-    Fed by the runner (which object is next) and by the engine's row reports (`sync.progress`). The Dagster
-    console log is turned down to warnings while it draws, so that the bar stays one line; the run log in the
-    Dagster instance keeps every line."""
+    Fed by the runner (which object is next) and by the engine's row reports (`sync.progress`), and redrawn
+    every half second in between, so elapsed time and time left move while a page or a Bulk job is awaited
+    (an object read in one page would otherwise only ever show 0/N and N/N). The Dagster console log is turned
+    down to warnings while it draws, so that the bar stays one line; the run log in the Dagster instance
+    keeps every line."""
 
     WIDTH = 30
+    REDRAW_SECONDS = 0.5
 
-    def __init__(self, total_objects: int, stream=None):
+    def __init__(self, total_objects: int, stream=None, redraw: bool = True):
         self.total = total_objects
         self.done = 0
         self.label = ""
-        self.rows = ""
         self.stream = stream or sys.stderr
         self.started = time.monotonic()
+        self._rows: tuple[int, int] | None = None  # (read, to read) of the current object's current read
         self._rows_started = self.started
+        self._rows_ended: float | None = None
+        self._read_rows = 0  # rows read, and seconds spent reading them, by this command's finished reads
+        self._read_seconds = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="progress-bar", daemon=True) if redraw else None
+        if self._ticker:
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.REDRAW_SECONDS):
+            self.draw()
 
     def next_object(self, done: int, label: str) -> None:
-        self.done, self.label, self.rows = done, label, ""
+        with self._lock:
+            self.done, self.label, self._rows = done, label, None
         self.draw()
 
     def rows_read(self, object_name: str, done: int, total: int) -> None:
-        if done == 0:
-            self._rows_started = time.monotonic()
-        elapsed = max(time.monotonic() - self._rows_started, 1e-6)
-        rate = done / elapsed
-        left = f", ~{(total - done) / rate:,.0f} s left" if rate and total > done else ""
-        self.rows = f"{done:,}/{total:,} rows, {rate:,.0f}/s{left}" if total else ""
+        now = time.monotonic()
+        with self._lock:
+            if done == 0:
+                self._rows_started, self._rows_ended = now, None
+            elif done >= total:
+                self._rows_ended = now  # the rate shown stays the read's while its commit runs
+                self._read_rows += done
+                self._read_seconds += now - self._rows_started
+            self._rows = (done, total) if total else None
         self.draw()
 
+    def rows_text(self, now: float) -> str:
+        if self._rows is None:
+            return ""
+        done, total = self._rows
+        elapsed = max((self._rows_ended or now) - self._rows_started, 1e-6)
+        earlier = self._read_rows / self._read_seconds if self._read_seconds > 0 else None
+        left = progress.time_left(done, total, elapsed, earlier)
+        return f"{done:,}/{total:,} rows, {done / elapsed:,.0f}/s" + (f", {left}" if left else "")
+
     def draw(self) -> None:
-        filled = int(self.WIDTH * self.done / self.total) if self.total else self.WIDTH
-        elapsed = time.monotonic() - self.started
-        text = f"{self.label}: {self.rows}" if self.rows else self.label
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total} "
-                          f"{text[:70]:<70} {elapsed:6.1f}s")
-        self.stream.flush()
+        with self._lock:
+            now = time.monotonic()
+            filled = int(self.WIDTH * self.done / self.total) if self.total else self.WIDTH
+            rows = self.rows_text(now)
+            text = f"{self.label}: {rows}" if rows else self.label
+            self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total} "
+                              f"{text[:80]:<80} {now - self.started:6.1f}s")
+            self.stream.flush()
+
+    def stop(self) -> None:
+        """No more redraws (also when the command ends on an error)."""
+        self._stop.set()
+        if self._ticker:
+            self._ticker.join()
 
     def finish(self) -> None:
+        self.stop()
         self.next_object(self.total, "done")
-        self.stream.write("\n")
-        self.stream.flush()
+        with self._lock:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -118,7 +158,9 @@ def run_sync(defs: dg.Definitions, db_path: Path, objects: tuple[str, ...], over
     runs = due_runs(objects, db_path, partitions, overlap_seconds, initial_covers_range=initial_covers_range)
     bar = ProgressBar(len(runs)) if show_progress else None
     results = []
-    with progress.listening(bar.rows_read if bar else (lambda *_: None)):
+    with progress.listening(bar.rows_read if bar else (lambda *_: None)), contextlib.ExitStack() as stack:
+        if bar:
+            stack.callback(bar.stop)
         for i, due in enumerate(runs):
             if bar:
                 what = "initial import" if due.initial else f"windows {due.first_key}..{due.last_key}"

@@ -1,6 +1,7 @@
 """The customer model as assets (group `customer_model`): one DuckDB table each in schema `sonora`,
 rebuilt from the mirror whenever the objects it reads change, with checks that keep it trustworthy."""
 
+import warnings
 from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
@@ -200,12 +201,16 @@ customer_model_job = dg.define_asset_job("customer_model_job", selection=dg.Asse
 
 # Dagster's own automation sensor starts stopped, whatever SONORA_AUTOMATION says; this one follows it, so the
 # model's automation conditions are evaluated (and the model rebuilt after syncs) exactly when the sync sensor runs.
-customer_model_automation = dg.AutomationConditionSensorDefinition(
-    "customer_model_automation", target=dg.AssetSelection.groups("customer_model"),
-    default_status=automation_status(), minimum_interval_seconds=tick_seconds(),
-    use_user_code_server=True,  # the model's condition is Python of ours (InputsNewerThanLastBuild)
-    description="Rebuilds customer-model tables after the syncs of the objects they read have committed, until "
-                "no commit is newer than the last rebuild's start.")
+# `use_user_code_server` is a Beta parameter (Dagster 1.13) that the custom condition needs: its BetaWarning,
+# which no user can act on, is silenced here, where it is raised, and nowhere else.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    customer_model_automation = dg.AutomationConditionSensorDefinition(
+        "customer_model_automation", target=dg.AssetSelection.groups("customer_model"),
+        default_status=automation_status(), minimum_interval_seconds=tick_seconds(),
+        use_user_code_server=True,  # the model's condition is Python of ours (InputsNewerThanLastBuild)
+        description="Rebuilds customer-model tables after the syncs of the objects they read have committed, "
+                    "until no commit is newer than the last rebuild's start.")
 
 
 @dg.definitions

@@ -5,7 +5,6 @@ sees them — a cheap first look at an org (two API calls per object) before imp
 from datetime import datetime, timezone
 
 import dagster as dg
-import pandas as pd
 
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS
@@ -54,6 +53,8 @@ def org_inventory(context: dg.AssetExecutionContext, salesforce: SalesforceResou
             })
     except SalesforceError as err:
         raise dg.Failure(description=str(err)) from None
+    import pandas as pd  # here, not at import: every run worker loads this module (pandas costs ~1.3 s)
+
     frame = pd.DataFrame(rows)
     with write_connection(warehouse.db_path()) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS salesforce_meta")
