@@ -9,6 +9,7 @@ import pytest
 
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS
+from sonora_pipeline.defs.salesforce.sync_job import salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.sync.progress import duration, time_left
 from sonora_pipeline.sync.runner import run_sync
@@ -44,7 +45,7 @@ def test_a_slow_read_shows_time_left_in_the_bar(org, tmp_path, capsys):
     db = tmp_path / "m.duckdb"
     org.advance_clock(LAG + 3)
     org.set_faults(latency_seconds=1.5, path_contains="/query")
-    defs = dg.Definitions(assets=OBJECT_ASSETS, resources=resources_for(org, db))
+    defs = dg.Definitions(assets=OBJECT_ASSETS, jobs=[salesforce_sync_job], resources=resources_for(org, db))
     with dg.DagsterInstance.ephemeral() as instance:
         results = run_sync(defs, db, ("Contact", "Account"), SETTINGS.sync.overlap_seconds, sync_window,
                            instance=instance, show_progress=True)
