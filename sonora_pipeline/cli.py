@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import threading
 from pathlib import Path
 
@@ -426,7 +427,29 @@ def _demo_with_org(args: argparse.Namespace, org) -> int:
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM: the UI stops with the demo
         ui.send_signal(signal.SIGINT)
         ui.wait(timeout=30)
+        _let_runs_in_flight_finish(RUNS_IN_FLIGHT_WAIT_SECONDS)
         return 0
+
+
+RUNS_IN_FLIGHT_WAIT_SECONDS = 30.0
+
+
+def _let_runs_in_flight_finish(timeout: float) -> None:
+    """A run the sensor launched just before Ctrl-C lives in its own process and outlives the UI; stopping the
+    local org under it would fail it with a vanished CA file. So the org waits (bounded) for it to end."""
+    import dagster as dg
+
+    in_flight = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+                                        dg.DagsterRunStatus.CANCELING])
+    deadline = time.monotonic() + timeout
+    with _instance() as instance:
+        runs = instance.get_runs_count(filters=in_flight)
+        if runs:
+            print(f"Waiting up to {timeout:.0f} s for {runs} run(s) in progress to finish before stopping the "
+                  "local org ...", flush=True)
+        while runs and time.monotonic() < deadline:
+            time.sleep(0.5)
+            runs = instance.get_runs_count(filters=in_flight)
 
 
 def _demo_dagster_home() -> Path:
