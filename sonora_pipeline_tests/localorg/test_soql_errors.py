@@ -253,12 +253,15 @@ def test_fuzz_only_soql_errors():
     assert compiled_ok > 0
 
 
-def test_deep_nesting_is_a_soql_error():
-    text = "SELECT Id FROM Account WHERE " + "(" * 3000 + "Name = 'x'" + ")" * 3000
-    try:
-        compile_query(text, CATALOG, include_deleted=False, now=NOW)
-    except SoqlError:
-        pass
+def test_deep_nesting_compiles_to_the_same_answer_as_none():
+    """3,000 nested parentheses (a 6 kB query, well under SOQL's length limit) neither crash the compiler
+    (no RecursionError) nor change the answer."""
+    catalog, conn = build_org()
+    plain = compile_query("SELECT Id FROM Account WHERE Name = 'Acme'", catalog, include_deleted=False, now=NOW)
+    text = "SELECT Id FROM Account WHERE " + "(" * 3000 + "Name = 'Acme'" + ")" * 3000
+    nested = compile_query(text, catalog, include_deleted=False, now=NOW)
+    expected = conn.execute(plain.sql, plain.params).fetchall()
+    assert expected and conn.execute(nested.sql, nested.params).fetchall() == expected
 
 
 def test_non_string_input():

@@ -122,7 +122,7 @@ def test_a_new_custom_field_becomes_a_column_filled_for_old_rows(org, tmp_path):
     settle(org, settings)
     result = sync_object(client_for(org), db, "Account", settings, window=None, partition_key=None, run_id="t",
                          log=log, force_initial=False)
-    assert result.added_columns == [] or "Churn_Risk__c" in result.added_columns
+    assert result.added_columns == ["Churn_Risk__c"]
     with duckdb.connect(str(db)) as conn:
         comment = conn.execute("SELECT comment FROM duckdb_columns() WHERE table_name = 'account' "
                                "AND column_name = 'Churn_Risk__c'").fetchone()[0]
