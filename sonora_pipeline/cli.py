@@ -253,14 +253,35 @@ def _check_warehouse_org(org_id: str, instance_url: str) -> int:
     return 0
 
 
+def _missing_warehouse(command: str, db: Path) -> bool:
+    """True (and said, with the fix) when there is no warehouse yet for a command that only reads one."""
+    if db.exists():
+        return False
+    print(f"sonora-pipeline {command}: {db} does not exist yet; run `sonora-pipeline sync` first.", file=sys.stderr)
+    return True
+
+
+def _run_job(name: str, *, failure: str):
+    """Run one of the definitions' jobs in process on the instance, quietly; its result, or None once its
+    failure is printed after `failure`."""
+    from sonora_pipeline.definitions import defs as lazy_defs
+    from sonora_pipeline.sync.runner import QUIET_CONSOLE
+
+    with _instance() as instance:
+        result = lazy_defs().resolve_job_def(name).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
+    if not result.success:
+        print(f"{failure}: {_failure_message(result)}", file=sys.stderr)
+        return None
+    return result
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from sonora_pipeline.mirror.warehouse import WarehouseBusy, publish_snapshot
     from sonora_pipeline.paths import duckdb_path
 
     db = duckdb_path()
-    if not db.exists():
-        print(f"sonora-pipeline snapshot: {db} does not exist yet; run `sonora-pipeline sync` first.",
-              file=sys.stderr)
+    if _missing_warehouse("snapshot", db):
         return 2
     target = Path(args.output) if args.output else db.with_name(db.stem + "-analyst.duckdb")
     try:
@@ -284,23 +305,15 @@ def cmd_refresh_formulas(args: argparse.Namespace) -> int:
     from sonora_pipeline.paths import duckdb_path
     from sonora_pipeline.settings import SettingsError
 
-    db = duckdb_path()
-    if not db.exists():
-        print(f"sonora-pipeline refresh-formulas: {db} does not exist yet; run `sonora-pipeline sync` first.",
-              file=sys.stderr)
+    if _missing_warehouse("refresh-formulas", duckdb_path()):
         return 2
     try:
-        from sonora_pipeline.definitions import defs as lazy_defs
+        import sonora_pipeline.definitions  # noqa: F401  (settings are read here: a mistake stops before any run)
     except SettingsError as err:
         print(f"sonora-pipeline refresh-formulas: {err}", file=sys.stderr)
         return 2
-    from sonora_pipeline.sync.runner import QUIET_CONSOLE
-
-    job = lazy_defs().resolve_job_def("salesforce_formula_refresh_job")
-    with _instance() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
-    if not result.success:
-        print(f"sonora-pipeline refresh-formulas failed: {_failure_message(result)}", file=sys.stderr)
+    result = _run_job("salesforce_formula_refresh_job", failure="sonora-pipeline refresh-formulas failed")
+    if result is None:
         return 1
     for event in result.all_events:
         if event.event_type_value == "ASSET_OBSERVATION":
@@ -335,18 +348,12 @@ def cmd_model(args: argparse.Namespace) -> int:
     duckdb_path()  # a file name DuckDB would confuse with a schema is refused here, not half-way through the job
 
     try:
-        from sonora_pipeline.definitions import defs as lazy_defs
+        import sonora_pipeline.definitions  # noqa: F401  (settings are read here: a mistake stops before any run)
     except SettingsError as err:
         print(f"sonora-pipeline model: {err}", file=sys.stderr)
         return 2
-    from sonora_pipeline.sync.runner import QUIET_CONSOLE
-
-    defs = lazy_defs()
-    job = defs.resolve_job_def("customer_model_job")
-    with _instance() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
-    if not result.success:
-        print(f"sonora-pipeline model failed: {_failure_message(result)}", file=sys.stderr)
+    result = _run_job("customer_model_job", failure="sonora-pipeline model failed")
+    if result is None:
         return 1
     tables = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
     print(f"Customer model built: {', '.join(tables)}")
@@ -356,14 +363,8 @@ def cmd_model(args: argparse.Namespace) -> int:
 def _org_inventory() -> int:
     """Materialize `salesforce/org_inventory` (org_inventory_job, in process): what the org holds per synced
     object, as the run-as user sees it, in salesforce_meta.org_inventory — to compare with the mirror."""
-    from sonora_pipeline.definitions import defs as lazy_defs
-    from sonora_pipeline.sync.runner import QUIET_CONSOLE
-
-    job = lazy_defs().resolve_job_def("org_inventory_job")
-    with _instance() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
-    if not result.success:
-        print(f"sonora-pipeline: org inventory failed: {_failure_message(result)}", file=sys.stderr)
+    result = _run_job("org_inventory_job", failure="sonora-pipeline: org inventory failed")
+    if result is None:
         return 1
     for _, meta in _summary_rows([result]):
         print(f"Org inventory: {meta['records_in_org']:,} records in {meta['dagster/row_count']} objects "

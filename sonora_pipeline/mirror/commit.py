@@ -21,6 +21,7 @@ import duckdb
 
 from sonora_pipeline.mirror.spool import Spool
 from sonora_pipeline.mirror.state import (
+    ObjectState,
     OrgIdentity,
     claim_org,
     document_state_tables,
@@ -254,11 +255,8 @@ def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool
             conn.execute(f'UPDATE {qualified(schema)} AS t SET {sets} FROM staged AS s WHERE t."Id" = s."Id"')
         state = read_state(conn, schema.object_name)
         state.pending_backfill = tuple(c for c in state.pending_backfill if c not in columns)
-        state.api_calls_total += api_calls
-        write_state(conn, state)
-        log_window(conn, object_name=schema.object_name, kind="backfill_columns", method="bulk",
-                   rows_read=spool.rows_expected, rows_upserted=updated, deletes=0, api_calls=api_calls,
-                   run_id=run_id, committed_at=_utcnow())
+        _record_bulk_refresh(conn, state, "backfill_columns", rows_read=spool.rows_expected, rows_changed=updated,
+                             api_calls=api_calls, run_id=run_id)
     return updated
 
 
@@ -285,13 +283,19 @@ def commit_formula_refresh(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema
                                    [read_started]).fetchone()[0]
             sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in columns)
             conn.execute(f"UPDATE {table} AS t SET {sets} FROM staged AS s WHERE {where}", [read_started])
-        state = read_state(conn, schema.object_name)
-        state.api_calls_total += api_calls
-        write_state(conn, state)
-        log_window(conn, object_name=schema.object_name, kind="formula_refresh", method="bulk",
-                   rows_read=spool.rows_expected, rows_upserted=changed, deletes=0, api_calls=api_calls,
-                   run_id=run_id, committed_at=_utcnow())
+        _record_bulk_refresh(conn, read_state(conn, schema.object_name), "formula_refresh",
+                             rows_read=spool.rows_expected, rows_changed=changed, api_calls=api_calls, run_id=run_id)
     return changed
+
+
+def _record_bulk_refresh(conn: duckdb.DuckDBPyConnection, state: ObjectState, kind: str, *, rows_read: int,
+                         rows_changed: int, api_calls: int, run_id: str | None) -> None:
+    """The bookkeeping of a Bulk re-read of some columns (back-fill, formula refresh), in its transaction:
+    its API calls counted in the object's state (the cursor stays), and a line in _sync_windows."""
+    state.api_calls_total += api_calls
+    write_state(conn, state)
+    log_window(conn, object_name=state.object_name, kind=kind, method="bulk", rows_read=rows_read,
+               rows_upserted=rows_changed, deletes=0, api_calls=api_calls, run_id=run_id, committed_at=_utcnow())
 
 
 def commit_purges(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, live_ids_table: str, *,
