@@ -17,11 +17,11 @@ from sonora_pipeline.localorg.schema import build_standard_catalog
 from sonora_pipeline.localorg.soql import compile_query
 from sonora_pipeline.localorg.store import OrgStore
 from sonora_pipeline.model.rules import (
-    RESERVED_COLUMNS, account_inclusion_soql, account_inclusion_sql, columns_from_mirror, condition_soql,
+    account_inclusion_soql, account_inclusion_sql, columns_from_mirror, condition_soql,
     condition_sql, validate_against_schema,
 )
 from sonora_pipeline.settings import (
-    OPERATORS, Condition, Settings, SettingsError, SyncSettings, load_settings, model_required_fields,
+    OPERATORS, RESERVED_COLUMNS, Condition, Settings, SettingsError, SyncSettings, load_settings, model_required_fields,
     validate_settings,
 )
 from sonora_pipeline.sync.catalog import DUCKDB_TYPES

@@ -29,15 +29,6 @@ from sonora_pipeline.settings import (
 )
 from sonora_pipeline.sync.windows import soql_string
 
-# Columns the model's tables define themselves (customers, people): a mapping target may not take one.
-# The model's author extends this set as tables gain columns.
-RESERVED_COLUMNS: frozenset[str] = frozenset({
-    "external_id", "name", "type", "industry", "owner_id", "owner_name", "owner_email", "parent_id", "is_paying",
-    "record_type", "account_id", "customer_id", "email", "title", "billing_country", "created_at",
-    "last_won_on", "person_id", "has_customer", "first_name", "last_name", "phone", "department",
-    "reports_to_id",
-})
-
 # Mirror table -> Salesforce object name, for `columns_from_mirror`.
 TABLE_OBJECTS = {
     "account": "Account", "contact": "Contact", "opportunity": "Opportunity", "case": "Case",
