@@ -16,8 +16,16 @@ from sonora_pipeline.settings.positions import SettingPath, SettingsSource, dott
 from sonora_pipeline.settings.problems import SettingsError
 from sonora_pipeline.settings.schema import Settings, model_required_fields
 from sonora_pipeline.settings.schema_model import (
-    RESERVED_COLUMNS, AccountInclusion, AccountsSettings, ContractsSettings, EcsatSettings, HealthBands,
-    HealthSettings, HealthWeights, MappingSettings, RenewalsSettings,
+    RESERVED_COLUMNS,
+    AccountInclusion,
+    AccountsSettings,
+    ContractsSettings,
+    EcsatSettings,
+    HealthBands,
+    HealthSettings,
+    HealthWeights,
+    MappingSettings,
+    RenewalsSettings,
 )
 from sonora_pipeline.settings.schema_sync import STANDARD_OBJECTS, SyncSettings, parse_initial_import
 from sonora_pipeline.settings.schema_writeback import WRITEBACK_TABLES, WritebackMapping, WritebackSettings

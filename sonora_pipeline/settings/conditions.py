@@ -8,9 +8,8 @@ fits the operator (a list for in/not_in, none for is_null, a single date without
 from __future__ import annotations
 
 import math
-import typing
 from datetime import date, datetime
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -22,7 +21,7 @@ LIST_OPERATORS = ("in", "not_in")
 NULL_OPERATORS = ("is_null", "is_not_null")
 TODAY = "today"
 
-Scalar = typing.Union[bool, int, float, str, date]
+Scalar = bool | int | float | str | date
 
 
 def _check_scalar(value: Any, *sub: Any) -> Scalar:
@@ -46,7 +45,7 @@ class Condition(Strict):
 
     field: FieldName = Field(description="The Salesforce field's API name, e.g. Industry or ARR__c.")
     op: str = Field(description="The operator: = != < <= > >= in not_in like is_null is_not_null.")
-    value: Optional[typing.Union[Scalar, list[Scalar]]] = Field(
+    value: Scalar | list[Scalar] | None = Field(
         default=None,
         description="What to compare with: text, a number, true/false, an ISO date (YYYY-MM-DD), the keyword "
                     "'today' (date fields), a list for in/not_in, nothing for is_null/is_not_null. For like: "
@@ -69,7 +68,7 @@ class Condition(Strict):
         return _check_scalar(value)
 
     @model_validator(mode="after")
-    def _check_value_fits_op(self) -> "Condition":
+    def _check_value_fits_op(self) -> Condition:
         op, value = self.op, self.value
         if op in NULL_OPERATORS:
             if value is not None:

@@ -113,10 +113,7 @@ def _message_for(item: dict[str, Any]) -> tuple[SettingPath, str, bool]:
     if kind in _BOUNDS:
         key, words = _BOUNDS[kind]
         return loc, f"{described(value)} is out of range: it must be {words} {ctx.get(key)}", False
-    message = item["msg"]
-    if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
-    return loc, message, False
+    return loc, item["msg"].removeprefix("Value error, "), False
 
 
 def _problems(err: ValidationError, source: SettingsSource | None) -> list[str]:

@@ -7,7 +7,8 @@ reader (`source.py`) records the places, the schema and the checks against the m
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 

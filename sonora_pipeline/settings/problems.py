@@ -8,8 +8,9 @@ them, and `SettingsError` is what callers finally get, one line per problem.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from datetime import date
-from typing import Any, Iterable
+from typing import Any
 
 
 class SettingsError(Exception):

@@ -12,7 +12,12 @@ from pydantic import Field, PrivateAttr
 from sonora_pipeline.settings.fields import Strict
 from sonora_pipeline.settings.positions import SettingPath, SettingsSource, locate
 from sonora_pipeline.settings.schema_model import (
-    AccountsSettings, ContractsSettings, EcsatSettings, HealthSettings, MappingSettings, RenewalsSettings,
+    AccountsSettings,
+    ContractsSettings,
+    EcsatSettings,
+    HealthSettings,
+    MappingSettings,
+    RenewalsSettings,
 )
 from sonora_pipeline.settings.schema_sync import SyncSettings
 from sonora_pipeline.settings.schema_writeback import WritebackSettings

@@ -8,7 +8,7 @@ other); whether a named field exists and a value fits its type needs the mirror'
 from __future__ import annotations
 
 import re
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -103,12 +103,12 @@ class ContractsSettings(Strict):
         default_factory=list,
         description="Tests on Account fields that all must hold (one rule), e.g. {field: Contract_End_Date__c, "
                     "op: \">=\", value: today}; empty (the default) = rule not set.")
-    won_opportunity_within_days: Optional[int] = Field(
+    won_opportunity_within_days: int | None = Field(
         default=365, ge=1, le=36500, strict=True,
         description="Rule: a Closed Won opportunity closed within the last N days; null = rule not set.")
 
     @model_validator(mode="after")
-    def _check_some_rule(self) -> "ContractsSettings":
+    def _check_some_rule(self) -> ContractsSettings:
         if not self.account_conditions and self.won_opportunity_within_days is None:
             raise ValueError("no rule is set, so no customer would ever be paying; set account_conditions "
                              "or won_opportunity_within_days")
@@ -120,11 +120,11 @@ class RenewalsSettings(Strict):
 
     horizon_days: int = Field(default=120, ge=1, le=3650, strict=True,
                               description="Customers whose contract ends within N days are up for renewal.")
-    contract_end_field: Optional[FieldName] = Field(
+    contract_end_field: FieldName | None = Field(
         default=None,
         description="Account date field (API name) holding the contract's end, e.g. Contract_End_Date__c; "
                     "null (the default) = unknown.")
-    arr_field: Optional[FieldName] = Field(
+    arr_field: FieldName | None = Field(
         default=None, description="Account number field (API name) holding the annual recurring revenue, e.g. "
                                   "ARR__c; null (the default) = unknown.")
 
@@ -138,7 +138,7 @@ class HealthWeights(Strict):
     sentiment: float = Field(default=0.15, ge=0, strict=True, description="Weight of sentiment (NPS).")
 
     @model_validator(mode="after")
-    def _check_some_weight(self) -> "HealthWeights":
+    def _check_some_weight(self) -> HealthWeights:
         if not any(getattr(self, name) > 0 for name in type(self).model_fields):
             raise ValueError("all weights are 0; give at least one measure a weight above 0 "
                              "(e.g. engagement: 0.35)")
@@ -153,7 +153,7 @@ class HealthBands(Strict):
                           description="Lowest score that is yellow (0-100, below green).")
 
     @model_validator(mode="after")
-    def _check_order(self) -> "HealthBands":
+    def _check_order(self) -> HealthBands:
         if not self.green > self.yellow:
             raise At(f"green ({as_yaml(self.green)}) must be above yellow ({as_yaml(self.yellow)}); e.g. green: 70, "
                      "yellow: 40", "green")
@@ -165,7 +165,7 @@ class HealthSettings(Strict):
 
     weights: HealthWeights = Field(default_factory=HealthWeights, description="Weight of each measure.")
     bands: HealthBands = Field(default_factory=HealthBands, description="Score thresholds of the bands.")
-    nps_field: Optional[FieldName] = Field(
+    nps_field: FieldName | None = Field(
         default=None,
         description="Contact number field (API name, 0-10) the sentiment measure averages, e.g. NPS_Score__c; "
                     "null (the default) = no sentiment measure.")

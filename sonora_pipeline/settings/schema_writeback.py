@@ -7,7 +7,7 @@ each mapping names a table that can be written back, and no Account field takes 
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,7 +24,7 @@ class WritebackMapping(Strict):
     column: str = Field(description="The model column, as <table>.<column> (tables: "
                                     + ", ".join(WRITEBACK_TABLES) + ").")
     field: FieldName = Field(description="The Account field's API name that receives the value.")
-    values: Optional[dict[str, str]] = Field(
+    values: dict[str, str] | None = Field(
         default=None,
         description="Model value -> Salesforce value (e.g. green: Green for a picklist); model values not listed "
                     "are written as empty (null).")
@@ -44,7 +44,7 @@ class WritebackMapping(Strict):
 
     @field_validator("values")
     @classmethod
-    def _check_values(cls, value: Optional[dict[str, str]]) -> Optional[dict[str, str]]:
+    def _check_values(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         if value is not None and not value:
             raise ValueError("'values' is empty; list model value -> Salesforce value pairs (e.g. green: Green), "
                              "or remove it to write the model's values as they are")
@@ -96,7 +96,7 @@ class WritebackSettings(Strict):
         return value
 
     @model_validator(mode="after")
-    def _check_something_to_write(self) -> "WritebackSettings":
+    def _check_something_to_write(self) -> WritebackSettings:
         if self.enabled and not self.mappings:
             raise At("write-back is enabled but no mapping says what to write where; add mappings, e.g. "
                      "- {column: health_scores.score, field: Sonora_Health_Score__c} (create the Account field in "
