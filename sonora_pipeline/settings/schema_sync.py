@@ -60,7 +60,11 @@ class SyncSettings(Strict):
             return value
         match = _SINCE.match(value)
         if match:
-            date.fromisoformat(match.group(1))
+            try:
+                date.fromisoformat(match.group(1))
+            except ValueError as err:  # since:2025-13-01: the form is right, the day does not exist
+                raise ValueError(f"{match.group(1)} is not a date ({err}); write since:YYYY-MM-DD with a real day "
+                                 "(e.g. since:2025-06-01), active or all") from None
             return value
         raise ValueError("must be 'active', 'all' or 'since:YYYY-MM-DD' (e.g. since:2025-06-01)")
 
