@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
+from pydantic import ValidationError
 
 from sonora_pipeline.localorg.clock import OrgClock
 from sonora_pipeline.localorg.generator import generate_org
@@ -17,11 +19,22 @@ from sonora_pipeline.localorg.schema import build_standard_catalog
 from sonora_pipeline.localorg.soql import compile_query
 from sonora_pipeline.localorg.store import OrgStore
 from sonora_pipeline.model.rules import (
-    account_inclusion_soql, account_inclusion_sql, columns_from_mirror, condition_soql,
-    condition_sql, validate_against_schema,
+    account_inclusion_soql,
+    account_inclusion_sql,
+    columns_from_mirror,
+    condition_soql,
+    condition_sql,
+    validate_against_schema,
 )
 from sonora_pipeline.settings import (
-    OPERATORS, RESERVED_COLUMNS, Condition, Settings, SettingsError, SyncSettings, load_settings, model_required_fields,
+    OPERATORS,
+    RESERVED_COLUMNS,
+    Condition,
+    Settings,
+    SettingsError,
+    SyncSettings,
+    load_settings,
+    model_required_fields,
     validate_settings,
 )
 from sonora_pipeline.sync.catalog import DUCKDB_TYPES
@@ -29,7 +42,7 @@ from sonora_pipeline.sync.catalog import DUCKDB_TYPES
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "test-settings.yaml"
 TODAY = dt.date(2025, 6, 1)
-NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 OPS = "= != < <= > >= in not_in like is_null is_not_null"
 
 
@@ -37,13 +50,6 @@ def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "sonora.yaml"
     path.write_text(textwrap.dedent(text).lstrip("\n"), "utf-8")
     return path
-
-
-def error_of(tmp_path: Path, text: str) -> str:
-    path = write(tmp_path, text)
-    with pytest.raises(SettingsError) as info:
-        load_settings(path)
-    return str(info.value)
 
 
 def schema_error_of(tmp_path: Path, text: str, columns=None) -> str:
@@ -136,16 +142,6 @@ def test_the_demo_org_has_its_own_settings_and_the_suite_says_the_same():
         assert getattr(suite, section) == getattr(demo, section), section
 
 
-def test_write_back_enabled_with_nothing_to_write_says_what_to_add(tmp_path):
-    message = error_of(tmp_path, """
-        writeback:
-          enabled: true
-        """)
-    # Not written in the file: the message says it is the default, under the section that is there.
-    assert "line 1, column 1 (writeback.mappings, a default: not set under writeback)" in message
-    assert "no mapping" in message and "health_scores.score" in message and "enabled: false" in message
-
-
 def test_a_full_file_is_read(tmp_path):
     settings = load_settings(write(tmp_path, """
         accounts:
@@ -200,231 +196,319 @@ def test_unquoted_operators_and_empty_sections(tmp_path):
 
 def test_settings_models_are_frozen():
     settings = Settings()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         settings.renewals.horizon_days = 5  # type: ignore[misc]
 
 
 # -- one message per mistake: file, line, column, path, fix --------------------------------------------------------
 
-def test_unknown_top_level_key(tmp_path):
-    message = error_of(tmp_path, """
+@dataclass(frozen=True)
+class Mistake:
+    """A settings file with one mistake, and the one problem it must give: `where` (line, column and the
+    setting's path) and `says` (what is wrong and the fix) follow the file's name exactly; `also` lists further
+    parts of the message; `whole`: `says` is the entire rest of the message."""
+
+    yaml: str
+    where: str
+    says: str
+    also: tuple[str, ...] = ()
+    whole: bool = False
+
+
+FIELD_NAME_FIX = ("is not a Salesforce field API name; write the field's API name as in Setup > Object Manager > "
+                  "Fields & Relationships, e.g. Industry or ARR__c (no spaces, no relationship paths)")
+
+MISTAKES = {
+    "unknown top-level key, did you mean": Mistake(
+        """
         sync:
           lag_seconds: 5
         acounts:
           include: {}
-        """)
-    assert (f"{tmp_path / 'sonora.yaml'} line 3, column 1 (acounts): unknown setting 'acounts' "
-            "(did you mean 'accounts'?)") in message
-    assert "sync, accounts, mapping, contracts, renewals, health, ecsat" in message
-
-
-def test_unknown_nested_key_with_did_you_mean(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 3, column 1 (acounts)", "unknown setting 'acounts' (did you mean 'accounts'?)",
+        also=("sync, accounts, mapping, contracts, renewals, health, ecsat",)),
+    "unknown nested key, did you mean": Mistake(
+        """
         health:
           weights:
             engagment: 0.5
-        """)
-    assert ("line 3, column 5 (health.weights.engagment): unknown setting 'engagment' (did you mean "
-            "'engagement'?); the settings under health.weights are: engagement, support, commercial, "
-            "sentiment") in message
-
-
-def test_wrong_type_for_horizon_days(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 3, column 5 (health.weights.engagment)",
+        "unknown setting 'engagment' (did you mean 'engagement'?); the settings under health.weights are: "
+        "engagement, support, commercial, sentiment"),
+    "text for a whole number": Mistake(
+        """
         renewals:
           horizon_days: soon
-        """)
-    assert ("line 2, column 17 (renewals.horizon_days): 'soon' is not a whole number; write a number without "
-            "quotes (e.g. horizon_days: 120)") in message
-
-
-def test_out_of_range_number(tmp_path):
-    message = error_of(tmp_path, "ecsat:\n  sla_hours: 0\n")
-    assert "line 2, column 14 (ecsat.sla_hours): 0 is out of range: it must be above 0" in message
-
-
-def test_bad_operator(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 2, column 17 (renewals.horizon_days)",
+        "'soon' is not a whole number; write a number without quotes (e.g. horizon_days: 120)"),
+    "number out of range": Mistake(
+        "ecsat:\n  sla_hours: 0\n",
+        "line 2, column 14 (ecsat.sla_hours)", "0 is out of range: it must be above 0"),
+    "unknown operator": Mistake(
+        """
         accounts:
           include:
             conditions:
               - {field: Industry, op: "!=", value: Government}
               - {field: Industry, op: "=>", value: Retail}
-        """)
-    assert (f"{tmp_path / 'sonora.yaml'} line 5, column 31 (accounts.include.conditions[1].op): unknown "
-            f"operator '=>'; use one of {OPS}") in message
-
-
-def test_in_with_a_scalar(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 5, column 31 (accounts.include.conditions[1].op)", f"unknown operator '=>'; use one of {OPS}"),
+    "in with a single value": Mistake(
+        """
         accounts:
           include:
             conditions:
               - field: Type
                 op: in
                 value: Customer
-        """)
-    assert ("line 6, column 16 (accounts.include.conditions[0].value): 'in' needs a list of values, e.g. "
-            "value: [Customer, B]") in message
-
-
-def test_is_null_with_a_value(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 6, column 16 (accounts.include.conditions[0].value)",
+        "'in' needs a list of values, e.g. value: [Customer, B]"),
+    "in without a value": Mistake(
+        "accounts:\n  include:\n    conditions:\n      - {field: Type, op: in}\n",
+        "line 4, column 9 (accounts.include.conditions[0])", "'in' needs a list of values, e.g. value: [A, B]"),
+    "in with an empty list": Mistake(
+        "accounts:\n  include:\n    conditions:\n      - {field: Type, op: in, value: []}\n",
+        "line 4, column 38 (accounts.include.conditions[0].value)", "'in' needs at least one value in its list"),
+    "= with a list": Mistake(
+        "accounts:\n  include:\n    conditions:\n      - {field: Type, op: =, value: [a, b]}\n",
+        "line 4, column 37 (accounts.include.conditions[0].value)",
+        "'=' compares with one value, not a list; use op: in (or not_in) for a list"),
+    "like with a number": Mistake(
+        "accounts:\n  include:\n    conditions:\n      - {field: Type, op: like, value: 5}\n",
+        "line 4, column 40 (accounts.include.conditions[0].value)",
+        "'like' needs a text pattern, e.g. value: \"%5%\""),
+    "a value that is not a number": Mistake(
+        "accounts:\n  include:\n    conditions:\n      - {field: Type, op: in, value: [1, .nan]}\n",
+        "line 4, column 42 (accounts.include.conditions[0].value[1])",
+        "nan is not a usable number; write a finite number"),
+    "a value that is a mapping": Mistake(
+        "accounts:\n  include:\n    conditions:\n      - {field: Type, op: =, value: {a: 1}}\n",
+        "line 4, column 37 (accounts.include.conditions[0].value)",
+        "{'a': 1} is not a single value; use text, a number, true/false, a date (YYYY-MM-DD) or today"),
+    "a condition without its field": Mistake(
+        "accounts:\n  include:\n    conditions:\n      - {op: =, value: x}\n",
+        "line 4, column 9 (accounts.include.conditions[0])", "missing setting 'field'; add 'field: ...' here"),
+    "is_null with a value": Mistake(
+        """
         contracts:
           account_conditions:
             - {field: Contract_End_Date__c, op: is_null, value: 2025-01-01}
-        """)
-    assert ("line 3, column 57 (contracts.account_conditions[0].value): 'is_null' takes no value; remove "
-            "'value: 2025-01-01'") in message
-
-
-def test_comparison_without_a_value(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 3, column 57 (contracts.account_conditions[0].value)",
+        "'is_null' takes no value; remove 'value: 2025-01-01'"),
+    "comparison without a value": Mistake(
+        """
         contracts:
           account_conditions:
             - {field: Contract_End_Date__c, op: ">="}
-        """)
-    assert ("line 3, column 7 (contracts.account_conditions[0]): '>=' needs a value; add 'value: ...' (to match "
-            "empty fields use op: is_null)") in message
-
-
-def test_a_field_that_is_not_an_api_name(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 3, column 7 (contracts.account_conditions[0])",
+        "'>=' needs a value; add 'value: ...' (to match empty fields use op: is_null)"),
+    "a time where a date is expected": Mistake(
+        """
+        contracts:
+          account_conditions:
+            - {field: Contract_End_Date__c, op: ">=", value: 2025-01-01T10:00:00}
+        """,
+        "line 3, column 54 (contracts.account_conditions[0].value)",
+        "2025-01-01T10:00:00 has a time; only dates are supported: write YYYY-MM-DD (e.g. 2025-01-01) or today"),
+    "condition field that is not an API name": Mistake(
+        """
         accounts:
           include:
             conditions: [{field: "Account.Industry", op: "=", value: x}]
-        """)
-    assert ("line 3, column 26 (accounts.include.conditions[0].field): 'Account.Industry' is not a Salesforce "
-            "field API name") in message
-    assert "no relationship paths" in message
-
-
-def test_duplicate_mapping_target(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 3, column 26 (accounts.include.conditions[0].field)", f"'Account.Industry' {FIELD_NAME_FIX}"),
+    "mapping source that is not an API name": Mistake(
+        "mapping:\n  account:\n    \"Bad Name\": x\n",
+        "line 3, column 5 (mapping.account.Bad Name)", f"'Bad Name' {FIELD_NAME_FIX}", whole=True),
+    "renewal field that is not an API name": Mistake(
+        "renewals:\n  contract_end_field: a.b\n",
+        "line 2, column 23 (renewals.contract_end_field)", f"'a.b' {FIELD_NAME_FIX}", whole=True),
+    "NPS field that is a number": Mistake(
+        "health:\n  nps_field: 5\n", "line 2, column 14 (health.nps_field)", f"5 {FIELD_NAME_FIX}", whole=True),
+    "write-back field that is not an API name": Mistake(
+        "writeback:\n  mappings:\n    - {column: ecsat.ecsat, field: \"bad name\"}\n",
+        "line 3, column 36 (writeback.mappings[0].field)", f"'bad name' {FIELD_NAME_FIX}", whole=True),
+    "duplicate mapping target": Mistake(
+        """
         mapping:
           account:
             ARR__c: arr
             AnnualRevenue: arr
-        """)
-    assert ("line 4, column 20 (mapping.account.AnnualRevenue): column 'arr' is already the target of ARR__c; "
-            "each field needs its own column (e.g. arr_2)") in message
-
-
-def test_mapping_target_that_is_a_model_column(tmp_path):
-    assert {"external_id", "name", "is_paying", "customer_id", "email", "title"} <= RESERVED_COLUMNS
-    message = error_of(tmp_path, """
+        """,
+        "line 4, column 20 (mapping.account.AnnualRevenue)",
+        "column 'arr' is already the target of ARR__c; each field needs its own column (e.g. arr_2)"),
+    "mapping target that is a model column": Mistake(
+        """
         mapping:
           contact:
             Persona__c: email
-        """)
-    assert ("line 3, column 17 (mapping.contact.Persona__c): column 'email' is one of the model's own columns; "
-            "choose another name for Persona__c (e.g. email_sf)") in message
-
-
-def test_mapping_target_that_is_not_an_identifier(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 3, column 17 (mapping.contact.Persona__c)",
+        "column 'email' is one of the model's own columns; choose another name for Persona__c (e.g. email_sf)"),
+    "mapping target that is not an identifier": Mistake(
+        """
         mapping:
           account:
             Tier__c: Customer Tier
-        """)
-    assert ("line 3, column 14 (mapping.account.Tier__c): 'Customer Tier' is not a valid column name: use "
-            "lower-case letters, digits and _, starting with a letter (e.g. customer_tier)") in message
-
-
-def test_weights_all_zero(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 3, column 14 (mapping.account.Tier__c)",
+        "'Customer Tier' is not a valid column name: use lower-case letters, digits and _, starting with a letter "
+        "(e.g. customer_tier)"),
+    "mapping that is a list": Mistake(
+        "mapping:\n  account: [a]\n", "line 2, column 12 (mapping.account)",
+        "a list is not a section; write its settings indented below it (key: value lines), or remove it to use "
+        "the defaults", whole=True),
+    "all weights zero": Mistake(
+        """
         health:
           weights: {engagement: 0, support: 0, commercial: 0, sentiment: 0}
-        """)
-    assert ("line 2, column 12 (health.weights): all weights are 0; give at least one measure a weight above 0 "
-            "(e.g. engagement: 0.35)") in message
-
-
-def test_negative_weight(tmp_path):
-    message = error_of(tmp_path, "health:\n  weights:\n    support: -1\n")
-    assert "line 3, column 14 (health.weights.support): -1 is out of range: it must be at least 0" in message
-
-
-def test_bands_inverted(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 2, column 12 (health.weights)",
+        "all weights are 0; give at least one measure a weight above 0 (e.g. engagement: 0.35)"),
+    "negative weight": Mistake(
+        "health:\n  weights:\n    support: -1\n",
+        "line 3, column 14 (health.weights.support)", "-1 is out of range: it must be at least 0"),
+    "a number in quotes": Mistake(
+        "health:\n  weights:\n    support: \"1\"\n", "line 3, column 14 (health.weights.support)",
+        "'1' is not a number; write a number without quotes (e.g. support: 0.25)", whole=True),
+    "bands inverted": Mistake(
+        """
         health:
           bands:
             green: 40
             yellow: 70
-        """)
-    assert ("line 3, column 12 (health.bands.green): green (40) must be above yellow (70); e.g. green: 70, "
-            "yellow: 40") in message
-
-
-def test_contracts_without_any_rule(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 3, column 12 (health.bands.green)", "green (40) must be above yellow (70); e.g. green: 70, yellow: 40"),
+    "contracts without any rule": Mistake(
+        """
         contracts:
           account_conditions: []
           won_opportunity_within_days: null
-        """)
-    assert ("line 2, column 3 (contracts): no rule is set, so no customer would ever be paying; set "
-            "account_conditions or won_opportunity_within_days") in message
-
-
-def test_yaml_syntax_error_names_its_line(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 2, column 3 (contracts)",
+        "no rule is set, so no customer would ever be paying; set account_conditions or won_opportunity_within_days"),
+    "a choice that is not one": Mistake(
+        "contracts:\n  match: some\n", "line 2, column 10 (contracts.match)",
+        "'some' is not allowed here; use one of 'any' or 'all'", whole=True),
+    "an initial import that is not one": Mistake(
+        "sync:\n  initial_import: last week\n", "line 2, column 19 (sync.initial_import)",
+        "must be 'active', 'all' or 'since:YYYY-MM-DD' (e.g. since:2025-06-01)", whole=True),
+    "an initial import since a day that does not exist": Mistake(
+        "sync:\n  initial_import: since:2025-13-01\n", "line 2, column 19 (sync.initial_import)",
+        "2025-13-01 is not a date (month must be in 1..12); write since:YYYY-MM-DD with a real day "
+        "(e.g. since:2025-06-01), active or all", whole=True),
+    "a date that is not one": Mistake(
+        "sync:\n  partitions_start: tomorrow\n", "line 2, column 21 (sync.partitions_start)",
+        "'tomorrow' is not a date; write YYYY-MM-DD without quotes (e.g. partitions_start: 2025-01-01)", whole=True),
+    "a custom object without __c": Mistake(
+        "sync:\n  custom_objects: [Invoice]\n", "line 2, column 19 (sync.custom_objects)",
+        "'Invoice' is not a custom object API name (they end in __c, e.g. Invoice__c)", whole=True),
+    "a list that is a single value": Mistake(
+        "sync:\n  required_fields: {Account: ARR__c}\n", "line 2, column 30 (sync.required_fields.Account)",
+        "'ARR__c' is not a list; write a list, e.g. [A, B] or one '- item' per line", whole=True),
+    "a number where text is expected": Mistake(
+        "sync:\n  active_account_types: [1]\n", "line 2, column 26 (sync.active_account_types[0])",
+        "1 is not text; put it in quotes, e.g. \"1\"", whole=True),
+    "a number where true/false is expected": Mistake(
+        "writeback:\n  dry_run: 1\n", "line 2, column 12 (writeback.dry_run)",
+        "1 is not true or false; write true or false", whole=True),
+    "write-back enabled with nothing to write": Mistake(
+        """
+        writeback:
+          enabled: true
+        """,
+        # Not written in the file: the message says it is the default, under the section that is there.
+        "line 1, column 1 (writeback.mappings, a default: not set under writeback)",
+        "write-back is enabled but no mapping says what to write where; add mappings",
+        also=("health_scores.score", "enabled: false")),
+    "write-back of a table that cannot be written back": Mistake(
+        "writeback:\n  mappings:\n    - {column: health_score.score, field: A__c}\n",
+        "line 3, column 16 (writeback.mappings[0].column)",
+        "table 'health_score' cannot be written back (did you mean 'health_scores'?); use one of health_scores, "
+        "ecsat, customers, engagement_signals, renewals", whole=True),
+    "write-back of something that is not a column": Mistake(
+        "writeback:\n  mappings:\n    - {column: Health.Score, field: A__c}\n",
+        "line 3, column 16 (writeback.mappings[0].column)",
+        "'Health.Score' is not a model column; write <table>.<column> in lower case, e.g. health_scores.score",
+        whole=True),
+    "write-back values that are empty": Mistake(
+        "writeback:\n  mappings:\n    - {column: ecsat.x, field: A__c, values: {}}\n",
+        "line 3, column 46 (writeback.mappings[0].values)",
+        "'values' is empty; list model value -> Salesforce value pairs (e.g. green: Green), or remove it to write "
+        "the model's values as they are", whole=True),
+    "write-back of two columns to one field": Mistake(
+        "writeback:\n  mappings:\n    - {column: ecsat.a, field: A__c}\n    - {column: ecsat.b, field: a__c}\n",
+        "line 4, column 32 (writeback.mappings[1].field)",
+        "Account.a__c is already the target of mappings[0] (ecsat.a); each field takes one column: remove one of "
+        "them or choose another field", whole=True),
+    "YAML that does not parse": Mistake(
+        """
         renewals:
           horizon_days: 120
         health:
           bands: {green: 70, yellow: 40
         ecsat:
           sla_hours: 48
-        """)
-    assert message.startswith(f"{tmp_path / 'sonora.yaml'} line 5, column 6: not valid YAML: ")
-    assert "started at line 4, column 10" in message
-    assert "correct the YAML syntax there" in message
-
-
-def test_unquoted_greater_than_gets_a_quoting_hint(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 5, column 6", "not valid YAML: ",
+        also=("started at line 4, column 10", "correct the YAML syntax there")),
+    "unquoted >= gets a quoting hint": Mistake(
+        """
         contracts:
           account_conditions:
             - field: Contract_End_Date__c
               op: >=
               value: today
-        """)
-    assert "line 4, column" in message and "not valid YAML" in message
-    assert "put the value in quotes" in message and 'op: ">="' in message
-
-
-def test_a_document_that_is_not_a_mapping(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 4, column 12", "not valid YAML: ", also=("put the value in quotes", 'op: ">="')),
+    "a document that is a list": Mistake(
+        """
         - sync
         - accounts
-        """)
-    assert message == (f"{tmp_path / 'sonora.yaml'} line 1, column 1: the settings must be a mapping of sections "
-                       "(sync:, accounts:, mapping:, contracts:, renewals:, health:, ecsat:), not a list; see "
-                       "sonora.example.yaml")
-
-
-def test_a_section_that_is_not_a_mapping(tmp_path):
-    message = error_of(tmp_path, "renewals: 120\n")
-    assert "line 1, column 11 (renewals): 120 is not a section; write its settings indented below it" in message
-
-
-def test_duplicate_keys_are_reported(tmp_path):
-    message = error_of(tmp_path, """
+        """,
+        "line 1, column 1",
+        "the settings must be a mapping of sections (sync:, accounts:, mapping:, contracts:, renewals:, health:, "
+        "ecsat:), not a list; see sonora.example.yaml", whole=True),
+    "a document that is a number": Mistake(
+        "42\n", "line 1, column 1", "the settings must be a mapping of sections (sync:, accounts:, mapping:, "
+        "contracts:, renewals:, health:, ecsat:), not a number; see sonora.example.yaml", whole=True),
+    "a section that is a number": Mistake(
+        "renewals: 120\n", "line 1, column 11 (renewals)",
+        "120 is not a section; write its settings indented below it"),
+    "a key written twice": Mistake(
+        """
         renewals:
           horizon_days: 90
           horizon_days: 120
-        """)
-    assert ("line 3, column 3 (renewals.horizon_days): duplicate setting 'horizon_days', also set at line 2; "
-            "keep only one") in message
+        """,
+        "line 3, column 3 (renewals.horizon_days)",
+        "duplicate setting 'horizon_days', also set at line 2; keep only one (the last one would win)", whole=True),
+}
 
 
-def test_a_time_where_a_date_is_expected(tmp_path):
-    message = error_of(tmp_path, """
-        contracts:
-          account_conditions:
-            - {field: Contract_End_Date__c, op: ">=", value: 2025-01-01T10:00:00}
-        """)
-    assert ("line 3, column 54 (contracts.account_conditions[0].value): 2025-01-01T10:00:00 has a time; only "
-            "dates are supported: write YYYY-MM-DD (e.g. 2025-01-01) or today") in message
+@pytest.mark.parametrize("case", [pytest.param(case, id=name) for name, case in MISTAKES.items()])
+def test_a_mistake_gets_one_message_with_its_line_path_and_fix(tmp_path, case):
+    path = write(tmp_path, case.yaml)
+    with pytest.raises(SettingsError) as info:
+        load_settings(path)
+    assert_one_problem(info.value, f"{path} {case.where}: ", case)
+
+
+def assert_one_problem(err: SettingsError, place: str, case: Mistake) -> None:
+    """One mistake, one problem: it starts at the file, line, column and path, says what is wrong and the fix."""
+    assert err.problems == [str(err)], err.problems
+    problem = err.problems[0]
+    assert problem.startswith(place + case.says), problem
+    if case.whole:
+        assert problem == place + case.says
+    for part in case.also:
+        assert part in problem, (part, problem)
 
 
 def test_every_problem_is_reported_together_in_file_order(tmp_path):
@@ -460,109 +544,145 @@ def test_a_missing_file_is_named():
         load_settings(Path("/nonexistent/sonora.yaml"))
 
 
+def test_every_problem_of_one_section_is_reported_at_its_own_line(tmp_path):
+    # One validator (a mapping, the write-back's fields) finds several problems: each gets its line.
+    path = write(tmp_path, """
+        mapping:
+          account:
+            ARR__c: arr
+            AnnualRevenue: arr
+            "Bad Name": bad
+            Tier__c: name
+        writeback:
+          mappings:
+            - {column: ecsat.a, field: A__c}
+            - {column: ecsat.b, field: A__c}
+            - {column: ecsat.c, field: a__C}
+        """)
+    with pytest.raises(SettingsError) as info:
+        load_settings(path)
+    err = info.value
+    assert str(err).splitlines()[0] == f"Settings file {path} has 5 problems:"
+    where = [p.split(": ", 1)[0].removeprefix(f"{path} ") for p in err.problems]
+    assert where == [
+        "line 4, column 20 (mapping.account.AnnualRevenue)", "line 5, column 5 (mapping.account.Bad Name)",
+        "line 6, column 14 (mapping.account.Tier__c)", "line 10, column 32 (writeback.mappings[1].field)",
+        "line 11, column 32 (writeback.mappings[2].field)",
+    ]
+    assert "already the target of ARR__c" in err.problems[0] and "API name" in err.problems[1]
+    assert "one of the model's own columns" in err.problems[2]
+    assert all("already the target of mappings[0] (ecsat.a)" in p for p in err.problems[3:])
+
+
+def test_the_model_columns_a_mapping_may_not_take():
+    assert {"external_id", "name", "is_paying", "customer_id", "email", "title"} <= RESERVED_COLUMNS
+    assert all(column == column.lower() and column.isidentifier() for column in RESERVED_COLUMNS)
+
+
 # -- against the mirror's columns -------------------------------------------------------------------------------
 
 def test_default_settings_fit_a_realistic_mirror():
     validate_against_schema(Settings(), mirror_columns())
 
 
-def test_today_on_a_text_field(tmp_path):
-    message = schema_error_of(tmp_path, """
+MIRROR_MISTAKES = {
+    "today on a text field": Mistake(
+        """
         accounts:
           include:
             conditions:
               - {field: Industry, op: "=", value: today}
-        """)
-    assert ("line 4, column 43 (accounts.include.conditions[0].value): 'today' only works on date fields, and "
-            "Account.Industry is a text field (VARCHAR); write text") in message
-
-
-def test_a_field_that_is_not_in_the_mirror(tmp_path):
-    message = schema_error_of(tmp_path, """
+        """,
+        "line 4, column 43 (accounts.include.conditions[0].value)",
+        "'today' only works on date fields, and Account.Industry is a text field (VARCHAR); write text"),
+    "a field that is not in the mirror": Mistake(
+        """
         contracts:
           account_conditions:
             - {field: Foo__c, op: "=", value: x}
-        """)
-    assert (f"{tmp_path / 'sonora.yaml'} line 3, column 15 (contracts.account_conditions[0].field): "
-            "Account.Foo__c is not in the mirror: it does not exist, or the run-as user cannot read it "
-            "(Setup > Object Manager > Account > Fields & Relationships > Foo__c > Set Field-Level Security)"
-            ) in message
-
-
-def test_a_misspelled_field_gets_a_suggestion(tmp_path):
-    message = schema_error_of(tmp_path, """
+        """,
+        "line 3, column 15 (contracts.account_conditions[0].field)",
+        "Account.Foo__c is not in the mirror: it does not exist, or the run-as user cannot read it "
+        "(Setup > Object Manager > Account > Fields & Relationships > Foo__c > Set Field-Level Security)"),
+    "a misspelt field gets a suggestion": Mistake(
+        """
         accounts:
           include:
             conditions: [{field: Industri, op: is_not_null}]
-        """)
-    assert "Account.Industri is not in the mirror" in message and "(did you mean 'Industry'?)" in message
-
-
-def test_text_on_a_number_field(tmp_path):
-    message = schema_error_of(tmp_path, """
+        """,
+        "line 3, column 26 (accounts.include.conditions[0].field)", "Account.Industri is not in the mirror",
+        also=("(did you mean 'Industry'?)",)),
+    "text on a number field": Mistake(
+        """
         accounts:
           include:
             conditions:
               - {field: ARR__c, op: ">", value: "100k"}
-        """)
-    assert ("line 4, column 41 (accounts.include.conditions[0].value): '100k' (text) does not fit: "
-            "Account.ARR__c is a number field (DOUBLE); write a number without quotes (e.g. value: 100000)"
-            ) in message
-
-
-def test_a_number_in_a_list_for_a_text_field(tmp_path):
-    message = schema_error_of(tmp_path, """
+        """,
+        "line 4, column 41 (accounts.include.conditions[0].value)",
+        "'100k' (text) does not fit: Account.ARR__c is a number field (DOUBLE); write a number without quotes "
+        "(e.g. value: 100000)"),
+    "a number in a list for a text field": Mistake(
+        """
         accounts:
           include:
             conditions:
               - {field: Tier__c, op: in, value: [Gold, 2]}
-        """)
-    assert ("line 4, column 48 (accounts.include.conditions[0].value[1]): 2 (a number) does not fit: "
-            "Account.Tier__c is a text field (VARCHAR); write text (in quotes when it looks like a number")\
-        in message
-
-
-def test_yes_no_on_a_text_field_explains_yaml(tmp_path):
-    message = schema_error_of(tmp_path, """
+        """,
+        "line 4, column 48 (accounts.include.conditions[0].value[1])",
+        "2 (a number) does not fit: Account.Tier__c is a text field (VARCHAR); write text (in quotes when it "
+        "looks like a number"),
+    "no on a text field explains YAML": Mistake(
+        """
         accounts:
           include:
             conditions: [{field: Tier__c, op: "=", value: no}]
-        """)
-    assert "false (true/false) does not fit: Account.Tier__c is a text field (VARCHAR)" in message
-    assert 'quote the text (e.g. value: "no")' in message
-
-
-def test_like_on_a_number_field(tmp_path):
-    message = schema_error_of(tmp_path, """
+        """,
+        "line 3, column 51 (accounts.include.conditions[0].value)",
+        "false (true/false) does not fit: Account.Tier__c is a text field (VARCHAR)",
+        also=('quote the text (e.g. value: "no")',)),
+    "like on a number field": Mistake(
+        """
         accounts:
           include:
             conditions:
               - {field: NumberOfEmployees, op: like, value: "1%"}
-        """)
-    assert ("line 4, column 40 (accounts.include.conditions[0].op): 'like' only works on text fields, and "
-            "Account.NumberOfEmployees is a number field (BIGINT); use = != < <= > >= in or not_in") in message
-
-
-def test_order_comparison_on_a_boolean_field(tmp_path):
-    message = schema_error_of(tmp_path, """
+        """,
+        "line 4, column 40 (accounts.include.conditions[0].op)",
+        "'like' only works on text fields, and Account.NumberOfEmployees is a number field (BIGINT); use = != < "
+        "<= > >= in or not_in"),
+    "an order comparison on a true/false field": Mistake(
+        """
         accounts:
           include:
             conditions: [{field: IsDeleted, op: ">", value: false}]
-        """)
-    assert "(accounts.include.conditions[0].op): Account.IsDeleted is a true/false field (BOOLEAN): use = or !=" \
-        in message
-
-
-def test_a_mapping_source_that_is_not_in_the_mirror(tmp_path):
-    message = schema_error_of(tmp_path, """
+        """,
+        "line 3, column 41 (accounts.include.conditions[0].op)",
+        "Account.IsDeleted is a true/false field (BOOLEAN): use = or !="),
+    "a mapping source that is not in the mirror": Mistake(
+        """
         mapping:
           contact:
             Persona__c: persona
             Churn_Risk__c: churn_risk
-        """)
-    assert ("line 4, column 5 (mapping.contact.Churn_Risk__c): Contact.Churn_Risk__c is not in the mirror: it "
-            "does not exist, or the run-as user cannot read it (Setup > Object Manager > Contact > Fields & "
-            "Relationships > Churn_Risk__c > Set Field-Level Security)") in message
+        """,
+        "line 4, column 5 (mapping.contact.Churn_Risk__c)",
+        "Contact.Churn_Risk__c is not in the mirror: it does not exist, or the run-as user cannot read it "
+        "(Setup > Object Manager > Contact > Fields & Relationships > Churn_Risk__c > Set Field-Level Security)"),
+    "a renewal field of the wrong type": Mistake(
+        "renewals:\n  contract_end_field: Tier__c\n",
+        "line 2, column 23 (renewals.contract_end_field)",
+        "Account.Tier__c is a text field (VARCHAR), but renewals.contract_end_field needs a date field"),
+}
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=name) for name, case in MIRROR_MISTAKES.items()])
+def test_a_mistake_against_the_mirror_gets_one_message_with_its_line_path_and_fix(tmp_path, case):
+    path = write(tmp_path, case.yaml)
+    settings = load_settings(path)
+    with pytest.raises(SettingsError) as info:
+        validate_against_schema(settings, mirror_columns())
+    assert_one_problem(info.value, f"{path} {case.where}: ", case)
 
 
 def test_the_defaults_fit_a_mirror_without_custom_fields(tmp_path):
@@ -573,12 +693,6 @@ def test_the_defaults_fit_a_mirror_without_custom_fields(tmp_path):
     validate_against_schema(load_settings(write(tmp_path, "renewals:\n  horizon_days: 90\n")), columns)
     message = schema_error_of(tmp_path, "renewals:\n  arr_field: ARR__c\n", columns)
     assert "line 2, column 14 (renewals.arr_field): Account.ARR__c is not in the mirror" in message
-
-
-def test_renewal_field_of_the_wrong_type(tmp_path):
-    message = schema_error_of(tmp_path, "renewals:\n  contract_end_field: Tier__c\n")
-    assert ("line 2, column 23 (renewals.contract_end_field): Account.Tier__c is a text field (VARCHAR), but "
-            "renewals.contract_end_field needs a date field") in message
 
 
 def test_code_built_settings_are_checked_too():
