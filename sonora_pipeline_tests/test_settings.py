@@ -474,10 +474,10 @@ MISTAKES = {
         """,
         "line 1, column 1",
         "the settings must be a mapping of sections (sync:, accounts:, mapping:, contracts:, renewals:, health:, "
-        "ecsat:), not a list; see sonora.example.yaml", whole=True),
+        "ecsat:, writeback:), not a list; see sonora.example.yaml", whole=True),
     "a document that is a number": Mistake(
         "42\n", "line 1, column 1", "the settings must be a mapping of sections (sync:, accounts:, mapping:, "
-        "contracts:, renewals:, health:, ecsat:), not a number; see sonora.example.yaml", whole=True),
+        "contracts:, renewals:, health:, ecsat:, writeback:), not a number; see sonora.example.yaml", whole=True),
     "a section that is a number": Mistake(
         "renewals: 120\n", "line 1, column 11 (renewals)",
         "120 is not a section; write its settings indented below it"),

@@ -152,8 +152,9 @@ def validate_settings(raw: Any, source: SettingsSource | None = None) -> Setting
     if not isinstance(raw, dict):
         kind = {list: "a list", str: "a single text", int: "a number", float: "a number",
                 bool: "true/false"}.get(type(raw), type(raw).__name__)
-        raise SettingsError(f"{where}: the settings must be a mapping of sections (sync:, accounts:, mapping:, "
-                            f"contracts:, renewals:, health:, ecsat:), not {kind}; see sonora.example.yaml")
+        sections = ", ".join(f"{name}:" for name in Settings.model_fields)
+        raise SettingsError(f"{where}: the settings must be a mapping of sections ({sections}), not {kind}; see "
+                            "sonora.example.yaml")
     try:
         settings = Settings.model_validate(_fill_empty_sections(raw, Settings))
     except ValidationError as err:
