@@ -24,6 +24,7 @@ DEFAULT_API_VERSION = "62.0"
 ENV_INSTANCE_URL = "SALESFORCE_INSTANCE_URL"
 ENV_CONSUMER_KEY = "SALESFORCE_CONSUMER_KEY"
 ENV_CONSUMER_SECRET = "SALESFORCE_CONSUMER_SECRET"
+ENV_CA_BUNDLE = "SALESFORCE_CA_BUNDLE"
 
 # What kind of host the instance URL names (see `OrgConnection.url_kind`).
 URL_KIND_PRODUCTION = "production"  # <domain>.my.salesforce.com (also Developer Edition / Trailhead My Domains)
