@@ -179,7 +179,8 @@ class Transport:
         except ValueError:
             kind = (reply.headers.get("Content-Type") or "no content type").split(";")[0]
             raise ApiError(reply.status_code, "NOT_JSON",
-                           f"the answer was not valid JSON ({kind}, {len(reply.content)} bytes: malformed or cut short)",
+                           f"the answer was not valid JSON ({kind}, {len(reply.content)} bytes: malformed or cut "
+                           "short)",
                            path_of(reply.request.url or "")) from None
 
     def _call(self, method: str, url: str, *, params: dict[str, Any] | None = None,
