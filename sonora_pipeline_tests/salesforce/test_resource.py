@@ -14,7 +14,7 @@ from sonora_pipeline.salesforce.environment import connection_from_env
 from sonora_pipeline.salesforce.errors import ConfigError
 from sonora_pipeline.settings import load_settings
 from sonora_pipeline_tests.sync.helpers import OBJECTS
-from sonora_pipeline_tests.sync.test_dagster_sync import LAG, materialize, metadata_of, resources_for, today_key
+from sonora_pipeline_tests.sync.test_dagster_sync import LAG, materialize, metadata_of, today_key
 
 
 def resource_for(org, **config) -> SalesforceResource:
