@@ -48,16 +48,17 @@ def cmd_localorg(args: argparse.Namespace) -> int:
     """Serve a local org until Ctrl-C/SIGTERM (the documented way to keep one running); its credentials go to
     .sonora/localorg.json (mode 600), where SALESFORCE_INSTANCE_URL=local finds them, and are removed on exit."""
     from sonora_pipeline.localorg import runtime
+    from sonora_pipeline.salesforce.local_org_file import local_org_file, running_local_org
 
     if args.detach:
-        creds = runtime.start_detached(args.records)
+        creds = running_local_org() or runtime.start_detached(local_org_file(), args.records)
         print(f"Local org running in the background at {creds['instance_url']} (org {creds.get('org_id', '?')}, "
-              f"pid {creds.get('pid', '?')}); credentials in {runtime.credentials_file()} (mode 600), log in "
-              f"{runtime.log_file()}. Use it with SALESFORCE_INSTANCE_URL=local; stop it with: "
+              f"pid {creds.get('pid', '?')}); credentials in {local_org_file()} (mode 600), log in "
+              f"{runtime.log_file(local_org_file())}. Use it with SALESFORCE_INSTANCE_URL=local; stop it with: "
               f"kill {creds.get('pid', '<pid>')}", flush=True)
         return 0
-    path = Path(args.credentials_file) if args.credentials_file else runtime.credentials_file()
-    already = None if args.credentials_file else runtime.running_local_org()
+    path = Path(args.credentials_file) if args.credentials_file else local_org_file()
+    already = None if args.credentials_file else running_local_org()
     try:
         org = _start_org(args.records, args.port, args.seed, args.shape, **_org_variety(args))
     except (KeyError, ValueError) as err:  # a variety flag naming what the org does not have
@@ -161,22 +162,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _connection_from_environment():
-    """The configured org (SALESFORCE_* variables; `main` has already refused an unset URL and turned `local`
-    into the local org's address)."""
-    from sonora_pipeline.salesforce.connection import (
-        ENV_CONSUMER_KEY,
-        ENV_CONSUMER_SECRET,
-        ENV_INSTANCE_URL,
-        OrgConnection,
-    )
-
-    return OrgConnection(instance_url=os.environ.get(ENV_INSTANCE_URL, ""),
-                         consumer_key=os.environ.get(ENV_CONSUMER_KEY, ""),
-                         consumer_secret=os.environ.get(ENV_CONSUMER_SECRET, ""),
-                         ca_bundle=os.environ.get("SALESFORCE_CA_BUNDLE") or None)
-
-
 ORG_COMMANDS = ("sync", "test-connection")  # the commands that talk to an org
 
 
@@ -187,6 +172,8 @@ def _org_for(command: str):
     with it. Nothing else ever starts a local org."""
     from sonora_pipeline.localorg.runtime import org_for_command
     from sonora_pipeline.salesforce.connection import ENV_INSTANCE_URL, LOCAL_ORG_URL, unset_url_error
+    from sonora_pipeline.salesforce.environment import ENVIRONMENT
+    from sonora_pipeline.salesforce.local_org_file import running_local_org
 
     url = os.environ.get(ENV_INSTANCE_URL, "").strip()
     if command not in ORG_COMMANDS or (url and url.lower() != LOCAL_ORG_URL):
@@ -195,13 +182,9 @@ def _org_for(command: str):
     if not url:
         yield str(unset_url_error())
         return
-    saved = {name: os.environ.get(name) for name in ("SALESFORCE_INSTANCE_URL", "SALESFORCE_CONSUMER_KEY",
-                                                     "SALESFORCE_CONSUMER_SECRET", "SALESFORCE_CA_BUNDLE")}
-    with org_for_command(log=lambda line: print(line, file=sys.stderr, flush=True)) as creds:
-        os.environ.update({"SALESFORCE_INSTANCE_URL": creds["instance_url"],
-                           "SALESFORCE_CONSUMER_KEY": creds["consumer_key"],
-                           "SALESFORCE_CONSUMER_SECRET": creds["consumer_secret"],
-                           "SALESFORCE_CA_BUNDLE": creds["ca_bundle"]})
+    saved = {name: os.environ.get(name) for name in ENVIRONMENT.values()}
+    with org_for_command(running_local_org(), log=lambda line: print(line, file=sys.stderr, flush=True)) as creds:
+        os.environ.update({name: creds[field] for field, name in ENVIRONMENT.items()})
         try:
             yield None
         finally:
@@ -221,7 +204,9 @@ def cmd_test_connection(args: argparse.Namespace) -> int:
     except SettingsError as err:
         print(f"sonora-pipeline test-connection: {err}", file=sys.stderr)
         return 2
-    connection = _connection_from_environment()
+    from sonora_pipeline.salesforce.environment import connection_from_env
+
+    connection = connection_from_env()  # `main` has already refused an unset URL and turned `local` into an org
     report = test_connection(connection, required_objects=objects)
     print(report.render())
     if report.ok and report.org_id:

@@ -1,4 +1,6 @@
-"""The only place that reads credentials: the Salesforce connection, its API budget, and the warehouse."""
+"""The resources every run gets: the Salesforce org (its token, HTTP session and API budget, kept for the run
+and closed after it) and the warehouse. The SALESFORCE_* variables reach the org resource here, as Dagster
+EnvVars (resolved in the run's process, never shown in the UI)."""
 
 from __future__ import annotations
 
@@ -7,44 +9,24 @@ import threading
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.paths import checked_duckdb_path, duckdb_path
 from sonora_pipeline.salesforce.budget import ApiBudget
 from sonora_pipeline.salesforce.client import SalesforceClient
-from sonora_pipeline.salesforce.connection import (
-    DEFAULT_API_VERSION,
-    ENV_CONSUMER_KEY,
-    ENV_CONSUMER_SECRET,
-    ENV_INSTANCE_URL,
-    LOCAL_ORG_URL,
-    OrgConnection,
-    unset_url_error,
-)
-
-_BUDGETS: dict[str, ApiBudget] = {}
-_BUDGETS_LOCK = threading.Lock()
-
-
-def shared_budget(instance_url: str, log=None) -> ApiBudget:
-    """One budget per org and process: every client in this process paces against the same numbers."""
-    with _BUDGETS_LOCK:
-        budget = _BUDGETS.get(instance_url)
-        if budget is None:
-            budget = _BUDGETS[instance_url] = ApiBudget(
-                max_share=SETTINGS.sync.max_quota_share, pause_poll_seconds=SETTINGS.sync.quota_pause_seconds,
-                log=log)
-        elif log is not None:
-            budget.log = log
-        return budget
+from sonora_pipeline.salesforce.connection import DEFAULT_API_VERSION, OrgConnection
+from sonora_pipeline.salesforce.environment import ENVIRONMENT, org_connection
+from sonora_pipeline.salesforce.transport import OrgSession
+from sonora_pipeline.settings import load_settings
 
 
 class SalesforceResource(dg.ConfigurableResource):
     """An org reached through an External Client App (OAuth 2.0 client credentials).
 
-    `local` reaches the running local demo org (`sonora-pipeline localorg`); an empty URL is an error that
-    names the variable and both fixes, never a quiet fallback to the demo org."""
+    For one run (or sensor tick) it holds one HTTP session, one access token and one API budget: every
+    `client()` of the run shares them, and they are closed when the run ends. `local` reaches the running local
+    demo org (`sonora-pipeline localorg`); an empty URL is an error that names the variable and both fixes,
+    never a quiet fallback to the demo org."""
 
     instance_url: str = Field(default="", description="The org's My Domain URL, e.g. https://acme.my.salesforce.com; "
                                                       "'local': the running local demo org")
@@ -52,28 +34,58 @@ class SalesforceResource(dg.ConfigurableResource):
     consumer_secret: str = Field(default="", description="The External Client App's consumer secret (never logged)")
     api_version: str = Field(default=DEFAULT_API_VERSION, description="REST API version, e.g. 62.0")
     ca_bundle: str = Field(default="", description="CA bundle to trust (the local org's); empty: the system store")
+    max_quota_share: float | None = Field(default=None, gt=0, le=1, description=(
+        "Share of the org's daily API allowance the pipeline may use; empty: sync.max_quota_share of the "
+        "settings file, read when the run starts"))
+    quota_pause_seconds: float | None = Field(default=None, gt=0, description=(
+        "Pause while usage is over that share; empty: sync.quota_pause_seconds of the settings file"))
+
+    _session: OrgSession | None = PrivateAttr(default=None)
+    _budget: ApiBudget | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # The budget now; the session (and its token) at the first client(), so that a missing or wrong URL
+        # fails the step that needs the org, with its reason, and a sensor tick skips saying why.
+        self._budget = self._new_budget(context.log)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the run's HTTP session (its token goes with it)."""
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
 
     def connection(self) -> OrgConnection:
-        url = (self.instance_url or "").strip()
-        if not url:
-            raise unset_url_error()
-        if url.lower() == LOCAL_ORG_URL:
-            from sonora_pipeline.localorg.runtime import local_org_connection
-
-            return local_org_connection(self.api_version)
-        connection = OrgConnection(instance_url=self.instance_url, consumer_key=self.consumer_key,
-                                   consumer_secret=self.consumer_secret, api_version=self.api_version,
-                                   ca_bundle=self.ca_bundle or None)
-        connection.validate()
-        return connection
+        return org_connection(self.instance_url, self.consumer_key, self.consumer_secret,
+                              api_version=self.api_version, ca_bundle=self.ca_bundle).validate()
 
     def client(self, log=None, *, fail_fast: bool = False) -> SalesforceClient:
-        """`fail_fast`: for a sensor tick, which must end within Dagster's sensor timeout (60 s): short
-        timeouts, one retry, and a quota pause raises `QuotaPaused` instead of waiting."""
-        connection = self.connection()
+        """A client over the run's shared session, token and budget (its own call count, for metadata).
+
+        `fail_fast`: for a sensor tick, which must end within Dagster's sensor timeout (60 s): short timeouts,
+        one retry, and a quota pause raises `QuotaPaused` instead of waiting."""
+        with self._lock:
+            if self._session is None:
+                self._session = OrgSession(self.connection(), log=log)
+            if self._budget is None:
+                self._budget = self._new_budget(log)
+            elif log is not None:
+                self._budget.log = log
+            session, budget = self._session, self._budget
         quick = dict(max_attempts=2, max_backoff_seconds=2.0, timeout=(3.0, 10.0), wait_for_quota=False)
-        return SalesforceClient(connection, shared_budget(connection.instance_url, log), log=log,
-                                **(quick if fail_fast else {}))
+        return SalesforceClient(session, budget, log=log, **(quick if fail_fast else {}))
+
+    def _new_budget(self, log) -> ApiBudget:
+        share, pause = self.max_quota_share, self.quota_pause_seconds
+        if share is None or pause is None:
+            sync = load_settings().sync  # the file as it is now: an edit counts from the next run on
+            share = sync.max_quota_share if share is None else share
+            pause = sync.quota_pause_seconds if pause is None else pause
+        return ApiBudget(max_share=share, pause_poll_seconds=pause, log=log)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -91,17 +103,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 def salesforce_resource() -> SalesforceResource:
-    """From the SALESFORCE_* variables. Unset URL: a resource whose every use fails with the reason and the fix
-    (the definitions still load, the sensor skips saying why). `local`: the running local org."""
-    url = os.environ.get(ENV_INSTANCE_URL, "").strip()
-    if url and url.lower() != LOCAL_ORG_URL:
-        return SalesforceResource(
-            instance_url=dg.EnvVar(ENV_INSTANCE_URL),
-            consumer_key=dg.EnvVar(ENV_CONSUMER_KEY),
-            consumer_secret=dg.EnvVar(ENV_CONSUMER_SECRET),
-            ca_bundle=os.environ.get("SALESFORCE_CA_BUNDLE", ""),
-        )
-    return SalesforceResource(instance_url=url)
+    """From the SALESFORCE_* variables that are set. Unset URL: a resource whose every use fails with the
+    reason and the fix (the definitions still load, the sensor skips saying why). `local`: the running local
+    org, through its credentials file."""
+    return SalesforceResource(**{field: dg.EnvVar(name) for field, name in ENVIRONMENT.items()
+                                 if os.environ.get(name, "").strip()})
 
 
 @dg.definitions

@@ -2,8 +2,9 @@
 `SALESFORCE_INSTANCE_URL=local`), never as a fallback for a missing URL, and never left running by accident.
 
 - `sonora-pipeline localorg` serves one until Ctrl-C (or `--detach`: in the background until killed) and
-  writes its credentials to `.sonora/localorg.json`, which `SALESFORCE_INSTANCE_URL=local` finds: that is the
-  way to keep one running for `dagster dev` or several commands.
+  writes its credentials to the file the CLI names (`.sonora/localorg.json`), where the product's client
+  finds them for `SALESFORCE_INSTANCE_URL=local`: that file (its JSON) is the whole contract, so nothing here
+  imports the product, and the product never imports this.
 - A CLI command with `SALESFORCE_INSTANCE_URL=local` and no running org starts one in its own process for the
   command (`org_for_command`), which stops with it.
 - The credentials file and the detached org's log hold its consumer secret and admin token: both are created
@@ -23,22 +24,12 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import requests
-
 DEFAULT_RECORDS = 5000
-LOCAL = "local"  # the value of SALESFORCE_INSTANCE_URL that asks for the local org
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("SONORA_HOME") or Path.cwd() / ".sonora")
-
-
-def credentials_file() -> Path:
-    return state_dir() / "localorg.json"
-
-
-def log_file() -> Path:
-    return state_dir() / "localorg.log"
+def log_file(credentials_file: Path) -> Path:
+    """The detached org's log, beside its credentials file."""
+    return credentials_file.with_name("localorg.log")
 
 
 def open_private(path: Path, flags: int) -> int:
@@ -64,80 +55,31 @@ def remove_credentials(path: Path, credentials: dict) -> None:
             path.unlink()
 
 
-def _reachable(creds: dict) -> bool:
-    try:
-        session = requests.Session()
-        session.trust_env = False
-        reply = session.get(creds["instance_url"] + "/services/data/", verify=creds["ca_bundle"], timeout=5)
-        return reply.status_code == 200
-    except (requests.RequestException, KeyError, OSError, TypeError):
-        return False
-
-
-def running_local_org() -> dict | None:
-    """Credentials of the local org that `.sonora/localorg.json` names, if it answers."""
-    path = credentials_file()
-    if not path.exists():
-        return None
-    try:
-        creds = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return creds if isinstance(creds, dict) and _reachable(creds) else None
-
-
-def start_detached(records: int = DEFAULT_RECORDS, timeout: float = 180.0) -> dict:
+def start_detached(credentials_file: Path, records: int = DEFAULT_RECORDS, timeout: float = 180.0) -> dict:
     """`sonora-pipeline localorg --detach`: a local org in the background (its own session, so it survives the
-    terminal) until killed; returns its credentials once it answers. Asked for explicitly, never implied."""
-    creds = running_local_org()
-    if creds:
-        return creds
-    path = credentials_file()
-    path.unlink(missing_ok=True)
-    log = os.fdopen(open_private(log_file(), os.O_WRONLY | os.O_APPEND), "ab")
+    terminal) until killed; returns its credentials once it answers (it writes them to `credentials_file` only
+    then). Asked for explicitly, never implied; the caller checks first that none is running."""
+    credentials_file.unlink(missing_ok=True)
+    log = os.fdopen(open_private(log_file(credentials_file), os.O_WRONLY | os.O_APPEND), "ab")
     with log:
         subprocess.Popen([sys.executable, "-m", "sonora_pipeline.cli", "localorg", "--records", str(records),
-                          "--credentials-file", str(path)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+                          "--credentials-file", str(credentials_file)], stdout=log, stderr=log,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        creds = running_local_org()
-        if creds:
-            return creds
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(credentials_file.read_text())
         time.sleep(0.2)
-    raise RuntimeError(f"the local org did not start within {timeout:.0f} s; see {log_file()}")
-
-
-def not_running_error():
-    from sonora_pipeline.salesforce.errors import ConfigError
-
-    return ConfigError(
-        f"SALESFORCE_INSTANCE_URL is '{LOCAL}' (the local demo org), but no local org is running: none answers "
-        f"at the address in {credentials_file()}.",
-        "start one in another terminal with `sonora-pipeline localorg` (it serves until Ctrl-C; `--detach` keeps "
-        "it in the background) from the same directory, or run `sonora-pipeline demo`.")
-
-
-def local_org_connection(api_version: str | None = None):
-    """An `OrgConnection` to the running local org (`SALESFORCE_INSTANCE_URL=local`); a ConfigError with the
-    fix when none runs. Never starts one: a Dagster run or sensor must not leave an org behind."""
-    from sonora_pipeline.salesforce.connection import DEFAULT_API_VERSION, OrgConnection
-
-    creds = running_local_org()
-    if creds is None:
-        raise not_running_error()
-    return OrgConnection(instance_url=creds["instance_url"], consumer_key=creds["consumer_key"],
-                         consumer_secret=creds["consumer_secret"], api_version=api_version or DEFAULT_API_VERSION,
-                         ca_bundle=creds["ca_bundle"])
+    raise RuntimeError(f"the local org did not start within {timeout:.0f} s; see {log_file(credentials_file)}")
 
 
 @contextlib.contextmanager
-def org_for_command(records: int = DEFAULT_RECORDS, log=None) -> Iterator[dict]:
-    """Credentials of a local org for one command: the running one, or else one started in this process and
-    stopped when the command ends (so nothing outlives it)."""
-    creds = running_local_org()
-    if creds is not None:
-        yield creds
+def org_for_command(running: dict | None = None, records: int = DEFAULT_RECORDS, log=None) -> Iterator[dict]:
+    """Credentials of a local org for one command: `running` (the credentials of the org already running, which
+    the caller found in the credentials file), or else one started in this process and stopped when the command
+    ends (so nothing outlives it)."""
+    if running is not None:
+        yield running
         return
     from sonora_pipeline.localorg.org import LocalOrg
 

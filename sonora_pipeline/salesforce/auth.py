@@ -1,4 +1,4 @@
-"""Access tokens for the OAuth 2.0 client credentials flow, shared by every thread of a client.
+"""Access tokens for the OAuth 2.0 client credentials flow, shared by every client of one org session.
 
 Why a manager: the client credentials flow issues no refresh token, so when the org expires a session
 (401 INVALID_SESSION_ID) the only cure is a new token request. With many threads paging at once, they
@@ -56,14 +56,14 @@ class TokenManager:
         return f"TokenManager({safe_url(self._connection.instance_url)}, fetches={self.fetches})"
 
     # -- public ------------------------------------------------------------------------------------------
-    def token(self) -> str:
-        """The current access token, fetching one on first use."""
+    def token(self, *, timeout: tuple[float, float] | None = None) -> str:
+        """The current access token, fetching one on first use (`timeout`: the caller's, else the manager's)."""
         with self._lock:
             if self._token is None:
-                self._token = self._fetch()
+                self._token = self._fetch(timeout)
             return self._token
 
-    def refresh(self, stale_token: str | None) -> str:
+    def refresh(self, stale_token: str | None, *, timeout: tuple[float, float] | None = None) -> str:
         """Replace `stale_token` (the one the org just rejected) and return the new token.
 
         Single-flight: if another thread already replaced `stale_token`, its token is returned without a
@@ -73,7 +73,7 @@ class TokenManager:
             if self._token is not None and self._token != stale_token:
                 return self._token
             self._token = None
-            self._token = self._fetch()
+            self._token = self._fetch(timeout)
             return self._token
 
     @property
@@ -94,13 +94,13 @@ class TokenManager:
         return parts[1] if parts else None
 
     # -- the request -------------------------------------------------------------------------------------
-    def _fetch(self) -> str:
+    def _fetch(self, timeout: tuple[float, float] | None = None) -> str:
         url = self._connection.instance_url + TOKEN_PATH
         self.fetches += 1
         reply = self._session.post(
             url, data={"grant_type": "client_credentials"},
             auth=(self._connection.consumer_key, self._connection.consumer_secret),
-            timeout=self._timeout, allow_redirects=False,
+            timeout=timeout or self._timeout, allow_redirects=False,
         )
         body = _json_or_none(reply)
         if reply.status_code == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):

@@ -1,11 +1,9 @@
-"""Connecting to an org through an External Client App with the OAuth 2.0 client credentials flow.
+"""Which org, and how to reach it: an External Client App's OAuth 2.0 client credentials and the org's My Domain.
 
-The token exchange goes to the instance URL's own `/services/oauth2/token` (the flow is only served on
-an org's My Domain), and the session is handed to simple-salesforce. The consumer secret lives only in
-this object's private attribute and in the request body: it is never logged or put in an error.
-
-`validate()` checks the settings before any request is made, so that a typo in an environment variable
-is reported as such (with the variable's name) instead of as a confusing TLS, DNS or OAuth failure later.
+Why its own object: every later failure (TLS, DNS, OAuth) is confusing when its cause is a typo in an
+environment variable, so `validate()` judges the settings before any request and names the variable to fix.
+The consumer secret lives only in a field kept out of the repr and in the token request's body: it is never
+logged or put in an error. The token itself is `auth.py`'s; the variables are read in `environment.py`.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ DEFAULT_API_VERSION = "62.0"
 ENV_INSTANCE_URL = "SALESFORCE_INSTANCE_URL"
 ENV_CONSUMER_KEY = "SALESFORCE_CONSUMER_KEY"
 ENV_CONSUMER_SECRET = "SALESFORCE_CONSUMER_SECRET"
+ENV_CA_BUNDLE = "SALESFORCE_CA_BUNDLE"
 
 # What kind of host the instance URL names (see `OrgConnection.url_kind`).
 URL_KIND_PRODUCTION = "production"  # <domain>.my.salesforce.com (also Developer Edition / Trailhead My Domains)

@@ -107,6 +107,15 @@ class BulkJobFailed(ApiError):
     """A Bulk API 2.0 job ended in state Failed or Aborted."""
 
 
+class BulkJobTimeout(SalesforceError):
+    """A Bulk API 2.0 job was not done by the client's deadline. `job_id` names it for Setup > Bulk Data Load
+    Jobs; whether it was aborted (a query) or left to finish (an ingest, whose rows may be written) is said."""
+
+    def __init__(self, message: str, fix: str, job_id: str):
+        super().__init__(message, fix)
+        self.job_id = job_id
+
+
 class TransientError(SalesforceError):
     """The org or the network failed in a way a later retry can fix (5xx, 420/429, a dropped connection).
     Raised once the client's own retries are used up, or by the token endpoint for the client to retry."""

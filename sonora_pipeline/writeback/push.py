@@ -44,8 +44,10 @@ from typing import Any, Callable, Iterable
 
 from sonora_pipeline.mirror.state import OrgIdentity, check_org
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
+from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import safe_url
-from sonora_pipeline.salesforce.client import MAX_COLLECTION_RECORDS, SalesforceClient, WriteOutcomeUnknown
+from sonora_pipeline.salesforce.rest import MAX_COLLECTION_RECORDS
+from sonora_pipeline.salesforce.transport import WriteOutcomeUnknown
 from sonora_pipeline.settings import Settings
 from sonora_pipeline.writeback.plan import LedgerRow, Plan, Planned, canonical, compute_plan, record
 from sonora_pipeline.writeback.targets import Target, check_targets

@@ -11,8 +11,8 @@ import threading
 import pytest
 
 from sonora_pipeline.salesforce.auth import TokenManager
-from sonora_pipeline.salesforce.client import count_csv_records
-from sonora_pipeline.salesforce.errors import ApiError, AuthError, BulkJobFailed, TransientError
+from sonora_pipeline.salesforce.bulk import count_csv_records
+from sonora_pipeline.salesforce.errors import ApiError, AuthError, BulkJobFailed, BulkJobTimeout, TransientError
 from sonora_pipeline_tests.salesforce.conftest import connection_for, fast_client
 
 CONTACTS = "SELECT Id, LastName, Email FROM Contact ORDER BY Id"
@@ -247,6 +247,23 @@ def test_a_bulk_job_failing_every_time_raises_bulk_job_failed(org):
     assert err.error_code == "Failed" and "Retried more than 15 times" in err.error_message
     assert "3 jobs tried" in str(err)
     assert org.faults.fail_next_bulk_jobs == 0  # exactly three jobs were created
+
+
+def test_a_bulk_query_job_past_its_deadline_stops_with_its_id_and_is_aborted(org):
+    """A slowed-down org reports a job InProgress at its first poll; a deadline shorter than that wait ends the
+    run with the job's id, its state and what to do, and the job is aborted in the org."""
+    rows = len(org_ids(org, "Contact"))
+    org.set_faults(latency_seconds=0.3)
+    patient = fast_client(org)
+    assert sum(p.number_of_records for p in patient.bulk_query_pages("SELECT Id FROM Contact")) == rows
+    client = fast_client(org, bulk_job_deadline_seconds=0.2)
+    with pytest.raises(BulkJobTimeout) as caught:
+        list(client.bulk_query_pages("SELECT Id FROM Contact"))
+    err = caught.value
+    assert err.job_id.startswith("750") and f"Bulk query job {err.job_id} was still InProgress" in str(err)
+    assert "the limit is 0.2 s" in err.message and "it was aborted" in err.message
+    assert "run again later" in err.fix and "Bulk Data Load Jobs" in err.fix
+    assert org.bulk.query_jobs[err.job_id].state == "Aborted"
 
 
 def test_api_disabled_user_is_an_auth_error_with_the_fix(org):

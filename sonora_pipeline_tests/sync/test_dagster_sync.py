@@ -69,8 +69,8 @@ def rows_in_table(db, table: str, where: str = "TRUE") -> int:
 
 
 def tick(org, db, instance, cursor):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources_for(org, db))
-    return salesforce_changes(context)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources_for(org, db)) as context:
+        return salesforce_changes(context)
 
 
 def today_key(org):

@@ -20,8 +20,8 @@ from sonora_pipeline_tests.sync.test_dagster_sync import LAG, materialize, resou
 
 
 def tick(org, db, instance):
-    context = dg.build_sensor_context(instance=instance, resources=resources_for(org, db))
-    return salesforce_changes(context)
+    with dg.build_sensor_context(instance=instance, resources=resources_for(org, db)) as context:
+        return salesforce_changes(context)
 
 
 def message(result) -> str:
@@ -127,12 +127,12 @@ def test_a_paused_quota_skips_the_tick_at_once_with_the_reason(org, tmp_path):
         assert time.monotonic() - started < 20  # no pause: a waiting client would sleep and retry for hours
         assert not getattr(refused, "run_requests", None)
         assert "API limit exceeded" in message(refused) and "not waiting" in message(refused)
-        # Right after, the tick does not even call: the budget knows the quota is paused.
+        # Right after, still paused: each tick has its own budget (the resource's, for one tick), so it asks once.
         paused = tick(org, db, instance)
         assert "not waiting" in message(paused)
         # Usage back under the limit but over the pipeline's share: one probe call, and no runs that would wait.
         org.set_quota(used=int(snap.max * 0.95))
-        time.sleep(0.6)  # the suite's quota_pause_seconds (0.5): the next tick may probe
+        time.sleep(0.6)  # past the suite's quota_pause_seconds (0.5)
         over = tick(org, db, instance)
         assert not getattr(over, "run_requests", None)
         assert "at the pipeline's share" in message(over)
