@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -17,6 +18,19 @@ import threading
 from pathlib import Path
 
 DEMO_SETTINGS = Path(__file__).resolve().parent.parent / "localorg" / "demo-settings.yaml"
+LOCALORG_EXTRA = ("lark", "trustme", "isal", "numpy")  # the `localorg` extra of pyproject.toml (import names)
+INSTALL_LOCALORG = "pip install -e '.[localorg]'"
+
+
+def missing_extra() -> str | None:
+    """Why the local org cannot start here (its extra is not installed), with the install command; None if
+    it can."""
+    missing = [name for name in LOCALORG_EXTRA if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (f"the local org needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+            f"installed (the optional extra 'localorg'). Nothing was started. Fix: {INSTALL_LOCALORG} in the "
+            "project's folder (the dev install includes it).")
 
 
 def start_org(records: int, port: int, seed: int, shape: str = "b2b", org_id: str | None = None, **variety):
@@ -49,6 +63,10 @@ def demo_org_id(seed: int) -> str:
 def cmd_localorg(args: argparse.Namespace) -> int:
     """Serve a local org until Ctrl-C/SIGTERM (the documented way to keep one running); its credentials go to
     .sonora/localorg.json (mode 600), where SALESFORCE_INSTANCE_URL=local finds them, and are removed on exit."""
+    refusal = missing_extra()
+    if refusal:
+        print(f"sonora-pipeline localorg: {refusal}", file=sys.stderr)
+        return 2
     from sonora_pipeline.localorg import runtime
 
     if args.detach:
@@ -88,6 +106,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The local org, started for the demo and stopped when it ends (after the sync with --no-ui, or when the
     Dagster UI is closed, or on SIGTERM); its custom fields come from the demo's own settings file unless
     SONORA_CONFIG is set."""
+    refusal = missing_extra()
+    if refusal:
+        print(f"sonora-pipeline demo: {refusal}", file=sys.stderr)
+        return 2
     from sonora_pipeline.cli.demo import run_demo
     from sonora_pipeline.localorg.runtime import exit_on_sigterm
 
@@ -109,8 +131,8 @@ ORG_COMMANDS = ("sync", "test-connection")  # the commands that talk to an org
 def local_org_for(command: str):
     """Yields an error message (the command must stop) or None. An unset URL is refused before anything is
     read or written; `local` reaches the running local org, or one started for this command and stopped
-    with it. Nothing else ever starts a local org."""
-    from sonora_pipeline.localorg.runtime import org_for_command
+    with it (refused with the install command when the extra is missing). Nothing else ever starts one."""
+    from sonora_pipeline.localorg.runtime import org_for_command, running_local_org
     from sonora_pipeline.salesforce.connection import ENV_INSTANCE_URL, LOCAL_ORG_URL, unset_url_error
 
     url = os.environ.get(ENV_INSTANCE_URL, "").strip()
@@ -119,6 +141,10 @@ def local_org_for(command: str):
         return
     if not url:
         yield str(unset_url_error())
+        return
+    refusal = missing_extra()
+    if refusal and running_local_org() is None:
+        yield refusal
         return
     saved = {name: os.environ.get(name) for name in ("SALESFORCE_INSTANCE_URL", "SALESFORCE_CONSUMER_KEY",
                                                      "SALESFORCE_CONSUMER_SECRET", "SALESFORCE_CA_BUNDLE")}
