@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from tabulate import tabulate
+
 from sonora_pipeline.cli.sync import cmd_model, cmd_sync, org_inventory
 from sonora_pipeline.cli.ui import demo_dagster_home, open_ui
 
@@ -45,9 +47,10 @@ def run_demo(args: argparse.Namespace, org) -> int:
     with duckdb.connect(str(db), read_only=True) as conn:
         rows = conn.execute(AT_RISK_QUERY).fetchall()
     print(f"\nExample query (top at-risk paying customers):\n{AT_RISK_QUERY.strip()}")
-    print(f"  {'customer':<34} {'score':>6} {'band':<7} {'ARR':>12} {'open cases':>10}")
-    for name, score, band, arr, cases in rows:
-        print(f"  {str(name)[:34]:<34} {score if score is not None else '-':>6} {band:<7} {arr or 0:>12,.0f} {cases:>10}")
+    table = tabulate([(str(name)[:34], score, band, arr or 0, cases) for name, score, band, arr, cases in rows],
+                     headers=["customer", "score", "band", "ARR", "open cases"], tablefmt="plain",
+                     floatfmt=("", "g", "", ",.0f", ""), missingval="-")
+    print("\n".join(f"  {line}" for line in table.splitlines()))
     if args.no_ui:
         return 0
     return open_ui(args.ui_port, home)

@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from tabulate import tabulate
+
 from sonora_pipeline.cli.runs import (
     dagster_instance,
     failure_message,
@@ -53,17 +55,25 @@ def cmd_sync(args: argparse.Namespace) -> int:
         results = run_sync(defs, db, objects, SETTINGS.sync.overlap_seconds, sync_window,
                            initial_import=lookback, instance=instance, show_progress=not args.quiet)
     failed = [r for r in results if not r.success]
-    for key, meta in materializations(results):
-        print(f"{key:<28} {meta.get('sonora/rows_read_this_run', 0):>9,} read "
-              f"{meta.get('sonora/rows_inserted_or_updated', 0):>9,} inserted/updated "
-              f"{meta.get('sonora/rows_newly_marked_deleted', 0):>6,} deleted  "
-              f"{meta.get('dagster/row_count', 0):>9,} rows in table {meta.get('sonora/api_calls', 0):>5} API calls  "
-              f"{meta.get('sonora/sync_kind', '')}")
+    synced = materializations(results)
+    if synced:
+        print(synced_table(synced))
     if failed:
         print(f"sonora-pipeline sync failed: {failure_message(failed[0])}", file=sys.stderr)
         return 1
     print(f"DuckDB file: {db}")
     return 0
+
+
+SYNC_COLUMNS = {"read": "sonora/rows_read_this_run", "inserted/updated": "sonora/rows_inserted_or_updated",
+                "deleted": "sonora/rows_newly_marked_deleted", "rows in table": "dagster/row_count",
+                "API calls": "sonora/api_calls", "sync": "sonora/sync_kind"}
+
+
+def synced_table(rows: list[tuple[str, dict]]) -> str:
+    """One line per synced asset: what its run read, wrote and cost (its materialization's metadata)."""
+    return tabulate([(key, *(meta.get(name, "" if label == "sync" else 0) for label, name in SYNC_COLUMNS.items()))
+                     for key, meta in rows], headers=["asset", *SYNC_COLUMNS], tablefmt="plain", intfmt=",")
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -105,15 +115,19 @@ def cmd_refresh_formulas(args: argparse.Namespace) -> int:
     result = run_job("salesforce_formula_refresh_job", failure="sonora-pipeline refresh-formulas failed")
     if result is None:
         return 1
+    refreshed = []
     for event in result.all_events:
         if event.event_type_value == "ASSET_OBSERVATION":
             obs = event.asset_observation_data.asset_observation
             meta = {k.rsplit("/", 1)[-1]: getattr(v, "value", v) for k, v in obs.metadata.items()}
             if meta.get("formula_fields", "none") != "none":
-                print(f"{obs.asset_key.to_user_string():<28} {meta['rows_changed']:>9,} changed of "
-                      f"{meta['rows_read']:>9,} read {meta['api_calls']:>5} API calls  {meta['formula_fields']}")
+                refreshed.append((obs.asset_key.to_user_string(), meta["rows_changed"], meta["rows_read"],
+                                  meta["api_calls"], meta["formula_fields"]))
         if event.event_type_value == "STEP_OUTPUT":
             total = {k: getattr(v, "value", v) for k, v in event.event_specific_data.metadata.items()}
+    if refreshed:
+        print(tabulate(refreshed, headers=["asset", "changed", "read", "API calls", "formula fields"],
+                       tablefmt="plain", intfmt=","))
     print(f"Formula refresh: {total['rows_changed']:,} rows changed, {total['api_calls']} API calls "
           f"({total['objects_with_formulas']})")
     return 0
