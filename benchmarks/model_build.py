@@ -34,7 +34,7 @@ def build(db: str) -> None:
     import duckdb
 
     from sonora_pipeline.model.build import BUILD_ORDER, build_table
-    from sonora_pipeline.cli import DEMO_SETTINGS
+    from sonora_pipeline.cli.localorg import DEMO_SETTINGS
     from sonora_pipeline.settings import load_settings
     from sonora_pipeline.mirror.warehouse import write_connection
 

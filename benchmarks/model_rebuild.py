@@ -29,7 +29,7 @@ WAIT_SECONDS = 600
 
 
 def environment(creds: dict, db: Path, **extra: str) -> dict[str, str]:
-    from sonora_pipeline.cli import DEMO_SETTINGS
+    from sonora_pipeline.cli.localorg import DEMO_SETTINGS
 
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "SONORA_AUTOMATION")}
     return {**env, **creds, "SONORA_CONFIG": str(DEMO_SETTINGS), "SONORA_DUCKDB_PATH": str(db),
@@ -87,7 +87,7 @@ def main(records: int) -> None:
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
-    from sonora_pipeline.cli import _demo_org_id
+    from sonora_pipeline.cli.localorg import demo_org_id
     from sonora_pipeline.localorg.org import LocalOrg
 
     work = Path(tempfile.mkdtemp(prefix="sonora-model-rebuild-"))
@@ -95,7 +95,7 @@ def main(records: int) -> None:
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     db = work / "warehouse.duckdb"
-    org = LocalOrg(records=records, seed=7, org_id=_demo_org_id(7)).start()
+    org = LocalOrg(records=records, seed=7, org_id=demo_org_id(7)).start()
     daemon = None
     try:
         creds = org.credentials.as_environment()

@@ -163,7 +163,7 @@ def with_answers(text: str, answers: list[list[str]]) -> str:
 def build_demo_warehouse(db: Path, state_dir: Path):
     """The demo's org (same records, seed, org id and settings as `sonora-pipeline demo`) generated at DEMO_NOW,
     mirrored into `db` and modelled with today/now = DEMO_NOW. Returns the started org (the caller stops it)."""
-    from sonora_pipeline.cli import DEMO_SETTINGS, _demo_org_id
+    from sonora_pipeline.cli.localorg import DEMO_SETTINGS, demo_org_id
     from sonora_pipeline.localorg.org import LocalOrg
     from sonora_pipeline.mirror.warehouse import write_connection
     from sonora_pipeline.model.build import build_all
@@ -172,7 +172,7 @@ def build_demo_warehouse(db: Path, state_dir: Path):
     from sonora_pipeline_tests.sync.helpers import client_for, log
 
     settings = load_settings(DEMO_SETTINGS)
-    org = LocalOrg(records=DEMO_RECORDS, seed=DEMO_SEED, now=DEMO_NOW, org_id=_demo_org_id(DEMO_SEED),
+    org = LocalOrg(records=DEMO_RECORDS, seed=DEMO_SEED, now=DEMO_NOW, org_id=demo_org_id(DEMO_SEED),
                    state_dir=state_dir).start()
     try:
         # past the sync's lag, so every generated record is read (the demo's sync starts about that late)

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sonora_pipeline.cli import AT_RISK_QUERY
+from sonora_pipeline.cli.demo import AT_RISK_QUERY
 from sonora_pipeline_tests import readme_examples
 from sonora_pipeline_tests.readme_examples import (
     Example,

@@ -11,7 +11,6 @@ import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
-
 from sonora_pipeline_tests.sync.helpers import differences
 
 
@@ -24,6 +23,13 @@ def run_cli(args, org=None, tmp_path=None, **env_overrides):
     env.update(env_overrides)
     return subprocess.run([sys.executable, "-m", "sonora_pipeline.cli", *args], env=env, capture_output=True,
                           text=True, timeout=300, cwd=tmp_path)
+
+
+def table(output: str) -> dict[str, dict[str, str]]:
+    """A table the CLI prints (columns two spaces apart, a header first) as {first column: {header: cell}}."""
+    lines = [line for line in output.splitlines() if "  " in line.strip()]
+    header, *rows = (re.split(r"\s{2,}", line.strip()) for line in lines)
+    return {row[0]: dict(zip(header[1:], row[1:])) for row in rows}
 
 
 def test_test_connection_reports_ok(org, tmp_path):
@@ -63,8 +69,10 @@ def test_sync_then_resync_through_the_cli(org, tmp_path):
     first = run_cli(["sync", "--lookback", "all", "--quiet"], org, tmp_path, DAGSTER_HOME=str(home))
     assert first.returncode == 0, first.stderr[-2000:]
     live, rows = org.store.count("Account", include_deleted=False), org.store.count("Account")
-    assert re.search(rf"salesforce/account +[\d,]+ read +{live:,} inserted/updated +{rows - live:,} deleted +{rows:,} "
-                     r"rows in table +\d+ API calls +initial", first.stdout), first.stdout
+    account = table(first.stdout)["salesforce/account"]
+    assert re.fullmatch(r"[\d,]+", account.pop("read")) and account.pop("API calls").isdigit(), first.stdout
+    assert account == {"inserted/updated": f"{live:,}", "deleted": f"{rows - live:,}", "rows in table": f"{rows:,}",
+                       "sync": "initial"}, first.stdout
     for name in ("Account", "Contact", "Task"):
         assert differences(org, tmp_path / "mirror.duckdb", name) == []
     rid = org.store.conn.execute('SELECT "Id" FROM "Contact" WHERE NOT "IsDeleted" LIMIT 1').fetchone()[0]
@@ -72,7 +80,9 @@ def test_sync_then_resync_through_the_cli(org, tmp_path):
     org.advance_clock(8)
     second = run_cli(["sync", "--quiet"], org, tmp_path, DAGSTER_HOME=str(home))
     assert second.returncode == 0, second.stderr[-2000:]
-    assert re.search(r"salesforce/contact +[\d,]+ read +1 inserted/updated +0 deleted .* incremental", second.stdout)
+    contact = table(second.stdout)["salesforce/contact"]
+    assert (contact["inserted/updated"], contact["deleted"], contact["sync"]) == ("1", "0", "incremental"), \
+        second.stdout
     assert differences(org, tmp_path / "mirror.duckdb", "Contact") == []
     # Every CLI sync run shows in the UI as the named job (not Dagster's __ephemeral_asset_job__).
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
@@ -211,3 +221,63 @@ def test_a_dagster_home_that_does_not_exist_is_named_with_the_fix(org, tmp_path)
     assert f"DAGSTER_HOME is {missing}, which is not a directory" in result.stderr and "mkdir -p" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert not (tmp_path / "mirror.duckdb").exists()
+
+
+# -- the local org is an optional extra: without it, its commands say how to install it -----------------------------
+
+# The CLI in a Python where the local org's own packages cannot be imported (None in sys.modules: what an
+# install without the `localorg` extra sees). numpy stays: pandas and DuckDB bring it to every install.
+WITHOUT_LOCALORG_EXTRA = ("import sys\n"
+                          "for name in ('lark', 'trustme', 'isal'):\n"
+                          "    sys.modules[name] = None\n"
+                          "from sonora_pipeline.cli import main\n"
+                          "sys.exit(main(sys.argv[1:]))\n")
+
+
+def run_cli_without_localorg_extra(args, tmp_path, org=None, **env_overrides):
+    env = {**os.environ, "SONORA_DUCKDB_PATH": str(tmp_path / "mirror.duckdb"),
+           "SONORA_HOME": str(tmp_path / ".sonora"), **(org.credentials.as_environment() if org else {}),
+           **env_overrides}
+    return subprocess.run([sys.executable, "-c", WITHOUT_LOCALORG_EXTRA, *args], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("args, env", [
+    (["demo", "--no-ui"], {}),
+    (["localorg"], {}),
+    (["localorg", "--detach"], {}),
+    (["test-connection"], {"SALESFORCE_INSTANCE_URL": "local"}),
+    (["sync", "--quiet"], {"SALESFORCE_INSTANCE_URL": "local"}),
+])
+def test_without_the_localorg_extra_its_commands_give_the_install_command(tmp_path, args, env):
+    result = run_cli_without_localorg_extra(args, tmp_path, **env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"sonora-pipeline {args[0]}: the local org needs lark, trustme, isal" in result.stderr, result.stderr
+    assert "Fix: pip install -e '.[localorg]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""  # refused before the demo says anything
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no warehouse, no credentials file, no log
+
+
+def test_the_product_runs_without_the_localorg_extra(org, tmp_path):
+    """Only the local org needs the extra: a sync against an org and its check work in an install without it."""
+    org.advance_clock(8)
+    synced = run_cli_without_localorg_extra(["sync", "--quiet", "--lookback", "all", "--objects", "Account"],
+                                            tmp_path, org)
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    checked = run_cli_without_localorg_extra(["test-connection"], tmp_path, org)
+    assert checked.returncode == 0 and f"mirrors this org ({org.org_id})" in checked.stdout, checked.stdout
+    assert differences(org, tmp_path / "mirror.duckdb", "Account") == []
+
+
+def test_the_extra_the_cli_checks_is_the_one_pyproject_declares():
+    import tomllib
+    from pathlib import Path
+
+    from sonora_pipeline.cli.localorg import LOCALORG_EXTRA
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    extra = pyproject["project"]["optional-dependencies"]["localorg"]
+    declared = [re.split(r"[=<>~!\[; ]", requirement, maxsplit=1)[0] for requirement in extra]
+    assert tuple(declared) == LOCALORG_EXTRA

@@ -32,7 +32,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect, sync_playwright
 
-from sonora_pipeline.cli import ui_command
+from sonora_pipeline.cli.ui import ui_command
 from sonora_pipeline.defs.model.assets import model_key
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.salesforce.objects import asset_key_for

@@ -87,7 +87,7 @@ def test_stopping_the_demo_waits_for_a_run_in_flight_then_goes(tmp_path, monkeyp
 
     import dagster as dg
 
-    from sonora_pipeline import cli
+    from sonora_pipeline.cli import ui
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with dg.DagsterInstance.get() as instance:
@@ -95,11 +95,11 @@ def test_stopping_the_demo_waits_for_a_run_in_flight_then_goes(tmp_path, monkeyp
         ends = threading.Timer(1.5, lambda: instance.report_run_failed(run))
         started = time.monotonic()
         ends.start()
-        cli._let_runs_in_flight_finish(timeout=30)
+        ui.let_runs_in_flight_finish(timeout=30)
         waited = time.monotonic() - started
         ends.join()
         assert 1.5 <= waited < 10, waited
         instance.add_run(dg.DagsterRun(job_name="salesforce_sync_job", status=dg.DagsterRunStatus.STARTED))
         started = time.monotonic()
-        cli._let_runs_in_flight_finish(timeout=1)  # a run that never ends: the wait is bounded
+        ui.let_runs_in_flight_finish(timeout=1)  # a run that never ends: the wait is bounded
         assert 1 <= time.monotonic() - started < 5

@@ -1,22 +1,22 @@
 """Opening the DuckDB file for writing, one writer at a time.
 
 DuckDB allows one read-write process per file, and a read-only process (an analyst's notebook) blocks
-writers too. So writers first queue on an OS file lock next to the database (fair across the processes of
-the multiprocess executor, sensor runs and backfills), then open DuckDB, retrying while someone else holds
-its lock. Fetching from Salesforce never happens under either lock: only the short commit does.
+writers too. So every writer (a Dagster run, which also waits on its pool where the UI shows it, or the CLI)
+first takes an OS file lock next to the database (`filelock`; the kernel frees it if its holder dies), then
+opens DuckDB, retrying while someone else holds DuckDB's own lock. Only the short commit happens under
+them: fetching from Salesforce never does.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Iterator
 
 import duckdb
+from filelock import FileLock, Timeout
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 DEFAULT_LOCK_TIMEOUT_SECONDS = 1800.0
@@ -52,35 +52,25 @@ def _is_lock_conflict(err: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path, timeout: float) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-    deadline = time.monotonic() + timeout
+def _write_lock(path: Path, timeout: float) -> Iterator[None]:
+    lock = FileLock(path, mode=0o644)
     try:
-        delay = 0.01
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise WarehouseBusy(
-                        f"another sync kept the write lock {path} for more than {timeout:.0f} s") from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise WarehouseBusy(f"another sync kept the write lock {path} for more than {timeout:.0f} s") from None
+    try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        lock.release()
 
 
 @contextlib.contextmanager
-def write_connection(db_path: Path, *, timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
+def write_connection(db_path: Path, *,
+                     timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection, held only for the duration of the `with` block."""
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(db_path.with_name(db_path.name + ".write.lock"), timeout):
+    with _write_lock(db_path.with_name(db_path.name + ".write.lock"), timeout):
         try:
             for attempt in Retrying(retry=retry_if_exception(_is_lock_conflict), stop=stop_after_delay(timeout),
                                     wait=wait_exponential(multiplier=0.05, max=5), reraise=True):

@@ -1,5 +1,6 @@
 """`sonora-pipeline sync`: materialize every object's due sync windows in process, through the same
-Dagster definitions the UI uses (so runs, metadata and state are identical), with a progress bar.
+Dagster definitions the UI uses (so runs, metadata and state are identical), with a progress bar
+(`sync.progress`).
 
 Due = the initial import for an object never imported, otherwise every window from the one holding the
 object's cursor up to today; each as one single-run backfill. On an instance whose storage records a ranged
@@ -14,9 +15,6 @@ first sync), and an ephemeral instance forgets them at exit, so those materializ
 from __future__ import annotations
 
 import contextlib
-import sys
-import threading
-import time
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -55,89 +53,6 @@ def due_runs(objects: tuple[str, ...], db_path: Path, partitions: dg.TimeWindowP
     return out
 
 
-class ProgressBar:
-    """One line on stderr, redrawn in place: objects done, the current object's rows, rate and time left.
-
-    Fed by the runner (which object is next) and by the engine's row reports (`sync.progress`), and redrawn
-    every half second in between, so elapsed time and time left move while a page or a Bulk job is awaited
-    (an object read in one page would otherwise only ever show 0/N and N/N). The Dagster console log is turned
-    down to warnings while it draws, so that the bar stays one line; the run log in the Dagster instance
-    keeps every line."""
-
-    WIDTH = 30
-    REDRAW_SECONDS = 0.5
-
-    def __init__(self, total_objects: int, stream=None, redraw: bool = True):
-        self.total = total_objects
-        self.done = 0
-        self.label = ""
-        self.stream = stream or sys.stderr
-        self.started = time.monotonic()
-        self._rows: tuple[int, int] | None = None  # (read, to read) of the current object's current read
-        self._rows_started = self.started
-        self._rows_ended: float | None = None
-        self._read_rows = 0  # rows read, and seconds spent reading them, by this command's finished reads
-        self._read_seconds = 0.0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name="progress-bar", daemon=True) if redraw else None
-        if self._ticker:
-            self._ticker.start()
-
-    def _tick(self) -> None:
-        while not self._stop.wait(self.REDRAW_SECONDS):
-            self.draw()
-
-    def next_object(self, done: int, label: str) -> None:
-        with self._lock:
-            self.done, self.label, self._rows = done, label, None
-        self.draw()
-
-    def rows_read(self, object_name: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if done == 0:
-                self._rows_started, self._rows_ended = now, None
-            elif done >= total:
-                self._rows_ended = now  # the rate shown stays the read's while its commit runs
-                self._read_rows += done
-                self._read_seconds += now - self._rows_started
-            self._rows = (done, total) if total else None
-        self.draw()
-
-    def rows_text(self, now: float) -> str:
-        if self._rows is None:
-            return ""
-        done, total = self._rows
-        elapsed = max((self._rows_ended or now) - self._rows_started, 1e-6)
-        earlier = self._read_rows / self._read_seconds if self._read_seconds > 0 else None
-        left = progress.time_left(done, total, elapsed, earlier)
-        return f"{done:,}/{total:,} rows, {done / elapsed:,.0f}/s" + (f", {left}" if left else "")
-
-    def draw(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            filled = int(self.WIDTH * self.done / self.total) if self.total else self.WIDTH
-            rows = self.rows_text(now)
-            text = f"{self.label}: {rows}" if rows else self.label
-            self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total} "
-                              f"{text[:80]:<80} {now - self.started:6.1f}s")
-            self.stream.flush()
-
-    def stop(self) -> None:
-        """No more redraws (also when the command ends on an error)."""
-        self._stop.set()
-        if self._ticker:
-            self._ticker.join()
-
-    def finish(self) -> None:
-        self.stop()
-        self.next_object(self.total, "done")
-        with self._lock:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -156,7 +71,7 @@ def run_sync(defs: dg.Definitions, db_path: Path, objects: tuple[str, ...], over
             instance.event_log_storage, "supports_partition_subset_in_asset_materialization_planned_events", False))
     job = defs.resolve_job_def(job_name)
     runs = due_runs(objects, db_path, partitions, overlap_seconds, initial_covers_range=initial_covers_range)
-    bar = ProgressBar(len(runs)) if show_progress else None
+    bar = progress.ProgressBar(len(runs)) if show_progress else None
     results = []
     with progress.listening(bar.rows_read if bar else (lambda *_: None)), contextlib.ExitStack() as stack:
         if bar:
@@ -182,6 +97,6 @@ def run_sync(defs: dg.Definitions, db_path: Path, objects: tuple[str, ...], over
             results.append(result)
             if not result.success:
                 break
-    if bar:
-        bar.finish()
+        if bar:
+            bar.finish()
     return results

@@ -381,6 +381,7 @@ def test_accounts_shape_fills_every_account_field_like_b2b(accounts_org):
 
 def test_local_org_and_cli_pass_the_shape_through(tmp_path, monkeypatch):
     from sonora_pipeline import cli
+    from sonora_pipeline.cli import localorg as cli_localorg
     from sonora_pipeline.localorg.org import LocalOrg
 
     org = LocalOrg(records=1000, seed=3, state_dir=tmp_path / "org", shape="accounts")
@@ -393,7 +394,7 @@ def test_local_org_and_cli_pass_the_shape_through(tmp_path, monkeypatch):
         seen.update(records=records, seed=seed, shape=shape, **variety)
         raise SystemExit(0)
 
-    monkeypatch.setattr(cli, "_start_org", fake_start)
+    monkeypatch.setattr(cli_localorg, "start_org", fake_start)
     with pytest.raises(SystemExit):
         cli.main(["localorg", "--records", "1234", "--shape", "accounts"])
     assert seen == {"records": 1234, "seed": 7, "shape": "accounts", "custom_fields": True, "csv_nulls": "empty",

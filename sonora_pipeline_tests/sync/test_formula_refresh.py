@@ -260,6 +260,7 @@ def test_the_refresh_formulas_command(org, tmp_path):
     assert any(".Days_To_Renewal__c:" in p for p in differences(org, db, "Account"))
     done = subprocess.run(refresh, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert re.search(r"salesforce/account +[\d,]+ changed of +[\d,]+ read +\d+ API calls", done.stdout)
+    assert re.search(r"^asset +changed +read +API calls +formula fields$", done.stdout, re.M), done.stdout
+    assert re.search(r"^salesforce/account +[\d,]+ +[\d,]+ +\d+ +\S", done.stdout, re.M), done.stdout
     assert "Formula refresh:" in done.stdout and "(Account, Opportunity)" in done.stdout
     assert differences(org, db, "Account") == [] and differences(org, db, "Opportunity") == []
