@@ -5,24 +5,21 @@
   (nothing mapped that a fresh org lacks) and compared with the org field by field, every object.
 - Numbers are exact: 18 digits of currency arrive in the mirror as the same Decimal, by Bulk and by REST,
   and a warehouse made when number columns were DOUBLE is retyped to DECIMAL on the next sync.
-- Every null form loads as NULL for every type: a quoted empty CSV field and an empty JSON string.
+(Column types from describe and the null forms on load, without an org: unit/test_catalog.py.)
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import duckdb
 import pytest
 
 from sonora_pipeline.localorg.org import LocalOrg
-from sonora_pipeline.mirror.commit import commit_window
-from sonora_pipeline.mirror.spool import Spool
 from sonora_pipeline.settings import SyncSettings
-from sonora_pipeline.sync.catalog import schema_from_describe, warehouse_type
 from sonora_pipeline.sync.engine import sync_object
 from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, log, sync_command, table
 
@@ -217,53 +214,3 @@ def test_an_old_warehouse_with_double_number_columns_becomes_exact(org, tmp_path
     assert _mirror_value(db, "Opportunity", opportunity, "Amount") == EDGE_AMOUNT
     for name in ("Account", "Opportunity"):
         assert differences(org, db, name) == []
-
-
-@pytest.mark.parametrize(("precision", "scale", "expected"), [
-    (18, 2, "DECIMAL(18,2)"), (18, 0, "DECIMAL(18,0)"), (3, 0, "DECIMAL(3,0)"), (18.0, 15.0, "DECIMAL(18,15)"),
-    ("16", "2", "DECIMAL(16,2)"), (38, 10, "DECIMAL(38,10)"),
-    (None, None, "DOUBLE"), (0, 0, "DOUBLE"), (40, 2, "DOUBLE"), (5, 7, "DOUBLE"), (18, -1, "DOUBLE"),
-    ("x", 2, "DOUBLE"), (18.5, 2, "DOUBLE"), (True, 0, "DOUBLE"),
-])
-def test_number_columns_follow_describe_precision_and_scale(precision, scale, expected):
-    raw = {"name": "Amount__c", "type": "currency", "label": "Amount"}
-    if precision is not None:
-        raw.update(precision=precision, scale=scale)
-    assert warehouse_type(raw) == expected
-
-
-def _tiny_schema():
-    fields = [("Id", "id"), ("SystemModstamp", "datetime"), ("IsDeleted", "boolean"), ("Name", "string"),
-              ("Amount", "currency"), ("Ratio", "double"), ("Seats", "int"), ("Due", "date"),
-              ("Flag", "boolean"), ("Stamp", "datetime")]
-    describe = {"name": "Thing__c", "label": "Thing", "fields": [
-        {"name": n, "type": t, "label": n, **({"precision": 18, "scale": 2} if t in ("currency", "double") else {})}
-        for n, t in fields]}
-    return schema_from_describe(describe)
-
-
-def test_every_null_form_loads_as_null_for_every_type(tmp_path):
-    """A Bulk page with `""` and bare empty fields in every column type, and REST records with `""`."""
-    schema = _tiny_schema()
-    columns = schema.field_names
-    spool = Spool.create(tmp_path / "spool", "Thing__c", columns)
-    header = ",".join(f'"{c}"' for c in columns)
-    quoted = '"a0S000000000001AAA","2026-01-01T00:00:00.000Z","false","","","","","","",""'
-    bare = '"a0S000000000002AAA","2026-01-01T00:00:00.000Z","false",,,,,,,'
-    values = '"a0S000000000003AAA","2026-01-01T00:00:00.000Z","false","x","1.2345678E7","0.5","3","2026-01-02",' \
-             '"true","2026-01-01T01:02:03.000Z"'
-    spool.add_csv_page(f"{header}\n{quoted}\n{bare}\n{values}\n".encode(), 3)
-    rest = {c: "" for c in columns}
-    rest.update(Id="a0S000000000004AAA", SystemModstamp="2026-01-01T00:00:00.000+0000", IsDeleted=False)
-    spool.add_records([rest], schema)
-    with duckdb.connect(str(tmp_path / "m.duckdb")) as conn:
-        commit_window(conn, schema, spool, kind="initial", method="bulk", partition_key=None, window_start=None,
-                      window_end=None, read_from=None, read_to=None, api_calls=1, run_id="t",
-                      advance_cursor=False)
-        rows = {r[0]: r[1:] for r in conn.execute(
-            'SELECT "Id", "Name", "Amount", "Ratio", "Seats", "Due", "Flag", "Stamp" FROM salesforce."thing__c"'
-        ).fetchall()}
-    for rid in ("a0S000000000001AAA", "a0S000000000002AAA", "a0S000000000004AAA"):
-        assert rows[rid] == (None,) * 7, rid
-    assert rows["a0S000000000003AAA"][:5] == ("x", Decimal("12345678.00"), Decimal("0.50"), 3,
-                                              datetime(2026, 1, 2).date())
