@@ -57,63 +57,57 @@ def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
 
 
 @pytest.mark.parametrize("variety", list(VARIETIES))
-def test_each_org_variety_syncs_with_default_settings_and_equals_the_org(tmp_path, variety):
+def test_each_org_variety_syncs_with_default_settings_and_equals_the_org(tmp_path, variety, local_org_factory):
     options, bulk_threshold = VARIETIES[variety]
-    org = LocalOrg(records=400, seed=5, state_dir=tmp_path / "org", **options).start()
-    try:
-        org.advance_clock(10)
-        db = tmp_path / "m.duckdb"
-        settings_file = tmp_path / "settings.yaml"
-        settings_file.write_text(FRESH_ORG_SETTINGS % {"bulk_threshold": bulk_threshold})
-        command, env = sync_command(org, db, settings_file)
-        done = _run(command, env)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    org = local_org_factory(records=400, seed=5, **options)
+    org.advance_clock(10)
+    db = tmp_path / "m.duckdb"
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text(FRESH_ORG_SETTINGS % {"bulk_threshold": bulk_threshold})
+    command, env = sync_command(org, db, settings_file)
+    done = _run(command, env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-        mirrored = _mirrored_objects(org, db)
-        assert set(OBJECTS) <= set(mirrored), mirrored
+    mirrored = _mirrored_objects(org, db)
+    assert set(OBJECTS) <= set(mirrored), mirrored
+    for name in mirrored:
+        assert differences(org, db, name) == [], name
+    if not options.get("custom_fields", True):
+        assert "Subscription__c" not in mirrored
         for name in mirrored:
-            assert differences(org, db, name) == [], name
-        if not options.get("custom_fields", True):
-            assert "Subscription__c" not in mirrored
-            for name in mirrored:
-                assert not [c for c in _columns(db, name) if c.endswith("__c")], name
-        for object_name, hidden in options.get("hidden_fields", {}).items():
-            columns = {c.lower() for c in _columns(db, object_name)}
-            assert not {h.lower() for h in hidden} & columns, f"{object_name} mirrors a field the user cannot read"
-
-    finally:
-        org.stop()
+            assert not [c for c in _columns(db, name) if c.endswith("__c")], name
+    for object_name, hidden in options.get("hidden_fields", {}).items():
+        columns = {c.lower() for c in _columns(db, object_name)}
+        assert not {h.lower() for h in hidden} & columns, f"{object_name} mirrors a field the user cannot read"
 
 
-def test_a_fresh_org_syncs_and_models_with_no_settings_file(tmp_path):
+
+def test_a_fresh_org_syncs_and_models_with_no_settings_file(tmp_path, local_org_factory):
     """The issue's first-hour path on an org like a new customer's: standard fields only, Bulk nulls written as
     `""`, and no settings file at all (SONORA_CONFIG unset): `sync --lookback all` then `model` succeed and the
     mirror equals the org. 24,000 records put Contact and Task over the default Bulk threshold (5,000), so
     `""` nulls cross the wire in Bulk CSV, while the smaller objects go through REST."""
-    org = LocalOrg(records=24_000, seed=9, state_dir=tmp_path / "org", custom_fields=False, csv_nulls="quoted").start()
-    try:
-        org.advance_clock(300)  # past the default lag (120 s): every record is due
-        db = tmp_path / "m.duckdb"
-        command, env = sync_command(org, db, tmp_path / "unused.yaml")
-        env.pop("SONORA_CONFIG")
-        done = _run(command, env)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        with duckdb.connect(str(db), read_only=True) as conn:
-            methods = dict(conn.execute("SELECT object_name, string_agg(DISTINCT method, '+') FROM salesforce._sync_windows "
-                                        "WHERE kind = 'initial' GROUP BY 1").fetchall())
-        assert methods["Contact"] == "bulk" and methods["Account"] == "rest", methods
-        mirrored = _mirrored_objects(org, db)
-        assert set(OBJECTS) <= set(mirrored) and "Subscription__c" not in mirrored, mirrored
-        for name in mirrored:
-            assert differences(org, db, name) == [], name
-            assert not [c for c in _columns(db, name) if c.endswith("__c")], name
-        model = _run([sys.executable, "-m", "sonora_pipeline.cli", "model"], env)
-        assert model.returncode == 0, model.stdout[-3000:] + model.stderr[-3000:]
-        with duckdb.connect(str(db), read_only=True) as conn:
-            assert conn.execute("SELECT count(*) FROM sonora.customers").fetchone()[0] > 0
-            assert conn.execute("SELECT count(*) FROM sonora.health_scores WHERE score IS NOT NULL").fetchone()[0] > 0
-    finally:
-        org.stop()
+    org = local_org_factory(records=24_000, seed=9, custom_fields=False, csv_nulls="quoted")
+    org.advance_clock(300)  # past the default lag (120 s): every record is due
+    db = tmp_path / "m.duckdb"
+    command, env = sync_command(org, db, tmp_path / "unused.yaml")
+    env.pop("SONORA_CONFIG")
+    done = _run(command, env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with duckdb.connect(str(db), read_only=True) as conn:
+        methods = dict(conn.execute("SELECT object_name, string_agg(DISTINCT method, '+') FROM salesforce._sync_windows "
+                                    "WHERE kind = 'initial' GROUP BY 1").fetchall())
+    assert methods["Contact"] == "bulk" and methods["Account"] == "rest", methods
+    mirrored = _mirrored_objects(org, db)
+    assert set(OBJECTS) <= set(mirrored) and "Subscription__c" not in mirrored, mirrored
+    for name in mirrored:
+        assert differences(org, db, name) == [], name
+        assert not [c for c in _columns(db, name) if c.endswith("__c")], name
+    model = _run([sys.executable, "-m", "sonora_pipeline.cli", "model"], env)
+    assert model.returncode == 0, model.stdout[-3000:] + model.stderr[-3000:]
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM sonora.customers").fetchone()[0] > 0
+        assert conn.execute("SELECT count(*) FROM sonora.health_scores WHERE score IS NOT NULL").fetchone()[0] > 0
 
 
 EDGE_REVENUES = (Decimal("999999999999999999"), Decimal("123456789012345678"), Decimal("-999999999999999999"))
