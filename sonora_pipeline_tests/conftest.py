@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 import requests
@@ -29,20 +31,53 @@ def trusting_session(org: LocalOrg) -> requests.Session:
     return session
 
 
-@pytest.fixture(scope="session")
-def shared_org(tmp_path_factory):
-    """One read-mostly org for the whole run. Tests that change quota, faults, auth or clock use `org`."""
-    org = LocalOrg(records=3000, seed=11, state_dir=tmp_path_factory.mktemp("shared-org")).start()
-    yield org
-    org.stop()
+@contextlib.contextmanager
+def running_org(state_dir: Path, *, records: int, seed: int, **options: Any) -> Iterator[LocalOrg]:
+    """A local org serving over HTTPS for the `with` block, stopped however the block ends. Options are
+    `LocalOrg`'s (consumer_secret, shape, now, custom_fields, ...)."""
+    org = LocalOrg(records=records, seed=seed, state_dir=state_dir, **options).start()
+    try:
+        yield org
+    finally:
+        org.stop()
 
 
 @pytest.fixture
-def org(tmp_path):
+def local_org_factory(tmp_path):
+    """`start(records=, seed=, name=, **options)`: a started org of the test's own (its files in tmp_path/name),
+    every one stopped when the test ends, passed or failed. Wider scopes use `running_org` directly."""
+    with contextlib.ExitStack() as stack:
+        def start(*, records: int, seed: int, name: str = "org", **options: Any) -> LocalOrg:
+            return stack.enter_context(running_org(tmp_path / name, records=records, seed=seed, **options))
+
+        yield start
+
+
+@pytest.fixture(scope="session")
+def shared_org(tmp_path_factory):
+    """One read-mostly org for the whole run. Tests that change quota, faults, auth or clock use `org`."""
+    with running_org(tmp_path_factory.mktemp("shared-org"), records=3000, seed=11) as org:
+        yield org
+
+
+@pytest.fixture
+def org(local_org_factory):
     """A small org of the test's own, free to be broken."""
-    org = LocalOrg(records=400, seed=3, state_dir=tmp_path / "org").start()
-    yield org
-    org.stop()
+    return local_org_factory(records=400, seed=3)
+
+
+@pytest.fixture
+def big_org(local_org_factory):
+    """An org of the test's own with enough rows for several REST pages of 200 (Contact ~500, Task ~500)."""
+    return local_org_factory(records=2000, seed=5, name="big-org")
+
+
+@pytest.fixture
+def canary_org(local_org_factory):
+    """A small org whose consumer secret is CANARY_SECRET (it must never show up in an error, repr or log)."""
+    from sonora_pipeline_tests.salesforce.conftest import CANARY_SECRET
+
+    return local_org_factory(records=50, seed=2, name="canary-org", consumer_secret=CANARY_SECRET)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from sonora_pipeline.sync.engine import reconcile_ids
 from sonora_pipeline.sync.formulas import refresh_formulas
 from sonora_pipeline.writeback.plan import compute_plan
 from sonora_pipeline.writeback.push import run_writeback
+from sonora_pipeline_tests.conftest import running_org
 from sonora_pipeline_tests.suite_settings import suite_settings_with
 from sonora_pipeline_tests.sync.helpers import client_for, log
 
@@ -68,21 +69,19 @@ def world(tmp_path_factory):
     """An org, a second org whose External Client App has another key (a sandbox of it), and a mirror of the
     first, synced and modelled."""
     root = tmp_path_factory.mktemp("bad-inputs")
-    org = LocalOrg(records=400, seed=21, state_dir=root / "org").start()
-    sandbox = LocalOrg(records=60, seed=22, state_dir=root / "sandbox").start()
-    org.advance_clock(SYNC.lag_seconds + 3)
-    # Trust both orgs, as a machine trusts every real org's public CA.
-    trusted_bundle(org).write_text(Path(org.ca_bundle).read_text() + Path(sandbox.ca_bundle).read_text())
-    db = root / "mirror.duckdb"
-    client = client_for(org)
-    for name in SYNC.objects:
-        sync_object(client, db, name, SYNC, window=None, partition_key=None, run_id="setup", log=log)
-    with write_connection(db) as conn:
-        build_all(conn, Settings(), TODAY)
-        compute_plan(conn, WRITEBACK)  # the write-back ledger, as after a first write-back run
-    yield org, sandbox, db
-    org.stop()
-    sandbox.stop()
+    with running_org(root / "org", records=400, seed=21) as org, \
+            running_org(root / "sandbox", records=60, seed=22) as sandbox:
+        org.advance_clock(SYNC.lag_seconds + 3)
+        # Trust both orgs, as a machine trusts every real org's public CA.
+        trusted_bundle(org).write_text(Path(org.ca_bundle).read_text() + Path(sandbox.ca_bundle).read_text())
+        db = root / "mirror.duckdb"
+        client = client_for(org)
+        for name in SYNC.objects:
+            sync_object(client, db, name, SYNC, window=None, partition_key=None, run_id="setup", log=log)
+        with write_connection(db) as conn:
+            build_all(conn, Settings(), TODAY)
+            compute_plan(conn, WRITEBACK)  # the write-back ledger, as after a first write-back run
+        yield org, sandbox, db
 
 
 @pytest.fixture

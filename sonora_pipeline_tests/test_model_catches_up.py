@@ -137,8 +137,8 @@ def wait_for(what: str, condition, seconds: float, log: Path, poll: float = 2.0,
 
 
 @pytest.mark.timeout(900)
-def test_after_a_burst_the_model_equals_a_rebuild_from_the_mirror(tmp_path):
-    org = LocalOrg(records=400, seed=5, state_dir=tmp_path / "org").start()
+def test_after_a_burst_the_model_equals_a_rebuild_from_the_mirror(tmp_path, local_org_factory):
+    org = local_org_factory(records=400, seed=5)
     db = tmp_path / "mirror.duckdb"
     home = dagster_home(tmp_path)
     log = tmp_path / "daemon.log"
@@ -177,7 +177,6 @@ def test_after_a_burst_the_model_equals_a_rebuild_from_the_mirror(tmp_path):
         if daemon is not None:
             stop_process_group(daemon)
             shutil.copy(log, Path(tempfile.gettempdir()) / "sonora-model-catches-up-daemon.log")
-        org.stop()
     # The mirror equals the org, and every model table equals one rebuilt from that mirror now.
     for name in ("Account", "Contact", "Opportunity", "Case"):
         assert differences(org, live, name) == []

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from sonora_pipeline.localorg.org import LocalOrg
 
 CANARY = "CANARYsecret5f2b9e1d7c0a4466"
 
@@ -35,31 +34,28 @@ def _files_containing(root: Path, needle: bytes) -> list[str]:
 
 
 @pytest.mark.secret_canary
-def test_canary_secret_never_leaks(tmp_path):
-    org = LocalOrg(records=400, seed=5, consumer_secret=CANARY, state_dir=tmp_path / "org").start()
-    try:
-        home = tmp_path / "dagster_home"
-        home.mkdir()
-        org.advance_clock(8)
-        outputs = []
-        ok = _run(["sync", "--lookback", "all", "--quiet"], org, tmp_path, home)
-        assert ok.returncode == 0, ok.stderr[-2000:]
-        outputs.append(ok)
-        outputs.append(_run(["test-connection"], org, tmp_path, home))
-        outputs.append(_run(["model"], org, tmp_path, home))
-        # A failing sync: the org rotated the secret, we still send the canary.
-        org.configure_app(rotate_secret=True)
-        org.expire_tokens()
-        org.advance_clock(8)
-        failing = _run(["sync", "--quiet"], org, tmp_path, home)
-        assert failing.returncode == 1 and "secret" in failing.stderr.lower()
-        outputs.append(failing)
-        outputs.append(_run(["test-connection"], org, tmp_path, home))
-        for result in outputs:
-            assert CANARY not in result.stdout and CANARY not in result.stderr
-        assert list(home.rglob("*.db")), "the runs were recorded in DAGSTER_HOME"
-        assert _files_containing(home, CANARY.encode()) == []          # event log, run storage, compute logs
-        assert _files_containing(tmp_path / "mirror.duckdb", CANARY.encode()) == [] if (tmp_path / "mirror.duckdb").exists() else True
-        assert _files_containing(tmp_path, CANARY.encode()) == []
-    finally:
-        org.stop()
+def test_canary_secret_never_leaks(tmp_path, local_org_factory):
+    org = local_org_factory(records=400, seed=5, consumer_secret=CANARY)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    org.advance_clock(8)
+    outputs = []
+    ok = _run(["sync", "--lookback", "all", "--quiet"], org, tmp_path, home)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    outputs.append(ok)
+    outputs.append(_run(["test-connection"], org, tmp_path, home))
+    outputs.append(_run(["model"], org, tmp_path, home))
+    # A failing sync: the org rotated the secret, we still send the canary.
+    org.configure_app(rotate_secret=True)
+    org.expire_tokens()
+    org.advance_clock(8)
+    failing = _run(["sync", "--quiet"], org, tmp_path, home)
+    assert failing.returncode == 1 and "secret" in failing.stderr.lower()
+    outputs.append(failing)
+    outputs.append(_run(["test-connection"], org, tmp_path, home))
+    for result in outputs:
+        assert CANARY not in result.stdout and CANARY not in result.stderr
+    assert list(home.rglob("*.db")), "the runs were recorded in DAGSTER_HOME"
+    assert _files_containing(home, CANARY.encode()) == []          # event log, run storage, compute logs
+    assert (tmp_path / "mirror.duckdb").is_file()  # the first sync wrote the mirror: the search below reads it
+    assert _files_containing(tmp_path, CANARY.encode()) == []

@@ -252,22 +252,24 @@ def test_object_prefix_and_alias(org):
     assert names(run(org, "SELECT a.Name FROM Account a WHERE a.Industry = 'Retail'")) == ["O'Reilly"]
 
 
-@pytest.mark.parametrize("evil", [
-    "x\\' OR Name != \\'y",
-    "'; DROP TABLE \"Account\"; --",
-    "\\\"); DELETE FROM \"Account\"; --",
-    "%' OR 1=1 --",
-    "a\\'); DROP TABLE Account; --",
-    "\\\\' OR 1=1; --",
+@pytest.mark.parametrize(("evil", "refused"), [
+    ("x\\' OR Name != \\'y", False),                 # escaped quotes: all one literal
+    ("'; DROP TABLE \"Account\"; --", True),          # the quote ends the literal: the rest is not SOQL
+    ("\\\"); DELETE FROM \"Account\"; --", False),
+    ("%' OR 1=1 --", True),
+    ("a\\'); DROP TABLE Account; --", False),
+    ("\\\\' OR 1=1; --", True),                        # an escaped backslash, then a quote that ends it
 ])
-def test_injection_attempts_are_just_values(org, evil):
-    """Whatever sits inside a SOQL string literal stays a value: it never changes the DuckDB statement."""
+def test_injection_attempts_are_just_values(org, evil, refused):
+    """Whatever sits inside a SOQL string literal stays a value: it never changes the DuckDB statement. A quote
+    that ends the literal early leaves text that is not SOQL, refused as MALFORMED_QUERY (as Salesforce does)."""
     soql = f"SELECT Name FROM Account WHERE Name = '{evil}'"
-    try:
-        recs = run(org, soql)
-    except SoqlError:
-        recs = []  # refused as malformed is fine too
-    assert recs == []
+    if refused:
+        with pytest.raises(SoqlError) as caught:
+            run(org, soql)
+        assert caught.value.error_code == "MALFORMED_QUERY"
+    else:
+        assert run(org, soql) == []  # no Account has that name
     assert run(org, "SELECT COUNT() FROM Account") == 3
 
 

@@ -11,7 +11,6 @@ from decimal import Decimal
 
 import pytest
 
-from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline_tests.conftest import trusting_session
 
 V = "62.0"
@@ -89,26 +88,23 @@ def test_bulk_csv_nulls_switch_in_process_and_over_http(org, api):
     assert _bulk_csv(org, api, soql) == bare
 
 
-def test_standard_fields_only_and_hidden_fields_show_in_describe(tmp_path):
-    org = LocalOrg(records=200, seed=2, state_dir=tmp_path / "org", custom_fields=False,
-                   hidden_fields={"Account": ["AnnualRevenue", "Rating"], "Contact": ["Birthdate"]}).start()
-    try:
-        api = _api(org)
-        names = {o["name"] for o in api.get(f"{org.instance_url}/services/data/v{V}/sobjects").json()["sobjects"]}
-        assert "Subscription__c" not in names and {"Account", "Contact", "Opportunity"} <= names
-        for object_name in ("Account", "Contact", "Opportunity", "Case"):
-            describe = api.get(f"{org.instance_url}/services/data/v{V}/sobjects/{object_name}/describe").json()
-            fields = {f["name"] for f in describe["fields"]}
-            assert not [f for f in fields if f.endswith("__c")], object_name
-            assert not [r for r in describe.get("childRelationships") or []
-                        if str(r.get("childSObject", "")).endswith("__c")], object_name
-            if object_name == "Account":
-                assert not {"AnnualRevenue", "Rating"} & fields and "Industry" in fields
-            if object_name == "Contact":
-                assert "Birthdate" not in fields
-        refused = api.get(f"{org.instance_url}/services/data/v{V}/query",
-                          params={"q": "SELECT Id, AnnualRevenue FROM Account"})
-        assert refused.status_code == 400 and refused.json()[0]["errorCode"] == "INVALID_FIELD"
-        assert org.store.count("Account") > 0  # the generator filled only the fields the org has
-    finally:
-        org.stop()
+def test_standard_fields_only_and_hidden_fields_show_in_describe(local_org_factory):
+    org = local_org_factory(records=200, seed=2, custom_fields=False,
+                            hidden_fields={"Account": ["AnnualRevenue", "Rating"], "Contact": ["Birthdate"]})
+    api = _api(org)
+    names = {o["name"] for o in api.get(f"{org.instance_url}/services/data/v{V}/sobjects").json()["sobjects"]}
+    assert "Subscription__c" not in names and {"Account", "Contact", "Opportunity"} <= names
+    for object_name in ("Account", "Contact", "Opportunity", "Case"):
+        describe = api.get(f"{org.instance_url}/services/data/v{V}/sobjects/{object_name}/describe").json()
+        fields = {f["name"] for f in describe["fields"]}
+        assert not [f for f in fields if f.endswith("__c")], object_name
+        assert not [r for r in describe.get("childRelationships") or []
+                    if str(r.get("childSObject", "")).endswith("__c")], object_name
+        if object_name == "Account":
+            assert not {"AnnualRevenue", "Rating"} & fields and "Industry" in fields
+        if object_name == "Contact":
+            assert "Birthdate" not in fields
+    refused = api.get(f"{org.instance_url}/services/data/v{V}/query",
+                      params={"q": "SELECT Id, AnnualRevenue FROM Account"})
+    assert refused.status_code == 400 and refused.json()[0]["errorCode"] == "INVALID_FIELD"
+    assert org.store.count("Account") > 0  # the generator filled only the fields the org has

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 
 from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline.settings import SyncSettings
 from sonora_pipeline.sync.engine import sync_object
+from sonora_pipeline_tests.conftest import running_org
 from sonora_pipeline_tests.sync.helpers import client_for, log
 
 
@@ -20,12 +23,13 @@ def sync_into(org: LocalOrg, db: Path, objects) -> None:
         sync_object(client, db, name, sync, window=None, partition_key=None, run_id="model-test", log=log)
 
 
-def start_mirrored(state_dir: Path, db: Path, *, records: int, seed: int, objects=None) -> LocalOrg:
-    """A started local org whose standard objects are mirrored into `db` (the caller stops the org)."""
-    org = LocalOrg(records=records, seed=seed, state_dir=state_dir).start()
-    org.advance_clock(8)
-    sync_into(org, db, objects or SyncSettings().objects)
-    return org
+@contextlib.contextmanager
+def mirrored_org(state_dir: Path, db: Path, *, records: int, seed: int, objects=None, **options) -> Iterator[LocalOrg]:
+    """A local org serving for the `with` block, its standard objects (or `objects`) mirrored into `db`."""
+    with running_org(state_dir, records=records, seed=seed, **options) as org:
+        org.advance_clock(8)
+        sync_into(org, db, objects or SyncSettings().objects)
+        yield org
 
 
 def org_rows(org: LocalOrg, object_name: str) -> list[dict]:

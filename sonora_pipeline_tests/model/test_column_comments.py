@@ -20,6 +20,7 @@ from sonora_pipeline.model.build import build_all
 from sonora_pipeline.settings import model_required_fields
 from sonora_pipeline.sync.engine import sync_object
 from sonora_pipeline.writeback.plan import compute_plan
+from sonora_pipeline_tests.conftest import running_org
 from sonora_pipeline_tests.model.helpers import query
 from sonora_pipeline_tests.suite_settings import suite_settings, suite_settings_with
 from sonora_pipeline_tests.sync.helpers import client_for, log
@@ -39,8 +40,7 @@ def flows(tmp_path_factory):
     """A local org synced by the object assets, the model built by the model assets, a write-back planned.
     Yields (org, db, {asset key: materialization metadata})."""
     assert SETTINGS.mapping.account, "the suite's settings map custom fields (fixtures/test-settings.yaml)"
-    org = LocalOrg(records=400, seed=5, state_dir=tmp_path_factory.mktemp("comments-org")).start()
-    try:
+    with running_org(tmp_path_factory.mktemp("comments-org"), records=400, seed=5) as org:
         org.advance_clock(SETTINGS.sync.lag_seconds + 3)
         db = tmp_path_factory.mktemp("comments") / "w.duckdb"
         metadata = {}
@@ -54,8 +54,6 @@ def flows(tmp_path_factory):
         with duckdb.connect(str(db)) as conn:
             compute_plan(conn, suite_settings_with(writeback={"enabled": True}))  # creates the ledger
         yield org, db, metadata
-    finally:
-        org.stop()
 
 
 def undocumented(db) -> list[str]:

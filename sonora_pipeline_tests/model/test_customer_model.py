@@ -10,11 +10,10 @@ import duckdb
 import pytest
 
 from sonora_pipeline.model.build import build_all
-from sonora_pipeline.settings import Settings, SyncSettings
-from sonora_pipeline.sync.engine import sync_object
+from sonora_pipeline.settings import Settings
+from sonora_pipeline_tests.model.helpers import mirrored_org
 from sonora_pipeline_tests.model.helpers import org_rows as rows
 from sonora_pipeline_tests.suite_settings import suite_settings
-from sonora_pipeline_tests.sync.helpers import client_for, log
 
 TODAY = datetime.now(timezone.utc).date()
 
@@ -22,17 +21,9 @@ TODAY = datetime.now(timezone.utc).date()
 @pytest.fixture(scope="module")
 def mirrored(tmp_path_factory):
     """A synced mirror of one org, shared by the tests of this module (they only rebuild the model)."""
-    from sonora_pipeline.localorg.org import LocalOrg
-
-    org = LocalOrg(records=2500, seed=21, state_dir=tmp_path_factory.mktemp("model-org")).start()
-    org.advance_clock(8)
     db = tmp_path_factory.mktemp("model") / "m.duckdb"
-    client = client_for(org)
-    sync = SyncSettings(initial_import="all", lag_seconds=5)
-    for name in sync.objects:
-        sync_object(client, db, name, sync, window=None, partition_key=None, run_id="model", log=log)
-    yield org, db
-    org.stop()
+    with mirrored_org(tmp_path_factory.mktemp("model-org"), db, records=2500, seed=21) as org:
+        yield org, db
 
 
 def build(db, settings: Settings) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from sonora_pipeline.model.build import BUILD_ORDER, build_all, build_table
 from sonora_pipeline.settings import Settings
-from sonora_pipeline_tests.model.helpers import query, start_mirrored
+from sonora_pipeline_tests.model.helpers import mirrored_org, query
 
 TODAY = datetime.now(timezone.utc).date()
 TOMORROW = TODAY + timedelta(days=1)
@@ -27,8 +27,8 @@ def at(day, hour: int, minute: int = 0) -> datetime:
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory):
     db = tmp_path_factory.mktemp("history-model") / "m.duckdb"
-    org = start_mirrored(tmp_path_factory.mktemp("history-org"), db, records=1500, seed=5)
-    org.stop()  # the model makes no Salesforce calls: the mirror is all these tests need
+    with mirrored_org(tmp_path_factory.mktemp("history-org"), db, records=1500, seed=5):
+        pass  # the model makes no Salesforce calls: the mirror is all these tests need
     # Touches count up to each build's time, so a meeting ending (or a task completed) between two builds
     # of TODAY would move scores by itself. These tests are about the history rule, with inputs changed only
     # on purpose: the mirror keeps the activity that was over before TODAY.

@@ -11,7 +11,7 @@ import pytest
 
 from sonora_pipeline.model.build import build_all
 from sonora_pipeline.settings import Settings
-from sonora_pipeline_tests.model.helpers import org_rows, query, start_mirrored, sync_into
+from sonora_pipeline_tests.model.helpers import mirrored_org, org_rows, query, sync_into
 
 TODAY = datetime.now(timezone.utc).date()
 # contract rules on standard fields only (the defaults may name custom fields)
@@ -24,9 +24,8 @@ OWNED = {"customers": ("external_id", "Account"), "opportunities": ("opportunity
 @pytest.fixture(scope="module")
 def mirrored(tmp_path_factory):
     db = tmp_path_factory.mktemp("owners-model") / "m.duckdb"
-    org = start_mirrored(tmp_path_factory.mktemp("owners-org"), db, records=1500, seed=8)
-    yield org, db
-    org.stop()
+    with mirrored_org(tmp_path_factory.mktemp("owners-org"), db, records=1500, seed=8) as org:
+        yield org, db
 
 
 def build(db) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from sonora_pipeline.model.build import build_table
 from sonora_pipeline.settings import Settings
-from sonora_pipeline_tests.model.helpers import org_rows, query, start_mirrored
+from sonora_pipeline_tests.model.helpers import mirrored_org, org_rows, query
 from sonora_pipeline_tests.sync.helpers import client_for
 
 TODAY = datetime.now(timezone.utc).date()
@@ -24,10 +24,9 @@ WON_ONLY = {"match": "all", "account_conditions": [], "won_opportunity_within_da
 @pytest.fixture(scope="module")
 def mirrored(tmp_path_factory):
     db = tmp_path_factory.mktemp("soql-model") / "m.duckdb"
-    org = start_mirrored(tmp_path_factory.mktemp("soql-org"), db, records=2000, seed=21,
-                         objects=("Account", "Opportunity"))
-    yield org, db
-    org.stop()
+    with mirrored_org(tmp_path_factory.mktemp("soql-org"), db, records=2000, seed=21,
+                      objects=("Account", "Opportunity")) as org:
+        yield org, db
 
 
 def soql_account_ids(org, where: str) -> set[str]:

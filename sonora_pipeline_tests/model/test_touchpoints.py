@@ -17,7 +17,7 @@ from sonora_pipeline.model.build import build_all
 from sonora_pipeline.settings import SyncSettings
 from sonora_pipeline.sync.engine import sync_object
 from sonora_pipeline_tests.conftest import trusting_session
-from sonora_pipeline_tests.model.helpers import org_rows, query, sync_into
+from sonora_pipeline_tests.model.helpers import mirrored_org, org_rows, query, sync_into
 from sonora_pipeline_tests.suite_settings import suite_settings
 from sonora_pipeline_tests.sync.helpers import client_for, log
 
@@ -25,9 +25,9 @@ PINNED = datetime(2026, 3, 10, 15, 0, tzinfo=timezone.utc)
 API = "v62.0"
 
 
-def pinned_org(state_dir: Path, db: Path, *, records: int, seed: int, **kwargs) -> LocalOrg:
-    """A started org whose clock reads PINNED, mirrored into `db` (the caller stops it)."""
-    org = LocalOrg(records=records, seed=seed, state_dir=state_dir, now=PINNED, **kwargs).start()
+def local_pinned(start, db: Path, *, records: int, seed: int, **options) -> LocalOrg:
+    """`start` (the `local_org_factory` fixture) an org whose clock reads PINNED, mirrored into `db`."""
+    org = start(records=records, seed=seed, now=PINNED, **options)
     org.advance_clock(8)
     sync_into(org, db, SyncSettings().objects)
     return org
@@ -90,11 +90,10 @@ def expected_touchpoints(org: LocalOrg, now: datetime) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def mirrored(tmp_path_factory):
     db = tmp_path_factory.mktemp("touch-model") / "m.duckdb"
-    org = pinned_org(tmp_path_factory.mktemp("touch-org"), db, records=1500, seed=13)
-    now = org_now(org)
-    build(db, now)
-    yield org, db, now
-    org.stop()
+    with mirrored_org(tmp_path_factory.mktemp("touch-org"), db, records=1500, seed=13, now=PINNED) as org:
+        now = org_now(org)
+        build(db, now)
+        yield org, db, now
 
 
 def test_every_touchpoint_is_done_planned_or_overdue_by_the_rule(mirrored):
@@ -173,68 +172,62 @@ def _api(org: LocalOrg):
     return session, f"{org.instance_url}/services/data/{API}/sobjects"
 
 
-def test_a_planned_task_completed_later_becomes_a_touch_on_the_next_build(tmp_path):
+def test_a_planned_task_completed_later_becomes_a_touch_on_the_next_build(tmp_path, local_org_factory):
     db = tmp_path / "m.duckdb"
-    org = pinned_org(tmp_path / "org", db, records=400, seed=3)
-    try:
-        now = org_now(org)
-        build(db, now)
-        customer = query(db, "SELECT customer_id FROM sonora.engagement_signals WHERE next_touch_at IS NULL "
-                             "ORDER BY customer_id LIMIT 1")[0][0]
-        before = query(db, "SELECT touches_ever, last_touch_at FROM sonora.engagement_signals WHERE customer_id = ?",
-                       [customer])[0]
-        due = now.date() + timedelta(days=3)
-        session, sobjects = _api(org)
-        reply = session.post(f"{sobjects}/Task", json={"Subject": "Renewal prep call", "Status": "Not Started",
-                                                        "ActivityDate": due.isoformat(), "WhatId": customer})
-        assert reply.status_code == 201, reply.text
-        task_id = reply.json()["id"]
-        org.advance_clock(60)
-        sync_tasks(org, db)
-        now = org_now(org)
-        build(db, now)
-        assert query(db, "SELECT state, occurred_at, planned_at, customer_id FROM sonora.touchpoints "
-                         "WHERE touchpoint_id = ?", [task_id]) == [("planned", None, midnight(due), customer)]
-        assert query(db, "SELECT next_touch_at, touches_ever, last_touch_at FROM sonora.engagement_signals "
-                         "WHERE customer_id = ?", [customer]) == [(midnight(due), *before)]
+    org = local_pinned(local_org_factory, db, records=400, seed=3)
+    now = org_now(org)
+    build(db, now)
+    customer = query(db, "SELECT customer_id FROM sonora.engagement_signals WHERE next_touch_at IS NULL "
+                         "ORDER BY customer_id LIMIT 1")[0][0]
+    before = query(db, "SELECT touches_ever, last_touch_at FROM sonora.engagement_signals WHERE customer_id = ?",
+                   [customer])[0]
+    due = now.date() + timedelta(days=3)
+    session, sobjects = _api(org)
+    reply = session.post(f"{sobjects}/Task", json={"Subject": "Renewal prep call", "Status": "Not Started",
+                                                    "ActivityDate": due.isoformat(), "WhatId": customer})
+    assert reply.status_code == 201, reply.text
+    task_id = reply.json()["id"]
+    org.advance_clock(60)
+    sync_tasks(org, db)
+    now = org_now(org)
+    build(db, now)
+    assert query(db, "SELECT state, occurred_at, planned_at, customer_id FROM sonora.touchpoints "
+                     "WHERE touchpoint_id = ?", [task_id]) == [("planned", None, midnight(due), customer)]
+    assert query(db, "SELECT next_touch_at, touches_ever, last_touch_at FROM sonora.engagement_signals "
+                     "WHERE customer_id = ?", [customer]) == [(midnight(due), *before)]
 
-        org.advance_clock(3600)
-        reply = session.patch(f"{sobjects}/Task/{task_id}", json={"Status": "Completed"})
-        assert reply.status_code == 204, reply.text
-        completed = naive(next(t for t in org_rows(org, "Task") if t["Id"] == task_id)["CompletedDateTime"])
-        org.advance_clock(60)
-        sync_tasks(org, db)
-        now = org_now(org)
-        build(db, now)
-        assert completed <= now
-        assert query(db, "SELECT state, occurred_at, planned_at FROM sonora.touchpoints WHERE touchpoint_id = ?",
-                     [task_id]) == [("done", completed, None)]
-        assert query(db, "SELECT next_touch_at, touches_ever, last_touch_at FROM sonora.engagement_signals "
-                         "WHERE customer_id = ?", [customer]) == [(None, before[0] + 1, completed)]
-    finally:
-        org.stop()
+    org.advance_clock(3600)
+    reply = session.patch(f"{sobjects}/Task/{task_id}", json={"Status": "Completed"})
+    assert reply.status_code == 204, reply.text
+    completed = naive(next(t for t in org_rows(org, "Task") if t["Id"] == task_id)["CompletedDateTime"])
+    org.advance_clock(60)
+    sync_tasks(org, db)
+    now = org_now(org)
+    build(db, now)
+    assert completed <= now
+    assert query(db, "SELECT state, occurred_at, planned_at FROM sonora.touchpoints WHERE touchpoint_id = ?",
+                 [task_id]) == [("done", completed, None)]
+    assert query(db, "SELECT next_touch_at, touches_ever, last_touch_at FROM sonora.engagement_signals "
+                     "WHERE customer_id = ?", [customer]) == [(None, before[0] + 1, completed)]
 
 
-def test_an_org_without_readable_task_completion_fields_still_tells_done_from_planned(tmp_path):
+def test_an_org_without_readable_task_completion_fields_still_tells_done_from_planned(tmp_path,
+                                                                                   local_org_factory):
     """IsClosed and CompletedDateTime hidden by field-level security: Status 'Completed' tells a closed task,
     its due date (or, when still ahead, its last change) when it happened."""
     db = tmp_path / "m.duckdb"
-    org = pinned_org(tmp_path / "org", db, records=400, seed=4,
-                     hidden_fields={"Task": ["IsClosed", "CompletedDateTime"]})
-    try:
-        now = org_now(org)
-        build(db, now)
-        tasks = {t["Id"]: t for t in org_rows(org, "Task") if not t["IsDeleted"]}
-        got = {r[0]: r[1:] for r in query(db, "SELECT touchpoint_id, state, occurred_at FROM sonora.touchpoints "
-                                              "WHERE kind = 'task'")}
-        assert set(got) == set(tasks)
-        for tid, t in tasks.items():
-            if t["Status"] == "Completed":
-                due = t["ActivityDate"]
-                when = midnight(due) if due is not None and due <= now.date() else naive(t["LastModifiedDate"])
-                assert got[tid] == ("done", when), tid
-            else:
-                assert got[tid][0] in ("planned", "overdue") and got[tid][1] is None, tid
-        assert query(db, "SELECT count(*) FROM sonora.engagement_signals WHERE last_touch_at > ?", [now])[0][0] == 0
-    finally:
-        org.stop()
+    org = local_pinned(local_org_factory, db, records=400, seed=4, hidden_fields={"Task": ["IsClosed", "CompletedDateTime"]})
+    now = org_now(org)
+    build(db, now)
+    tasks = {t["Id"]: t for t in org_rows(org, "Task") if not t["IsDeleted"]}
+    got = {r[0]: r[1:] for r in query(db, "SELECT touchpoint_id, state, occurred_at FROM sonora.touchpoints "
+                                          "WHERE kind = 'task'")}
+    assert set(got) == set(tasks)
+    for tid, t in tasks.items():
+        if t["Status"] == "Completed":
+            due = t["ActivityDate"]
+            when = midnight(due) if due is not None and due <= now.date() else naive(t["LastModifiedDate"])
+            assert got[tid] == ("done", when), tid
+        else:
+            assert got[tid][0] in ("planned", "overdue") and got[tid][1] is None, tid
+    assert query(db, "SELECT count(*) FROM sonora.engagement_signals WHERE last_touch_at > ?", [now])[0][0] == 0

@@ -208,7 +208,7 @@ def test_sensor_skips_with_the_reason_when_credentials_are_refused(org, tmp_path
         result = tick(org, db, instance, None)
         assert not getattr(result, "run_requests", None)
         text = str(result.skip_message if hasattr(result, "skip_message") else result)
-        assert "Client Credentials" in text or "client credentials" in text.lower()
+        assert "does not have the client credentials flow enabled" in text.lower(), text
 
 
 def test_rerunning_a_partition_is_idempotent(org, tmp_path):

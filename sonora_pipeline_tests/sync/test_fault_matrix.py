@@ -19,6 +19,7 @@ from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline.salesforce.budget import ApiBudget
 from sonora_pipeline.settings import SyncSettings
 from sonora_pipeline.sync.engine import sync_object
+from sonora_pipeline_tests.conftest import running_org
 from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, log, table
 
 SETTINGS = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=60)
@@ -64,12 +65,11 @@ def table_contents(db: Path, name: str) -> tuple[list[str], list[tuple]]:
 def steady(tmp_path_factory):
     """One org for every fault (faults change how it answers, never its records) and its clean mirror."""
     root = tmp_path_factory.mktemp("fault-matrix")
-    org = LocalOrg(records=400, seed=3, state_dir=root / "org").start()
-    org.advance_clock(SETTINGS.lag_seconds + 3)
-    clean = root / "clean.duckdb"
-    sync_everything(org, clean)
-    yield org, clean
-    org.stop()
+    with running_org(root / "org", records=400, seed=3) as org:
+        org.advance_clock(SETTINGS.lag_seconds + 3)
+        clean = root / "clean.duckdb"
+        sync_everything(org, clean)
+        yield org, clean
 
 
 @pytest.mark.fault

@@ -24,6 +24,7 @@ import pytest
 from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline.settings import SyncSettings
 from sonora_pipeline.sync.engine import sync_object
+from sonora_pipeline_tests.conftest import running_org
 from sonora_pipeline_tests.kill_host import KillHost
 from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, table
 from sonora_pipeline_tests.sync.helpers import log as test_log
@@ -100,8 +101,7 @@ def clean_run_calls(host, tmp_path_factory):
     """API calls per object of a clean initial import and of a clean incremental sync (the range kill points
     are drawn from)."""
     workdir = tmp_path_factory.mktemp("calibration")
-    org = LocalOrg(records=400, seed=100, state_dir=workdir / "org").start()
-    try:
+    with running_org(workdir / "org", records=400, seed=100) as org:
         org.advance_clock(8)
         db, log = workdir / "mirror.duckdb", workdir / "sync.log"
         before = calls(org)
@@ -111,42 +111,38 @@ def clean_run_calls(host, tmp_path_factory):
         before = calls(org)
         assert host.run(org, db, log, argv=sync_argv(OBJECTS)) == 0, log.read_text()[-3000:]
         return {"initial": initial / len(OBJECTS), "incremental": (calls(org) - before) / len(OBJECTS)}
-    finally:
-        org.stop()
 
 
 @pytest.mark.sigkill_trial
 @pytest.mark.parametrize("trial", range(TRIALS))
-def test_sigkill_at_a_random_point_then_rerun_equals_a_clean_sync(host, clean_run_calls, tmp_path, trial):
+def test_sigkill_at_a_random_point_then_rerun_equals_a_clean_sync(host, clean_run_calls, tmp_path, trial,
+                                                                  local_org_factory):
     rng = random.Random(trial)
-    org = LocalOrg(records=400, seed=trial, state_dir=tmp_path / "org").start()
-    try:
-        org.advance_clock(8)
-        db, log = tmp_path / "mirror.duckdb", tmp_path / "sync.log"
-        mode = "incremental" if trial % 2 else "initial"
-        objects = rng.sample(OBJECTS, OBJECTS_PER_TRIAL)
-        if mode == "incremental":  # a clean import first (in this process: it is the set-up, not the trial)
-            client = client_for(org)
-            for name in objects:
-                sync_object(client, db, name, SYNC, window=None, partition_key=None, run_id="setup", log=test_log)
-            change_the_org(org, rng)
-        org.set_faults(latency_seconds=rng.choice([0.0, 0.005, 0.02]))
-        # Well inside a clean run's calls, whose number varies a little with the seed.
-        kill_at = rng.randint(1, max(1, int(clean_run_calls[mode] * len(objects) * 0.7)))
-        before = calls(org)
-        pid = host.start(org, db, log, argv=sync_argv(objects))
-        deadline = time.monotonic() + 120
-        while calls(org) - before < kill_at and time.monotonic() < deadline:
-            time.sleep(0.001)
-        time.sleep(rng.uniform(0, 0.03))
-        os.kill(pid, signal.SIGKILL)
-        status = host.wait()
-        assert status == -signal.SIGKILL, f"the sync ended on its own ({status}) before call {kill_at}"
-        assert cursor_never_ahead(org, db) == []
-        org.clear_faults()
-        assert host.run(org, db, log, argv=sync_argv(objects)) == 0, log.read_text()[-3000:]
-        mirror_equals_org(org, db, objects)
-        spool = tmp_path / ".sonora-spool"
-        assert not spool.exists() or not any(spool.iterdir())
-    finally:
-        org.stop()
+    org = local_org_factory(records=400, seed=trial)
+    org.advance_clock(8)
+    db, log = tmp_path / "mirror.duckdb", tmp_path / "sync.log"
+    mode = "incremental" if trial % 2 else "initial"
+    objects = rng.sample(OBJECTS, OBJECTS_PER_TRIAL)
+    if mode == "incremental":  # a clean import first (in this process: it is the set-up, not the trial)
+        client = client_for(org)
+        for name in objects:
+            sync_object(client, db, name, SYNC, window=None, partition_key=None, run_id="setup", log=test_log)
+        change_the_org(org, rng)
+    org.set_faults(latency_seconds=rng.choice([0.0, 0.005, 0.02]))
+    # Well inside a clean run's calls, whose number varies a little with the seed.
+    kill_at = rng.randint(1, max(1, int(clean_run_calls[mode] * len(objects) * 0.7)))
+    before = calls(org)
+    pid = host.start(org, db, log, argv=sync_argv(objects))
+    deadline = time.monotonic() + 120
+    while calls(org) - before < kill_at and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(rng.uniform(0, 0.03))
+    os.kill(pid, signal.SIGKILL)
+    status = host.wait()
+    assert status == -signal.SIGKILL, f"the sync ended on its own ({status}) before call {kill_at}"
+    assert cursor_never_ahead(org, db) == []
+    org.clear_faults()
+    assert host.run(org, db, log, argv=sync_argv(objects)) == 0, log.read_text()[-3000:]
+    mirror_equals_org(org, db, objects)
+    spool = tmp_path / ".sonora-spool"
+    assert not spool.exists() or not any(spool.iterdir())

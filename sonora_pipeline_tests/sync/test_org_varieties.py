@@ -5,24 +5,21 @@
   (nothing mapped that a fresh org lacks) and compared with the org field by field, every object.
 - Numbers are exact: 18 digits of currency arrive in the mirror as the same Decimal, by Bulk and by REST,
   and a warehouse made when number columns were DOUBLE is retyped to DECIMAL on the next sync.
-- Every null form loads as NULL for every type: a quoted empty CSV field and an empty JSON string.
+(Column types from describe and the null forms on load, without an org: unit/test_catalog.py.)
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import duckdb
 import pytest
 
 from sonora_pipeline.localorg.org import LocalOrg
-from sonora_pipeline.mirror.commit import commit_window
-from sonora_pipeline.mirror.spool import Spool
 from sonora_pipeline.settings import SyncSettings
-from sonora_pipeline.sync.catalog import schema_from_describe, warehouse_type
 from sonora_pipeline.sync.engine import sync_object
 from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, log, sync_command, table
 
@@ -60,63 +57,57 @@ def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
 
 
 @pytest.mark.parametrize("variety", list(VARIETIES))
-def test_each_org_variety_syncs_with_default_settings_and_equals_the_org(tmp_path, variety):
+def test_each_org_variety_syncs_with_default_settings_and_equals_the_org(tmp_path, variety, local_org_factory):
     options, bulk_threshold = VARIETIES[variety]
-    org = LocalOrg(records=400, seed=5, state_dir=tmp_path / "org", **options).start()
-    try:
-        org.advance_clock(10)
-        db = tmp_path / "m.duckdb"
-        settings_file = tmp_path / "settings.yaml"
-        settings_file.write_text(FRESH_ORG_SETTINGS % {"bulk_threshold": bulk_threshold})
-        command, env = sync_command(org, db, settings_file)
-        done = _run(command, env)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    org = local_org_factory(records=400, seed=5, **options)
+    org.advance_clock(10)
+    db = tmp_path / "m.duckdb"
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text(FRESH_ORG_SETTINGS % {"bulk_threshold": bulk_threshold})
+    command, env = sync_command(org, db, settings_file)
+    done = _run(command, env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-        mirrored = _mirrored_objects(org, db)
-        assert set(OBJECTS) <= set(mirrored), mirrored
+    mirrored = _mirrored_objects(org, db)
+    assert set(OBJECTS) <= set(mirrored), mirrored
+    for name in mirrored:
+        assert differences(org, db, name) == [], name
+    if not options.get("custom_fields", True):
+        assert "Subscription__c" not in mirrored
         for name in mirrored:
-            assert differences(org, db, name) == [], name
-        if not options.get("custom_fields", True):
-            assert "Subscription__c" not in mirrored
-            for name in mirrored:
-                assert not [c for c in _columns(db, name) if c.endswith("__c")], name
-        for object_name, hidden in options.get("hidden_fields", {}).items():
-            columns = {c.lower() for c in _columns(db, object_name)}
-            assert not {h.lower() for h in hidden} & columns, f"{object_name} mirrors a field the user cannot read"
-
-    finally:
-        org.stop()
+            assert not [c for c in _columns(db, name) if c.endswith("__c")], name
+    for object_name, hidden in options.get("hidden_fields", {}).items():
+        columns = {c.lower() for c in _columns(db, object_name)}
+        assert not {h.lower() for h in hidden} & columns, f"{object_name} mirrors a field the user cannot read"
 
 
-def test_a_fresh_org_syncs_and_models_with_no_settings_file(tmp_path):
+
+def test_a_fresh_org_syncs_and_models_with_no_settings_file(tmp_path, local_org_factory):
     """The issue's first-hour path on an org like a new customer's: standard fields only, Bulk nulls written as
     `""`, and no settings file at all (SONORA_CONFIG unset): `sync --lookback all` then `model` succeed and the
     mirror equals the org. 24,000 records put Contact and Task over the default Bulk threshold (5,000), so
     `""` nulls cross the wire in Bulk CSV, while the smaller objects go through REST."""
-    org = LocalOrg(records=24_000, seed=9, state_dir=tmp_path / "org", custom_fields=False, csv_nulls="quoted").start()
-    try:
-        org.advance_clock(300)  # past the default lag (120 s): every record is due
-        db = tmp_path / "m.duckdb"
-        command, env = sync_command(org, db, tmp_path / "unused.yaml")
-        env.pop("SONORA_CONFIG")
-        done = _run(command, env)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        with duckdb.connect(str(db), read_only=True) as conn:
-            methods = dict(conn.execute("SELECT object_name, string_agg(DISTINCT method, '+') FROM salesforce._sync_windows "
-                                        "WHERE kind = 'initial' GROUP BY 1").fetchall())
-        assert methods["Contact"] == "bulk" and methods["Account"] == "rest", methods
-        mirrored = _mirrored_objects(org, db)
-        assert set(OBJECTS) <= set(mirrored) and "Subscription__c" not in mirrored, mirrored
-        for name in mirrored:
-            assert differences(org, db, name) == [], name
-            assert not [c for c in _columns(db, name) if c.endswith("__c")], name
-        model = _run([sys.executable, "-m", "sonora_pipeline.cli", "model"], env)
-        assert model.returncode == 0, model.stdout[-3000:] + model.stderr[-3000:]
-        with duckdb.connect(str(db), read_only=True) as conn:
-            assert conn.execute("SELECT count(*) FROM sonora.customers").fetchone()[0] > 0
-            assert conn.execute("SELECT count(*) FROM sonora.health_scores WHERE score IS NOT NULL").fetchone()[0] > 0
-    finally:
-        org.stop()
+    org = local_org_factory(records=24_000, seed=9, custom_fields=False, csv_nulls="quoted")
+    org.advance_clock(300)  # past the default lag (120 s): every record is due
+    db = tmp_path / "m.duckdb"
+    command, env = sync_command(org, db, tmp_path / "unused.yaml")
+    env.pop("SONORA_CONFIG")
+    done = _run(command, env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with duckdb.connect(str(db), read_only=True) as conn:
+        methods = dict(conn.execute("SELECT object_name, string_agg(DISTINCT method, '+') FROM salesforce._sync_windows "
+                                    "WHERE kind = 'initial' GROUP BY 1").fetchall())
+    assert methods["Contact"] == "bulk" and methods["Account"] == "rest", methods
+    mirrored = _mirrored_objects(org, db)
+    assert set(OBJECTS) <= set(mirrored) and "Subscription__c" not in mirrored, mirrored
+    for name in mirrored:
+        assert differences(org, db, name) == [], name
+        assert not [c for c in _columns(db, name) if c.endswith("__c")], name
+    model = _run([sys.executable, "-m", "sonora_pipeline.cli", "model"], env)
+    assert model.returncode == 0, model.stdout[-3000:] + model.stderr[-3000:]
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM sonora.customers").fetchone()[0] > 0
+        assert conn.execute("SELECT count(*) FROM sonora.health_scores WHERE score IS NOT NULL").fetchone()[0] > 0
 
 
 EDGE_REVENUES = (Decimal("999999999999999999"), Decimal("123456789012345678"), Decimal("-999999999999999999"))
@@ -217,53 +208,3 @@ def test_an_old_warehouse_with_double_number_columns_becomes_exact(org, tmp_path
     assert _mirror_value(db, "Opportunity", opportunity, "Amount") == EDGE_AMOUNT
     for name in ("Account", "Opportunity"):
         assert differences(org, db, name) == []
-
-
-@pytest.mark.parametrize(("precision", "scale", "expected"), [
-    (18, 2, "DECIMAL(18,2)"), (18, 0, "DECIMAL(18,0)"), (3, 0, "DECIMAL(3,0)"), (18.0, 15.0, "DECIMAL(18,15)"),
-    ("16", "2", "DECIMAL(16,2)"), (38, 10, "DECIMAL(38,10)"),
-    (None, None, "DOUBLE"), (0, 0, "DOUBLE"), (40, 2, "DOUBLE"), (5, 7, "DOUBLE"), (18, -1, "DOUBLE"),
-    ("x", 2, "DOUBLE"), (18.5, 2, "DOUBLE"), (True, 0, "DOUBLE"),
-])
-def test_number_columns_follow_describe_precision_and_scale(precision, scale, expected):
-    raw = {"name": "Amount__c", "type": "currency", "label": "Amount"}
-    if precision is not None:
-        raw.update(precision=precision, scale=scale)
-    assert warehouse_type(raw) == expected
-
-
-def _tiny_schema():
-    fields = [("Id", "id"), ("SystemModstamp", "datetime"), ("IsDeleted", "boolean"), ("Name", "string"),
-              ("Amount", "currency"), ("Ratio", "double"), ("Seats", "int"), ("Due", "date"),
-              ("Flag", "boolean"), ("Stamp", "datetime")]
-    describe = {"name": "Thing__c", "label": "Thing", "fields": [
-        {"name": n, "type": t, "label": n, **({"precision": 18, "scale": 2} if t in ("currency", "double") else {})}
-        for n, t in fields]}
-    return schema_from_describe(describe)
-
-
-def test_every_null_form_loads_as_null_for_every_type(tmp_path):
-    """A Bulk page with `""` and bare empty fields in every column type, and REST records with `""`."""
-    schema = _tiny_schema()
-    columns = schema.field_names
-    spool = Spool.create(tmp_path / "spool", "Thing__c", columns)
-    header = ",".join(f'"{c}"' for c in columns)
-    quoted = '"a0S000000000001AAA","2026-01-01T00:00:00.000Z","false","","","","","","",""'
-    bare = '"a0S000000000002AAA","2026-01-01T00:00:00.000Z","false",,,,,,,'
-    values = '"a0S000000000003AAA","2026-01-01T00:00:00.000Z","false","x","1.2345678E7","0.5","3","2026-01-02",' \
-             '"true","2026-01-01T01:02:03.000Z"'
-    spool.add_csv_page(f"{header}\n{quoted}\n{bare}\n{values}\n".encode(), 3)
-    rest = {c: "" for c in columns}
-    rest.update(Id="a0S000000000004AAA", SystemModstamp="2026-01-01T00:00:00.000+0000", IsDeleted=False)
-    spool.add_records([rest], schema)
-    with duckdb.connect(str(tmp_path / "m.duckdb")) as conn:
-        commit_window(conn, schema, spool, kind="initial", method="bulk", partition_key=None, window_start=None,
-                      window_end=None, read_from=None, read_to=None, api_calls=1, run_id="t",
-                      advance_cursor=False)
-        rows = {r[0]: r[1:] for r in conn.execute(
-            'SELECT "Id", "Name", "Amount", "Ratio", "Seats", "Due", "Flag", "Stamp" FROM salesforce."thing__c"'
-        ).fetchall()}
-    for rid in ("a0S000000000001AAA", "a0S000000000002AAA", "a0S000000000004AAA"):
-        assert rows[rid] == (None,) * 7, rid
-    assert rows["a0S000000000003AAA"][:5] == ("x", Decimal("12345678.00"), Decimal("0.50"), 3,
-                                              datetime(2026, 1, 2).date())

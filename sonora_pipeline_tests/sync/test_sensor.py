@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import timedelta
 
 import dagster as dg
 import duckdb
@@ -13,7 +12,7 @@ import pytest
 from dagster._core.storage.dagster_run import DagsterRun
 
 from sonora_pipeline.defs.salesforce.objects import asset_key_for
-from sonora_pipeline.defs.salesforce.sensors import MAX_RUNS_PER_TICK, plan_runs, salesforce_changes
+from sonora_pipeline.defs.salesforce.sensors import MAX_RUNS_PER_TICK, salesforce_changes
 from sonora_pipeline_tests.sync.helpers import OBJECTS, differences
 from sonora_pipeline.defs.salesforce.sync_job import SYNC_JOB_NAME
 from sonora_pipeline_tests.sync.test_dagster_sync import LAG, materialize, resources_for, sync_job, today_key
@@ -101,16 +100,6 @@ def test_a_busy_org_gets_one_run_per_window_and_a_capped_tick(org, tmp_path):
         assert rest and set(rest).isdisjoint(keys) and rest[-1] == today_key(org)
         assert len(keys) + len(rest) == len(set(keys) | set(rest)) >= 13
         assert all(asset_key_for(n) in second.run_requests[-1].asset_selection for n in ("Account", "Contact", "Case"))
-
-
-def test_a_capped_tick_says_what_is_left():
-    due = {f"2026-11-{day:02d}": {"Account", "Case"} for day in range(1, 21)}
-    busy = {(asset_key_for("Case"), "2026-11-01"), (asset_key_for("Account"), "2026-11-01")}
-    requests, message = plan_runs(due, busy, cap=5)
-    assert [r.partition_key for r in requests] == [f"2026-11-{day:02d}" for day in range(2, 7)]
-    assert all(r.asset_selection == [asset_key_for("Account"), asset_key_for("Case")] for r in requests)
-    assert "14 more window(s) left for the next tick(s) (at most 5 runs per tick)" in message
-    assert "2 object window(s) already have a run queued or in progress" in message
 
 
 @pytest.mark.fault
