@@ -35,7 +35,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from sonora_pipeline.cli import ui_command
 from sonora_pipeline.defs.model.assets import model_key
 from sonora_pipeline.defs.partitions import sync_window
-from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.defs.writeback.assets import WRITEBACK_KEY
 from sonora_pipeline.localorg.org import LocalOrg

@@ -13,7 +13,7 @@ import pytest
 
 from sonora_pipeline.defs.model.assets import MODEL_ASSETS, model_key
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS, asset_key_for
+from sonora_pipeline.defs.salesforce.assets import OBJECT_ASSETS, asset_key_for
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline.model.build import build_all

@@ -9,7 +9,7 @@ import dagster as dg
 
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.model.assets import AUTOMATION, MODEL_ASSETS, model_key
-from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS, asset_key_for
+from sonora_pipeline.defs.salesforce.assets import OBJECT_ASSETS, asset_key_for
 
 CASES = model_key("cases")
 TODAY = datetime.now(timezone.utc).strftime("%Y-%m-%d")

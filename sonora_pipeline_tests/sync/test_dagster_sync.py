@@ -10,7 +10,7 @@ import duckdb
 
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS
+from sonora_pipeline.defs.salesforce.assets import OBJECT_ASSETS
 from sonora_pipeline.defs.salesforce.sensors import salesforce_changes
 from sonora_pipeline.defs.salesforce.sync_job import SYNC_JOB_NAME, salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS

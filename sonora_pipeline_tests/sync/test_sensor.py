@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from dagster._core.storage.dagster_run import DagsterRun
 
-from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.salesforce.sensors import MAX_RUNS_PER_TICK, plan_runs, salesforce_changes
 from sonora_pipeline_tests.sync.helpers import OBJECTS, differences
 from sonora_pipeline.defs.salesforce.sync_job import SYNC_JOB_NAME

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 
 from sonora_pipeline.defs.resources import WarehouseResource
-from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.salesforce.sensors import automation_status, tick_seconds
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.model.build import SPECS, MirrorMissing, build_table

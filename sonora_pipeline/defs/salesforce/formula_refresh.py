@@ -9,7 +9,7 @@ the run's output metadata and an observation of each object's asset.
 import dagster as dg
 
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.salesforce.sensors import automation_status
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.salesforce.errors import SalesforceError
