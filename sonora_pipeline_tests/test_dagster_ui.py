@@ -70,7 +70,7 @@ def free_port() -> int:
 
 
 def dagster_home(tmp_path: Path) -> Path:
-    """The project's instance settings (run queue, `duckdb_write` pool, run retries) in a fresh DAGSTER_HOME."""
+    """The project's instance settings (run queue, `duckdb_writer` pool, run retries) in a fresh DAGSTER_HOME."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
