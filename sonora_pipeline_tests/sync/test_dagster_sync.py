@@ -301,7 +301,11 @@ def test_every_step_that_writes_the_warehouse_is_in_its_pool():
 
 
 def test_raw_assets_carry_the_freshness_policy():
-    """Warned after a day's sync is missed (26 h), failing after two (50 h); the model tables have none."""
+    """Warned after 26 h without a sync (what the hand-written check said), failing after 7 days; the asset
+    says so in its metadata."""
     policies = {a.key: a.specs_by_key[a.key].freshness_policy for a in OBJECT_ASSETS}
-    assert set(policies.values()) == {dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50),
+    assert len(policies) == len(OBJECTS) + 1  # the suite's custom object too
+    assert set(policies.values()) == {dg.FreshnessPolicy.time_window(fail_window=timedelta(days=7),
                                                                       warn_window=timedelta(hours=26))}
+    texts = {a.specs_by_key[a.key].metadata["sonora/freshness"] for a in OBJECT_ASSETS}
+    assert len(texts) == 1 and "26 h" in texts.pop()

@@ -39,10 +39,14 @@ DESCRIPTIONS = {
 }
 
 
-# A mirror table is expected to be synced at least daily (the change sensor, or the 00:30 schedule): warned
-# after 26 h (a day's sync missed), failing after 50 h (two). The model is only as fresh as the mirror. Fixed
-# in code: a window is structure (Dagster reads it when the definitions load), not a per-run setting.
-FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50), warn_window=timedelta(hours=26))
+# How fresh a mirror table is expected to be, shown on each object asset: a warning after 26 h without a sync
+# (the daily schedule missed a day, or the change sensor saw no change: a quiet object looks the same), a
+# failure after 7 days (a week without one change of an object the org uses: more likely a stopped sync).
+# In code, not in the settings: Dagster reads a policy when the definitions load, like any structure.
+FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=7), warn_window=timedelta(hours=26))
+FRESHNESS_TEXT = ("Synced by the change sensor (when the object changes) or the 00:30 UTC schedule (daily). "
+                  "Freshness: warned after 26 h without a sync, failing after 7 days; the customer model is "
+                  "only as fresh as the mirror.")
 
 
 class SyncConfig(dg.Config):
@@ -146,7 +150,7 @@ def _asset_decorator(object_name: str):
             pool=DUCKDB_WRITER,
             description=DESCRIPTIONS.get(object_name, f"Salesforce custom object {object_name}."),
             metadata={"dagster/table_name": f"{SCHEMA}.{table_name_for(object_name)}",
-                      "sonora/salesforce_object": object_name},
+                      "sonora/salesforce_object": object_name, "sonora/freshness": FRESHNESS_TEXT},
             tags={"sonora/object": object_name},
         )
 
