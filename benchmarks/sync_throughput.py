@@ -217,11 +217,13 @@ def work_sensor(creds: dict[str, str], workdir: Path, db_path: str) -> dict[str,
 
     from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
     from sonora_pipeline.defs.salesforce.sensors import salesforce_changes
+    from sonora_pipeline.defs.settings import SettingsResource
 
     resources = {
         "salesforce": SalesforceResource(instance_url=creds["instance_url"], consumer_key=creds["consumer_key"],
                                          consumer_secret=creds["consumer_secret"], ca_bundle=creds["ca_bundle"]),
         "warehouse": WarehouseResource(path=db_path),
+        "settings": SettingsResource(),
     }
     base_rss = peak_rss_mb()
     started = time.perf_counter()

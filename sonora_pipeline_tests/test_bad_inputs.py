@@ -289,9 +289,11 @@ def test_an_unset_instance_url_is_refused_not_replaced_by_the_demo_org(world, mi
 
     from sonora_pipeline.defs.resources import WarehouseResource
     from sonora_pipeline.defs.salesforce.sensors import salesforce_changes
+    from sonora_pipeline.defs.settings import SettingsResource
 
     with dg.instance_for_test() as instance, dg.build_sensor_context(
-            instance=instance, resources={"salesforce": resource, "warehouse": WarehouseResource(path=str(mirror))}
+            instance=instance, resources={"salesforce": resource, "warehouse": WarehouseResource(path=str(mirror)),
+                                          "settings": SettingsResource()}
     ) as context:
         tick = salesforce_changes(context)
     skip = tick if isinstance(tick, dg.SkipReason) else tick.skip_reason

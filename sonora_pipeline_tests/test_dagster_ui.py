@@ -35,7 +35,7 @@ from playwright.sync_api import Locator, Page, expect, sync_playwright
 from sonora_pipeline.cli.ui import ui_command
 from sonora_pipeline.defs.model.assets import model_key
 from sonora_pipeline.defs.partitions import sync_window
-from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.defs.writeback.assets import WRITEBACK_KEY
 from sonora_pipeline.localorg.org import LocalOrg
@@ -69,7 +69,7 @@ def free_port() -> int:
 
 
 def dagster_home(tmp_path: Path) -> Path:
-    """The project's instance settings (run queue, `duckdb_write` pool, run retries) in a fresh DAGSTER_HOME."""
+    """The project's instance settings (run queue, `duckdb_writer` pool, run retries) in a fresh DAGSTER_HOME."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")

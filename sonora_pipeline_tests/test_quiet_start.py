@@ -29,7 +29,7 @@ def free_port() -> int:
 def test_loading_the_definitions_raises_no_beta_warning():
     code = ("import warnings, dagster\n"
             "warnings.simplefilter('error', dagster.BetaWarning)\n"
-            "import sonora_pipeline.defs.salesforce.objects, sonora_pipeline.defs.model.assets\n"
+            "import sonora_pipeline.defs.salesforce.assets, sonora_pipeline.defs.model.assets\n"
             "from sonora_pipeline.definitions import defs\n"
             "defs()\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -1,19 +1,17 @@
 """Jobs and schedules, for teams that prefer a fixed cadence to the change sensor."""
 
-from datetime import timedelta, timezone
-
-from typing import Optional
+from datetime import UTC, timedelta
 
 import dagster as dg
 from pydantic import Field
 
+from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.salesforce.sensors import automation_status
 from sonora_pipeline.defs.salesforce.sync_job import salesforce_sync_job
-from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
 from sonora_pipeline.salesforce.errors import SalesforceError, TooManyPurges
 from sonora_pipeline.sync.engine import reconcile_ids
-
 
 org_inventory_job = dg.define_asset_job(
     name="org_inventory_job",
@@ -25,7 +23,7 @@ org_inventory_job = dg.define_asset_job(
 class ReconcileConfig(dg.Config):
     """One run's override of the purge safety valve."""
 
-    max_purge_share: Optional[float] = Field(
+    max_purge_share: float | None = Field(
         default=None, gt=0, le=1,
         description="For this run only: the largest share of an object's live rows that may be marked purged "
                     "(1.0 = no limit); empty = sync.max_purge_share from the settings.")
@@ -34,10 +32,12 @@ class ReconcileConfig(dg.Config):
 @dg.op(description="Find records that are gone from Salesforce (hard deletes, purged recycle bin) with one "
                    "Id-only Bulk query per object, and mark them in the mirror. An object where more than "
                    "sync.max_purge_share of the live rows would be marked is left as it is, and the run fails "
-                   "naming it (the other objects are reconciled).")
+                   "naming it (the other objects are reconciled).", pool=DUCKDB_WRITER)
 def reconcile_deleted_ids(context: dg.OpExecutionContext, config: ReconcileConfig, salesforce: SalesforceResource,
-                          warehouse: WarehouseResource) -> None:
-    share = config.max_purge_share if config.max_purge_share is not None else SETTINGS.sync.max_purge_share
+                          warehouse: WarehouseResource, settings: SettingsResource) -> None:
+    share = config.max_purge_share
+    if share is None:
+        share = settings.for_run().sync.max_purge_share
     try:
         client = salesforce.client(context.log)
     except SalesforceError as err:
@@ -73,7 +73,7 @@ def salesforce_sync_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReq
     """Why not `build_schedule_from_partitioned_job`: the windows include today (end_offset=1, so the sensor
     can keep today current), and that helper requests the newest partition, i.e. the day that has just
     begun. The closed day is the one before the tick's own date."""
-    closed = (context.scheduled_execution_time.astimezone(timezone.utc) - timedelta(days=1)).date()
+    closed = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date()
     if closed < SETTINGS.sync.partitions_start:
         return dg.SkipReason(f"The day that closed ({closed}) is before sync.partitions_start "
                              f"({SETTINGS.sync.partitions_start}): no window to sync.")

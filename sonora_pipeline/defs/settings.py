@@ -1,5 +1,58 @@
-"""The settings file, read once when the code location loads (a mistake fails the load with its message)."""
+"""The settings file in the code location, in two kinds.
 
-from sonora_pipeline.settings import Settings, load_settings
+Structure (`SETTINGS`, read when the code location loads; a mistake fails the load with its message): which
+objects are synced (one asset each) and `sync.partitions_start` (the partitions). Dagster builds the asset
+graph from them, so changing them takes a reload of the code location, like a code change.
+
+Behaviour (lag, overlap, filters, mapping, contract rules, health, write-back, purge share, ...) reaches each
+run and each sensor tick through `SettingsResource`, which reads the file then: an edit takes effect at the
+next run or tick, and a sensor tick and the runs it launches read the same file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from sonora_pipeline.settings import Settings, SettingsError, load_settings
 
 SETTINGS: Settings = load_settings()
+
+
+class SettingsResource(dg.ConfigurableResource):
+    """The settings file, read and validated each time a run or a tick asks (`load`)."""
+
+    path: str = Field(default="", description="The settings file; empty: SONORA_CONFIG when read, or the "
+                                              "built-in defaults when that is unset")
+
+    def load(self) -> Settings:
+        """The file as it is now; a mistake raises `SettingsError` with the same messages as at load."""
+        return load_settings(Path(self.path) if self.path else None)
+
+    def for_run(self) -> Settings:
+        """`load` for a run: a mistake fails the run with its message (no traceback), before anything is
+        read or written."""
+        try:
+            return self.load()
+        except SettingsError as err:
+            raise dg.Failure(description=str(err)) from None
+
+
+def structure_changed(now: Settings) -> str | None:
+    """What the file now says about structure that the loaded definitions do not have, or None. A run or a
+    tick cannot add or remove an asset: it says so, and keeps to the loaded structure."""
+    if list(now.sync.objects) != list(SETTINGS.sync.objects):
+        return (f"sync.objects in the settings file ({', '.join(now.sync.objects)}) differ from the loaded "
+                f"definitions' ({', '.join(SETTINGS.sync.objects)}): reload the code location to add or "
+                "remove object assets; until then the loaded objects are synced.")
+    if now.sync.partitions_start != SETTINGS.sync.partitions_start:
+        return (f"sync.partitions_start in the settings file ({now.sync.partitions_start}) differs from the "
+                f"loaded definitions' ({SETTINGS.sync.partitions_start}): reload the code location to change "
+                "the sync windows.")
+    return None
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(resources={"settings": SettingsResource()})

@@ -13,8 +13,8 @@ import pytest
 
 from sonora_pipeline.defs.model.assets import MODEL_ASSETS, model_key
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS, asset_key_for
-from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.defs.salesforce.assets import OBJECT_ASSETS, asset_key_for
+from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
 from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline.model.build import build_all
 from sonora_pipeline.settings import model_required_fields
@@ -32,7 +32,7 @@ def resources_for(org: LocalOrg, db) -> dict:
     c = org.credentials
     return {"salesforce": SalesforceResource(instance_url=c.instance_url, consumer_key=c.consumer_key,
                                              consumer_secret=c.consumer_secret, ca_bundle=c.ca_bundle),
-            "warehouse": WarehouseResource(path=str(db))}
+            "warehouse": WarehouseResource(path=str(db)), "settings": SettingsResource()}
 
 
 @pytest.fixture(scope="module")

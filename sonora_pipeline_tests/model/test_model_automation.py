@@ -9,7 +9,8 @@ import dagster as dg
 
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.model.assets import AUTOMATION, MODEL_ASSETS, model_key
-from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS, asset_key_for
+from sonora_pipeline.defs.salesforce.assets import OBJECT_ASSETS, asset_key_for
+from sonora_pipeline.defs.settings import SettingsResource
 
 CASES = model_key("cases")
 TODAY = datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -43,7 +44,8 @@ def burst(condition: dg.AutomationCondition) -> list[int]:
     during: list = []
     model = stand_ins(condition, during)
     defs = dg.Definitions(assets=[*OBJECT_ASSETS, *model],
-                          resources={"salesforce": SalesforceResource(), "warehouse": WarehouseResource()})
+                          resources={"salesforce": SalesforceResource(), "warehouse": WarehouseResource(),
+                                     "settings": SettingsResource()})
     requested = []
     with dg.instance_for_test() as instance:
         def tick(cursor=None):

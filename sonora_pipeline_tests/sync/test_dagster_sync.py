@@ -4,34 +4,41 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import duckdb
+import yaml
 
 from sonora_pipeline.defs.partitions import sync_window
+from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS
+from sonora_pipeline.defs.salesforce.assets import OBJECT_ASSETS
 from sonora_pipeline.defs.salesforce.sensors import salesforce_changes
 from sonora_pipeline.defs.salesforce.sync_job import SYNC_JOB_NAME, salesforce_sync_job
-from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
 from sonora_pipeline.sync.catalog import table_name_for
+from sonora_pipeline_tests.suite_settings import write_suite_settings
 from sonora_pipeline_tests.sync.helpers import OBJECTS, differences
 
 LAG = SETTINGS.sync.lag_seconds
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def resources_for(org, db):
+def resources_for(org, db, settings_file=None):
     c = org.credentials
     return {
         "salesforce": SalesforceResource(instance_url=c.instance_url, consumer_key=c.consumer_key,
                                          consumer_secret=c.consumer_secret, ca_bundle=c.ca_bundle),
         "warehouse": WarehouseResource(path=str(db)),
+        "settings": SettingsResource(path=str(settings_file)) if settings_file else SettingsResource(),
     }
 
 
-def sync_job(org, db) -> dg.JobDefinition:
+def sync_job(org, db, settings_file=None) -> dg.JobDefinition:
     """The job every sync runs as (the sensor's, the schedule's and the CLI's runs), bound to this org."""
-    defs = dg.Definitions(assets=OBJECT_ASSETS, jobs=[salesforce_sync_job], resources=resources_for(org, db))
+    defs = dg.Definitions(assets=OBJECT_ASSETS, jobs=[salesforce_sync_job],
+                          resources=resources_for(org, db, settings_file))
     return defs.resolve_job_def(SYNC_JOB_NAME)
 
 
@@ -188,6 +195,24 @@ def test_sensor_runs_only_changed_windows_and_the_mirror_converges(org, tmp_path
         assert not getattr(third, "run_requests", None)
 
 
+def test_an_edit_of_the_settings_file_reaches_the_next_run_without_a_reload(org, tmp_path):
+    """The overlap is behaviour: two runs of the same loaded job, the file edited between them, and the second
+    run re-reads its window from the new overlap (the definitions were not built again)."""
+    db, settings_file = tmp_path / "m.duckdb", write_suite_settings(tmp_path / "sonora.yaml")
+    job = sync_job(org, db, settings_file)
+    org.advance_clock(LAG + 3)
+    account = [dg.AssetKey(["salesforce", "account"])]
+    with dg.instance_for_test() as instance:
+        job.execute_in_process(instance=instance, partition_key=today_key(org), asset_selection=account)
+        write_suite_settings(settings_file, sync={"overlap_seconds": 3600})
+        second = job.execute_in_process(instance=instance, partition_key=today_key(org), asset_selection=account)
+    meta = metadata_of(second)["salesforce/account"]
+    assert meta["sonora/sync_kind"] == "incremental"
+    day = datetime.strptime(today_key(org), "%Y-%m-%d")
+    assert SETTINGS.sync.overlap_seconds == 60  # what the definitions were loaded with
+    assert instant(meta["sonora/read_from"]) == day - timedelta(seconds=3600)
+
+
 def test_sensor_costs_one_api_call_per_tick(org, tmp_path):
     db = tmp_path / "m.duckdb"
     org.advance_clock(LAG + 3)
@@ -239,3 +264,48 @@ def test_org_inventory_counts_what_the_org_holds(org, tmp_path):
     assert counts["Account"] == org.store.count("Account", include_deleted=False)
     assert counts["Task"] == org.store.conn.execute(
         'SELECT count(*) FROM "Task" WHERE NOT "IsDeleted" AND NOT "IsArchived"').fetchone()[0]
+
+
+def test_one_run_needing_the_warehouse_pool_twice_completes_under_the_projects_limit(org, tmp_path):
+    """The project's pools (dagster.yaml: limit 1, per run) on an instance: a run whose two steps are both in
+    the warehouse's pool is recorded as needing it (what the run queue counts) and completes; its steps held
+    no slot (none to wait for within the run, none left behind by a killed worker)."""
+    pools = yaml.safe_load((ROOT / "dagster.yaml").read_text("utf-8"))["concurrency"]["pools"]
+    assert pools == {"granularity": "run", "default_limit": 1}
+    db = tmp_path / "m.duckdb"
+    org.advance_clock(LAG + 3)
+    two = [dg.AssetKey(["salesforce", "account"]), dg.AssetKey(["salesforce", "contact"])]
+    with dg.instance_for_test(overrides={"concurrency": {"pools": pools}}) as instance:
+        result = materialize(org, db, instance, partition_key=today_key(org), selection=two)
+        needs = instance.get_run_by_id(result.run_id).run_op_concurrency
+        info = instance.event_log_storage.get_concurrency_info(DUCKDB_WRITER)
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == set(two)
+    assert needs.all_pools == {DUCKDB_WRITER} and not needs.has_unconstrained_root_nodes
+    assert info.limit == 1 and info.claimed_slots == [] and info.pending_steps == []
+
+
+def test_every_step_that_writes_the_warehouse_is_in_its_pool():
+    """Object syncs, model tables, org inventory, write-back (its ledger), reconcile and formula refresh."""
+    from sonora_pipeline.definitions import defs
+
+    repository = defs().get_repository_def()
+    assets = {key.to_user_string(): a for a in repository.assets_defs_by_key.values() for key in a.keys}
+    writers = [k for k in assets if k.startswith(("salesforce/", "sonora/", "writeback/"))]
+    assert len(writers) == len(assets) >= len(OBJECTS) + 10
+    assert {k: assets[k].op.pool for k in writers} == {k: DUCKDB_WRITER for k in writers}
+    ops = [repository.get_job(name).graph.node_defs[0] for name in (
+        "salesforce_reconcile_job", "salesforce_formula_refresh_job")]
+    assert [op.pool for op in ops] == [DUCKDB_WRITER, DUCKDB_WRITER]
+    read_only = repository.get_job("salesforce_test_connection_job").graph.node_defs[0]
+    assert read_only.pool is None  # no write, no wait
+
+
+def test_raw_assets_carry_the_freshness_policy():
+    """Warned after 26 h without a sync (what the hand-written check said), failing after 7 days; the asset
+    says so in its metadata."""
+    policies = {a.key: a.specs_by_key[a.key].freshness_policy for a in OBJECT_ASSETS}
+    assert len(policies) == len(OBJECTS) + 1  # the suite's custom object too
+    assert set(policies.values()) == {dg.FreshnessPolicy.time_window(fail_window=timedelta(days=7),
+                                                                      warn_window=timedelta(hours=26))}
+    texts = {a.specs_by_key[a.key].metadata["sonora/freshness"] for a in OBJECT_ASSETS}
+    assert len(texts) == 1 and "26 h" in texts.pop()

@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 
 from sonora_pipeline.defs.partitions import sync_window
-from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS
+from sonora_pipeline.defs.salesforce.assets import OBJECT_ASSETS
 from sonora_pipeline.defs.salesforce.sync_job import salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.sync.progress import ProgressBar

@@ -11,15 +11,25 @@ import duckdb
 import pytest
 from dagster._core.storage.dagster_run import DagsterRun
 
-from sonora_pipeline.defs.salesforce.objects import asset_key_for
-from sonora_pipeline.defs.salesforce.sensors import MAX_RUNS_PER_TICK, salesforce_changes
-from sonora_pipeline_tests.sync.helpers import OBJECTS, differences
+from sonora_pipeline.defs.salesforce.assets import asset_key_for
+from sonora_pipeline.defs.salesforce.sensors import (
+    RUNS_PER_TICK_CAP,
+    salesforce_changes,
+)
 from sonora_pipeline.defs.salesforce.sync_job import SYNC_JOB_NAME
-from sonora_pipeline_tests.sync.test_dagster_sync import LAG, materialize, resources_for, sync_job, today_key
+from sonora_pipeline_tests.suite_settings import write_suite_settings
+from sonora_pipeline_tests.sync.helpers import OBJECTS, differences
+from sonora_pipeline_tests.sync.test_dagster_sync import (
+    LAG,
+    materialize,
+    resources_for,
+    sync_job,
+    today_key,
+)
 
 
-def tick(org, db, instance):
-    with dg.build_sensor_context(instance=instance, resources=resources_for(org, db)) as context:
+def tick(org, db, instance, resources=None):
+    with dg.build_sensor_context(instance=instance, resources=resources or resources_for(org, db)) as context:
         return salesforce_changes(context)
 
 
@@ -90,7 +100,7 @@ def test_a_busy_org_gets_one_run_per_window_and_a_capped_tick(org, tmp_path):
         first = tick(org, db, instance)
         assert org.quota.snapshot().used - used == 1  # one call for all objects, whatever the backlog
         keys = [r.partition_key for r in first.run_requests]
-        assert len(keys) == MAX_RUNS_PER_TICK == len(set(keys))
+        assert len(keys) == RUNS_PER_TICK_CAP == len(set(keys))
         assert keys == sorted(keys) and keys[0] <= cursor.strftime("%Y-%m-%d")  # oldest windows first
         assert all(len(r.asset_selection) > 1 for r in first.run_requests)  # objects grouped per window
         for request in first.run_requests:
@@ -130,6 +140,29 @@ def test_a_paused_quota_skips_the_tick_at_once_with_the_reason(org, tmp_path):
         time.sleep(0.6)
         freed = tick(org, db, instance)
         assert [r.asset_selection for r in freed.run_requests] == [[asset_key_for("Case")]]
+
+
+def test_an_edit_of_the_settings_file_reaches_the_next_tick_without_a_reload(org, tmp_path):
+    """The lag is behaviour: the same loaded sensor reads it from the file at each tick. With an hour of lag a
+    change made just now is not asked for; the file edited to 5 s, the next tick requests its window."""
+    db, settings_file = tmp_path / "m.duckdb", write_suite_settings(tmp_path / "sonora.yaml",
+                                                                    sync={"lag_seconds": 3600})
+    resources = resources_for(org, db, settings_file)
+    with dg.instance_for_test() as instance:
+        imported(org, db, instance)
+        org.update("Account", some_id(org, "Account"), {"Name": "Renamed just now"})
+        org.advance_clock(LAG + 3)
+        waiting = tick(org, db, instance, resources)
+        assert not getattr(waiting, "run_requests", None) and "No changes" in message(waiting)
+        write_suite_settings(settings_file, sync={"lag_seconds": 5})
+        ready = tick(org, db, instance, resources)
+        assert [(r.partition_key, r.asset_selection) for r in ready.run_requests] == \
+            [(today_key(org), [asset_key_for("Account")])]
+        # A mistake in the file skips the tick with the file's own message, and requests nothing.
+        settings_file.write_text("sync:\n  lag_seconds: soon\n", "utf-8")
+        broken = tick(org, db, instance, resources)
+        assert not getattr(broken, "run_requests", None)
+        assert "Not syncing" in message(broken) and "lag_seconds" in message(broken)
 
 
 def test_a_quiet_org_costs_one_call_and_launches_nothing(org, tmp_path):

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from sonora_pipeline.defs.partitions import sync_window
-from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.salesforce.sensors import partitions_between, plan_runs
 from sonora_pipeline.mirror.state import ObjectState, ensure_state_tables, write_state
 from sonora_pipeline.sync.runner import DueRun, due_runs

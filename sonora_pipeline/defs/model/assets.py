@@ -2,18 +2,19 @@
 rebuilt from the mirror whenever the objects it reads change, with checks that keep it trustworthy."""
 
 import warnings
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
+from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import WarehouseResource
-from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.salesforce.sensors import automation_status, tick_seconds
-from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
+from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.model.build import SPECS, MirrorMissing, build_table
 from sonora_pipeline.model.docs import TABLES, describe_columns
 from sonora_pipeline.model.tables import SCHEMA
-from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.settings import SettingsError
 
 RAW_OBJECTS = {"account": "Account", "contact": "Contact", "opportunity": "Opportunity", "case": "Case",
@@ -82,12 +83,13 @@ def model_key(table: str) -> dg.AssetKey:
 
 
 def _today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def definition_column_schema(table: str) -> dg.TableSchema:
-    """The columns the table is built with under the settings, described as in DuckDB (mapped fields by API
-    name: their Salesforce label is only known from the mirror, and shows once the table is built)."""
+    """The columns the table is built with under the settings loaded with the definitions, described as in
+    DuckDB (mapped fields by API name: their Salesforce label is only known from the mirror). Each build's own
+    materialization carries the columns it actually built, under the settings of its run."""
     return dg.TableSchema(columns=[dg.TableColumn(name, description=text)
                                    for name, text in describe_columns(table, SETTINGS).items()])
 
@@ -115,11 +117,14 @@ def build_model_asset(table: str) -> dg.AssetsDefinition:
         metadata={"dagster/table_name": f"{SCHEMA}.{table}",
                   "dagster/column_schema": definition_column_schema(table)},
         automation_condition=AUTOMATION,
+        pool=DUCKDB_WRITER,
     )
-    def _model_asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    def _model_asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                     settings: SettingsResource) -> dg.MaterializeResult:
+        current = settings.for_run()
         try:
             with write_connection(warehouse.db_path()) as conn:
-                rows = build_table(conn, table, SETTINGS, _today())
+                rows = build_table(conn, table, current, _today())
                 schema = _column_schema(conn, table)
         except (SettingsError, MirrorMissing) as err:
             raise dg.Failure(description=str(err)) from None
@@ -164,8 +169,9 @@ def _links_check(table: str, id_column: str) -> dg.AssetChecksDefinition:
 
 @dg.asset_check(asset=model_key("health_scores"), description="Scores and their measures are within 0-100 and "
                 "bands agree with the settings' thresholds.")
-def health_scores_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    green, yellow = SETTINGS.health.bands.green, SETTINGS.health.bands.yellow
+def health_scores_in_range(warehouse: WarehouseResource, settings: SettingsResource) -> dg.AssetCheckResult:
+    bands = settings.for_run().health.bands
+    green, yellow = bands.green, bands.yellow
     bad = _scalar(warehouse, f"""
         SELECT count(*) FROM {SCHEMA}.health_scores WHERE
             (score IS NOT NULL AND (score < 0 OR score > 100))
@@ -181,19 +187,8 @@ def ecsat_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=bad == 0, metadata={"out_of_range": bad})
 
 
-@dg.asset_check(asset=model_key("customers"), description="Every mirrored object synced successfully in the "
-                "last 26 hours (the model is only as fresh as the mirror).")
-def raw_objects_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=26)
-    with read_connection(warehouse.db_path()) as conn:
-        rows = dict(conn.execute("SELECT object_name, last_success_at FROM salesforce._sync_state").fetchall())
-    stale = {name: str(rows.get(name)) for name in SETTINGS.sync.objects if not rows.get(name) or rows[name] < cutoff}
-    return dg.AssetCheckResult(passed=not stale, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"stale_objects": ", ".join(f"{k} (last {v})" for k, v in stale.items()) or "none"})
-
-
 MODEL_CHECKS = [customer_ids_unique, _links_check("people", "person_id"), _links_check("touchpoints", "touchpoint_id"),
-                health_scores_in_range, ecsat_in_range, raw_objects_fresh]
+                health_scores_in_range, ecsat_in_range]
 
 customer_model_job = dg.define_asset_job("customer_model_job", selection=dg.AssetSelection.groups("customer_model"),
                                          description="Rebuild the customer model from the mirror (no Salesforce calls).")

@@ -8,8 +8,9 @@ the run's output metadata and an observation of each object's asset.
 
 import dagster as dg
 
+from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.salesforce.sensors import automation_status
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.salesforce.errors import SalesforceError
@@ -18,7 +19,7 @@ from sonora_pipeline.sync.formulas import refresh_formulas
 
 @dg.op(description="Re-read the formula fields of every mirrored object that has them (one Bulk job per "
                    "object) and update those columns only; the sync cursor does not move.",
-       out=dg.Out(dg.Nothing))
+       out=dg.Out(dg.Nothing), pool=DUCKDB_WRITER)
 def refresh_formula_fields(context: dg.OpExecutionContext, salesforce: SalesforceResource,
                            warehouse: WarehouseResource):
     client = salesforce.client(context.log)

@@ -2,16 +2,16 @@
 sees them — a cheap first look at an org (two API calls per object) before importing it."""
 
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
+from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.mirror.warehouse import write_connection
 from sonora_pipeline.salesforce.errors import SalesforceError
 from sonora_pipeline.sync.engine import connected_org
-
 
 COLUMNS = {
     "object_name": "Salesforce object (API name) that Sonora syncs",
@@ -32,6 +32,7 @@ def _quoted(text: str) -> str:
     key=["salesforce", "org_inventory"],
     group_name="salesforce_meta",
     kinds={"salesforce", "duckdb"},
+    pool=DUCKDB_WRITER,
     description="Record and field counts of every object Sonora syncs, as the run-as user sees them "
                 "(table salesforce_meta.org_inventory).",
 )
@@ -49,7 +50,7 @@ def org_inventory(context: dg.AssetExecutionContext, salesforce: SalesforceResou
                 "record_count": client.count(f"SELECT COUNT() FROM {name}", include_deleted=False),
                 "field_count": len(fields),
                 "custom_field_count": sum(1 for f in fields if f["custom"]),
-                "checked_at": datetime.now(timezone.utc).replace(tzinfo=None),
+                "checked_at": datetime.now(UTC).replace(tzinfo=None),
             })
     except SalesforceError as err:
         raise dg.Failure(description=str(err)) from None

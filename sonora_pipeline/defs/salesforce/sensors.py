@@ -8,10 +8,11 @@ leaves its cursor where it was and the next tick asks for the same window again;
 queued or in progress (any run of the instance materializing that object and partition) is left alone.
 
 The objects due for one window share ONE run (several assets, one partition key), oldest windows first, at
-most `MAX_RUNS_PER_TICK` runs per tick; the rest is said in the tick's message and requested by the next
-ticks. A tick never waits: its client has short timeouts and one retry, and a quota pause or a refused
-call for the daily limit skips the tick with the reason (so do refused credentials), instead of blocking
-past Dagster's sensor timeout.
+most `RUNS_PER_TICK_CAP` runs per tick; the rest is said in the tick's message and requested by the next
+ticks. Lag and overlap are read from the settings file at each tick (`SettingsResource`), as the runs it
+launches read it; which objects exist is the loaded definitions'. A tick never waits: its client has short
+timeouts and one retry, and a quota pause or a refused call for the daily limit skips the tick with the
+reason (so do refused credentials), instead of blocking past Dagster's sensor timeout.
 """
 
 
@@ -24,15 +25,22 @@ import dagster as dg
 
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from sonora_pipeline.defs.salesforce.objects import asset_key_for
+from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.salesforce.sync_job import salesforce_sync_job
-from sonora_pipeline.defs.settings import SETTINGS
-from sonora_pipeline.salesforce.errors import AuthError, ConfigError, QuotaPaused, SalesforceError
+from sonora_pipeline.defs.settings import SETTINGS, SettingsResource, structure_changed
+from sonora_pipeline.salesforce.errors import (
+    AuthError,
+    ConfigError,
+    QuotaPaused,
+    SalesforceError,
+)
+from sonora_pipeline.settings import SettingsError
 from sonora_pipeline.sync.windows import soql_datetime
 
-# Runs requested per tick: the instance runs 4 at a time (dagster.yaml), and a backlog of windows (the sensor
-# was off for weeks) drains over a few ticks instead of flooding the run queue in one.
-MAX_RUNS_PER_TICK = 8
+# The most runs ONE tick requests (runs already queued are not counted: the run queue bounds those): the
+# instance runs 4 at a time (dagster.yaml), and a backlog of windows (the sensor was off for weeks) drains over
+# a few ticks instead of flooding the run queue in one.
+RUNS_PER_TICK_CAP = 8
 # Runs that will still commit something: a window they cover is not requested again.
 BUSY_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                  dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
@@ -111,7 +119,7 @@ def _probe(name: str, cursor: datetime, ready: datetime, api_version: str) -> di
 
 
 def plan_runs(due: dict[str, set[str]], busy: set[tuple[dg.AssetKey, str]],
-              cap: int = MAX_RUNS_PER_TICK) -> tuple[list[dg.RunRequest], str]:
+              cap: int = RUNS_PER_TICK_CAP) -> tuple[list[dg.RunRequest], str]:
     """One run per due window for its objects without a run in flight, oldest windows first, at most `cap`;
     and the tick's message, which says what is left for the next ticks."""
     todo = {key: sorted(n for n in names if (asset_key_for(n), key) not in busy) for key, names in due.items()}
@@ -138,10 +146,16 @@ def plan_runs(due: dict[str, set[str]], busy: set[tuple[dg.AssetKey, str]],
     default_status=automation_status(),
     description="Asks the org (one API call) which objects changed since the mirror's committed cursors and "
                 "runs their due sync windows, one run per window, at most "
-                f"{MAX_RUNS_PER_TICK} runs per tick.",
+                f"{RUNS_PER_TICK_CAP} runs per tick. Lag and overlap: the settings file as it is at the tick.",
 )
 def salesforce_changes(context: dg.SensorEvaluationContext, salesforce: SalesforceResource,
-                       warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
+                       warehouse: WarehouseResource, settings: SettingsResource) -> dg.SensorResult | dg.SkipReason:
+    try:
+        current = settings.load()
+    except SettingsError as err:
+        return dg.SkipReason(f"Not syncing: {err}")
+    if changed := structure_changed(current):
+        context.log.warning(changed)
     cursors = committed_cursors(warehouse)
     if not cursors:
         return dg.SkipReason("No object has been imported yet: run `sonora-pipeline sync` (or materialize "
@@ -149,7 +163,7 @@ def salesforce_changes(context: dg.SensorEvaluationContext, salesforce: Salesfor
     names = [n for n in SETTINGS.sync.objects if n in cursors]
     try:
         client = salesforce.client(context.log, fail_fast=True)
-        ready = client.server_now().replace(tzinfo=None) - timedelta(seconds=SETTINGS.sync.lag_seconds)
+        ready = client.server_now().replace(tzinfo=None) - timedelta(seconds=current.sync.lag_seconds)
         answer = client.composite_batch([_probe(n, cursors[n], ready, client.connection.api_version)
                                          for n in names])
     except QuotaPaused as err:
@@ -167,7 +181,7 @@ def salesforce_changes(context: dg.SensorEvaluationContext, salesforce: Salesfor
         if not records:
             continue
         latest = _salesforce_datetime(records[0]["SystemModstamp"])
-        start = max(cursors[name] - timedelta(seconds=SETTINGS.sync.overlap_seconds),
+        start = max(cursors[name] - timedelta(seconds=current.sync.overlap_seconds),
                     datetime.combine(SETTINGS.sync.partitions_start, datetime.min.time()))
         for key in partitions_between(start, latest):
             due[key].add(name)

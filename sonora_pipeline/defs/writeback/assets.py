@@ -9,6 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from sonora_pipeline.defs.model.assets import model_key
+from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.salesforce.errors import SalesforceError
@@ -32,6 +33,7 @@ def _deps() -> list[dg.AssetKey]:
     key=WRITEBACK_KEY,
     group_name="writeback",
     kinds={"salesforce"},
+    pool=DUCKDB_WRITER,  # it commits its ledger to the warehouse
     deps=_deps(),
     description="Pushes model values (health score, eCSAT, band, ...) that changed since the last push to Account "
                 "fields in Salesforce (writeback.mappings). Off unless writeback.enabled; dry_run reports "

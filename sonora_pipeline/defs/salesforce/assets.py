@@ -7,15 +7,22 @@ does its initial import. A single-run backfill reads its whole range in one pass
 
 
 import warnings
+from datetime import timedelta
 
 import dagster as dg
 
 from sonora_pipeline.defs.partitions import sync_window
+from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
 from sonora_pipeline.mirror.tables import SCHEMA, column_docs
 from sonora_pipeline.salesforce.errors import SalesforceError
-from sonora_pipeline.settings import SyncSettings, model_required_fields, parse_initial_import
+from sonora_pipeline.settings import (
+    Settings,
+    SyncSettings,
+    model_required_fields,
+    parse_initial_import,
+)
 from sonora_pipeline.sync.catalog import ObjectSchema, table_name_for
 from sonora_pipeline.sync.engine import SyncResult, current_state, sync_object
 
@@ -30,6 +37,16 @@ DESCRIPTIONS = {
     "User": "Salesforce Users: the owners' names and emails (deactivated users included; User has no "
             "IsDeleted, its mirror column stays false).",
 }
+
+
+# How fresh a mirror table is expected to be, shown on each object asset: a warning after 26 h without a sync
+# (the daily schedule missed a day, or the change sensor saw no change: a quiet object looks the same), a
+# failure after 7 days (a week without one change of an object the org uses: more likely a stopped sync).
+# In code, not in the settings: Dagster reads a policy when the definitions load, like any structure.
+FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=7), warn_window=timedelta(hours=26))
+FRESHNESS_TEXT = ("Synced by the change sensor (when the object changes) or the 00:30 UTC schedule (daily). "
+                  "Freshness: warned after 26 h without a sync, failing after 7 days; the customer model is "
+                  "only as fresh as the mirror.")
 
 
 class SyncConfig(dg.Config):
@@ -129,21 +146,29 @@ def _asset_decorator(object_name: str):
             kinds={"salesforce", "duckdb"},
             partitions_def=sync_window,
             backfill_policy=dg.BackfillPolicy.single_run(),
+            freshness_policy=FRESHNESS,
+            pool=DUCKDB_WRITER,
             description=DESCRIPTIONS.get(object_name, f"Salesforce custom object {object_name}."),
             metadata={"dagster/table_name": f"{SCHEMA}.{table_name_for(object_name)}",
-                      "sonora/salesforce_object": object_name},
+                      "sonora/salesforce_object": object_name, "sonora/freshness": FRESHNESS_TEXT},
             tags={"sonora/object": object_name},
         )
 
 
-def build_object_asset(object_name: str, settings: SyncSettings) -> dg.AssetsDefinition:
+def sync_settings(settings: Settings) -> SyncSettings:
+    """The sync's settings for a run: the sync must be able to read every field the customer model uses
+    (mapping, filters, contract rules), so those are required fields too."""
+    return settings.sync.model_copy(update={"required_fields": model_required_fields(settings)})
+
+
+def build_object_asset(object_name: str) -> dg.AssetsDefinition:
     @_asset_decorator(object_name)
     def _object_asset(context: dg.AssetExecutionContext, config: SyncConfig, salesforce: SalesforceResource,
-                      warehouse: WarehouseResource) -> dg.MaterializeResult:
-        effective = settings
+                      warehouse: WarehouseResource, settings: SettingsResource) -> dg.MaterializeResult:
+        effective = sync_settings(settings.for_run())
         if config.initial_import:
             try:
-                effective = settings.model_copy(update={"initial_import": parse_initial_import(config.initial_import)})
+                effective = effective.model_copy(update={"initial_import": parse_initial_import(config.initial_import)})
             except ValueError as err:
                 raise dg.Failure(description=f"Run config initial_import {err}") from None
         window, first_key = _window_to_read(context, warehouse, object_name, config.redo_initial_import)
@@ -163,9 +188,7 @@ def build_object_asset(object_name: str, settings: SyncSettings) -> dg.AssetsDef
     return _object_asset
 
 
-# The sync must be able to read every field the customer model uses (mapping, filters, contract rules).
-SYNC_SETTINGS = SETTINGS.sync.model_copy(update={"required_fields": model_required_fields(SETTINGS)})
-OBJECT_ASSETS = [build_object_asset(name, SYNC_SETTINGS) for name in SETTINGS.sync.objects]
+OBJECT_ASSETS = [build_object_asset(name) for name in SETTINGS.sync.objects]  # structure: read at load
 
 
 @dg.definitions
