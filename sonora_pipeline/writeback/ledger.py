@@ -37,6 +37,8 @@ _LEDGER_SCHEMA = pa.schema([("account_id", pa.string()), ("field", pa.string()),
 
 @dataclass(frozen=True)
 class LedgerRow:
+    """One attempt at one (account, field), as the ledger keeps it (the run and the time are added on append)."""
+
     account_id: str
     field: str
     value: str | None

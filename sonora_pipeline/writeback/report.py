@@ -28,6 +28,8 @@ class Change:
 
 @dataclass
 class WritebackReport:
+    """A run's outcome: filled as the run goes, so a run that fails part-way still reports its API calls."""
+
     status: str                      # disabled | nothing_to_write | written | dry_run
     method: str | None = None        # collections | bulk
     read_method: str | None = None   # rest | bulk (the conflict check's read)
