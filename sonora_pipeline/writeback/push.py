@@ -57,7 +57,8 @@ def run_writeback(client: SalesforceClient | Callable[[], SalesforceClient], db_
     client = client() if callable(client) and not isinstance(client, SalesforceClient) else client
     calls_before = client.api_calls
     try:
-        WritebackRun(client, db_path, settings, plan, LedgerWriter(db_path, run_id), report, dry_run, log).execute()
+        WritebackRun(client=client, db_path=db_path, settings=settings, plan=plan,
+                     ledger=LedgerWriter(db_path, run_id), report=report, dry_run=dry_run, log=log).execute()
     finally:
         report.api_calls = client.api_calls - calls_before
         report.seconds = time.perf_counter() - started
