@@ -1,40 +1,24 @@
-"""What the write-back would write: model values that differ from what was last pushed, and the ledger.
-
-The ledger `sonora.writeback_ledger` has one row per (account, field) attempt: the value (as text), when the
-model computed it, when it was attempted, the result (`success`, `error`, `skipped_conflict`, `dry_run`), the
-org's status code and message, and the run. A `sending` row is written before a batch goes out; when it is
-still the latest row of an (account, field), the run that wrote it died before recording the outcome. The latest `success` row of an (account, field) is "what was last
-pushed"; a value equal to it costs nothing (no API call), anything else (new, changed, previously failed or
-skipped) is planned again.
+"""What the write-back would write: model values that differ from what was last pushed (the ledger's memory).
 
 Only customers (rows of `sonora.customers`) that the mirror does not mark deleted or purged are planned, and
-only the fields named in `writeback.mappings`. Reading the plan makes no API call.
+only the fields named in `writeback.mappings`; a value equal to the last push costs nothing. Computing the plan
+reads DuckDB only, so a run with nothing to write makes no API call.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Iterable
+from decimal import Decimal
+from typing import Any
 
 import duckdb
-import pyarrow as pa
 
-from sonora_pipeline.model.build import document
 from sonora_pipeline.model.tables import SCHEMA, q
 from sonora_pipeline.settings import Settings, SettingsError, WritebackMapping
-
-LEDGER = f"{SCHEMA}.writeback_ledger"
-LEDGER_DDL = f"""
-    CREATE TABLE IF NOT EXISTS {LEDGER} (
-        account_id VARCHAR, field VARCHAR, value VARCHAR, computed_at TIMESTAMP, attempted_at TIMESTAMP,
-        result VARCHAR, status_code VARCHAR, message VARCHAR, run_id VARCHAR
-    )"""
-_LEDGER_SCHEMA = pa.schema([("account_id", pa.string()), ("field", pa.string()), ("value", pa.string()),
-                            ("computed_at", pa.timestamp("us")), ("attempted_at", pa.timestamp("us")),
-                            ("result", pa.string()), ("status_code", pa.string()), ("message", pa.string()),
-                            ("run_id", pa.string())])
+from sonora_pipeline.writeback.ledger import canonical, ensure_ledger, ledger_state
 
 
 @dataclass
@@ -55,6 +39,8 @@ class Planned:
 
 @dataclass
 class Plan:
+    """Everything a run decides from DuckDB alone, before it asks the org anything."""
+
     changes: list[Planned] = field(default_factory=list)
     unchanged: int = 0
     column_types: dict[int, str] = field(default_factory=dict)  # mapping index -> DuckDB type of its column
@@ -65,52 +51,12 @@ class Plan:
         return sorted({p.account_id for p in self.changes})
 
 
-@dataclass(frozen=True)
-class LedgerRow:
-    account_id: str
-    field: str
-    value: str | None
-    computed_at: datetime | None
-    result: str
-    status_code: str | None = None
-    message: str | None = None
-
-
-def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    conn.execute(LEDGER_DDL)
-    document(conn, "writeback_ledger")  # its comments live with the model's (model/docs.py)
-
-
-def canonical(value: Any) -> str | None:
-    """The ledger's text for a model value: stable, so an unchanged value compares equal run after run."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return None
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, (int,)):
-        return str(value)
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    try:
-        from decimal import Decimal
-        if isinstance(value, Decimal):
-            return canonical(float(value))
-    except ImportError:  # pragma: no cover
-        pass
-    return str(value)
-
-
 def _wire(value: Any) -> Any:
+    """The JSON value Salesforce takes for a model value (datetimes as ISO text, decimals as numbers)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (datetime, date)):
         return value.isoformat()
-    from decimal import Decimal
     if isinstance(value, Decimal):
         return float(value)
     return value
@@ -137,7 +83,6 @@ def check_columns(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict[i
             problems.append(f"{where}: the model table {SCHEMA}.{mapping.table} is not built yet; materialize the "
                             "customer model first (customer_model_job)")
         elif mapping.model_column not in cols:
-            import difflib
             close = difflib.get_close_matches(mapping.model_column, list(cols), n=1, cutoff=0.6)
             hint = f" (did you mean '{mapping.table}.{close[0]}'?)" if close else ""
             problems.append(f"{where}: {SCHEMA}.{mapping.table} has no column '{mapping.model_column}'{hint}; its "
@@ -156,23 +101,6 @@ def _map_value(mapping: WritebackMapping, value: Any) -> Any:
     if mapping.values is None:
         return value
     return None if value is None else mapping.values.get(canonical(value) or "")
-
-
-def ledger_state(conn: duckdb.DuckDBPyConnection) -> tuple[dict[tuple[str, str], str | None],
-                                                           dict[tuple[str, str], datetime]]:
-    """One pass over the ledger: {(account, field): value of its latest successful write} (the value may be
-    None: a cleared field), and {(account, field): when it was sent} for values whose latest row is
-    `sending` (the run that sent it died before recording the outcome)."""
-    rows = conn.execute(f"""
-        SELECT account_id, field, value, result, attempted_at,
-               row_number() OVER (PARTITION BY account_id, field ORDER BY attempted_at DESC) AS nth,
-               row_number() OVER (PARTITION BY account_id, field, result = 'success'
-                                  ORDER BY attempted_at DESC) AS nth_of_kind
-        FROM {LEDGER}
-        QUALIFY nth = 1 OR (result = 'success' AND nth_of_kind = 1)""").fetchall()
-    pushed = {(a, f): v for a, f, v, result, _, _, kind in rows if result == "success" and kind == 1}
-    unfinished = {(a, f): at for a, f, _, result, at, nth, _ in rows if result == "sending" and nth == 1}
-    return pushed, unfinished
 
 
 def compute_plan(conn: duckdb.DuckDBPyConnection, settings: Settings, *, now: datetime | None = None) -> Plan:
@@ -213,25 +141,3 @@ def compute_plan(conn: duckdb.DuckDBPyConnection, settings: Settings, *, now: da
                 wire=_wire(value) if text is not None else None, computed_at=computed_at or now,
                 last_pushed=before, mirror_modified_at=modified_at, mirror_modified_by=modified_by))
     return plan
-
-
-def record(conn: duckdb.DuckDBPyConnection, rows: Iterable[LedgerRow], *, run_id: str,
-           attempted_at: datetime | None = None) -> int:
-    """Append ledger rows in one transaction."""
-    rows = list(rows)
-    if not rows:
-        return 0
-    attempted_at = attempted_at or datetime.now(timezone.utc).replace(tzinfo=None)
-    ensure_ledger(conn)
-    table = pa.table({
-        "account_id": [r.account_id for r in rows], "field": [r.field for r in rows],
-        "value": [r.value for r in rows], "computed_at": [r.computed_at for r in rows],
-        "attempted_at": [attempted_at] * len(rows), "result": [r.result for r in rows],
-        "status_code": [r.status_code for r in rows], "message": [r.message for r in rows],
-        "run_id": [run_id] * len(rows)}, schema=_LEDGER_SCHEMA)
-    conn.register("_writeback_rows", table)
-    try:
-        conn.execute(f"INSERT INTO {LEDGER} SELECT * FROM _writeback_rows")
-    finally:
-        conn.unregister("_writeback_rows")
-    return len(rows)

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from sonora_pipeline.settings import Settings, SettingsError
 
+TARGET_OBJECT = "Account"  # the write-back writes model values to Account fields only
 NUMBER_FIELDS = ("double", "percent", "currency", "int", "long")
 TEXT_FIELDS = ("string", "textarea", "email", "phone", "url", "picklist")
 _NUMBER_COLUMNS = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC", "INTEGER", "BIGINT", "SMALLINT", "TINYINT",
@@ -61,7 +62,7 @@ def validate(describe: dict[str, Any], settings: Settings, planned: Iterable[Any
     `planned` (objects with `mapping_index` and `wire`) are the values about to be written: their range and
     length are checked too. `column_types` gives the model column's DuckDB type per mapping index."""
     fields = _fields(describe)
-    object_name = describe.get("name") or "Account"
+    object_name = describe.get("name") or TARGET_OBJECT
     values: dict[int, list[Any]] = {}
     for p in planned:
         if p.wire is not None:
@@ -129,7 +130,8 @@ def validate(describe: dict[str, Any], settings: Settings, planned: Iterable[Any
                 if missing:
                     fix = (f"map to allowed values under writeback.mappings[{i}].values" if mapping.values
                            else "add a 'values:' mapping to allowed values")
-                    problems.append(f"{where}: {name} does not allow the value(s) {', '.join(repr(v) for v in missing)} "
+                    shown = ", ".join(repr(v) for v in missing)
+                    problems.append(f"{where}: {name} does not allow the value(s) {shown} "
                                     f"(allowed: {', '.join(allowed) or 'none'}); add them to the picklist in Setup, "
                                     f"or {fix}")
                     continue
@@ -147,6 +149,6 @@ def validate(describe: dict[str, Any], settings: Settings, planned: Iterable[Any
 
 
 def check_targets(client: Any, settings: Settings, planned: Iterable[Any] = (),
-                  column_types: dict[int, str] | None = None, object_name: str = "Account") -> dict[str, Target]:
+                  column_types: dict[int, str] | None = None, object_name: str = TARGET_OBJECT) -> dict[str, Target]:
     """Describe the object (one API call) and validate the targets; writes nothing."""
     return validate(client.describe(object_name), settings, planned, column_types)

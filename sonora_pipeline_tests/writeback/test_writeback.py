@@ -91,7 +91,38 @@ def used(org: LocalOrg) -> int:
 
 
 def run(org, db, s, **kwargs):
-    return run_writeback(client_for(org), db, s, run_id=kwargs.pop("run_id", "test"), log=log, **kwargs)
+    return run_writeback(client_for(org), db, s, run_id=kwargs.pop("run_id", "test"), log=kwargs.pop("log", log),
+                         **kwargs)
+
+
+READ_BACK = "Accounts back from the org ("  # logged after the read-back, before anything is sent
+
+
+def batch_recorded(n: int) -> str:
+    """Logged once the n-th collections batch (1-based) is sent and its outcomes are in the ledger."""
+    return f"batch {n} of "
+
+
+class OnLogLine:
+    """The run's log, which also does `action` once, when the run logs a line containing `text`. A test makes
+    something happen at a named point of a run (the org changing between the read-back and the first write, the
+    process dying between batches) from the run's own progress lines, with no hook in the product."""
+
+    def __init__(self, text: str, action):
+        self.text, self.action, self.fired = text, action, False
+
+    def _see(self, message: str, args: tuple) -> None:
+        if not self.fired and self.text in (message % args if args else message):
+            self.fired = True
+            self.action()
+
+    def info(self, message, *args):
+        log.info(message, *args)
+        self._see(message, args)
+
+    def warning(self, message, *args):
+        log.warning(message, *args)
+        self._see(message, args)
 
 
 def ledger(db, where: str = "true") -> list[tuple]:
@@ -219,11 +250,10 @@ def test_per_row_errors_are_recorded_and_the_rest_lands(ready):
                             lambda value, row: "Sonora eCSAT is locked" if row["Id"] == blocked else None)
     org.delete("Account", deleted_early)  # seen by the fresh read: never sent
 
-    def delete_between_read_and_write(n):
-        if n == 0:
-            org.delete("Account", deleted_late)  # the org itself answers ENTITY_IS_DELETED
-
-    report = run(org, db, settings(), before_batch=delete_between_read_and_write)
+    # deleted after the read-back, before the first write: the org itself answers ENTITY_IS_DELETED
+    delete_late = OnLogLine(READ_BACK, lambda: org.delete("Account", deleted_late))
+    report = run(org, db, settings(), log=delete_late)
+    assert delete_late.fired
     rows = ledger(db)
     by_account = {}
     for a, f, v, result, code, message, _ in rows:
@@ -248,11 +278,9 @@ def test_per_row_errors_are_recorded_and_the_rest_lands(ready):
 def test_a_field_revoked_mid_run_is_reported_per_row_then_retried(ready):
     org, db = ready
 
-    def revoke(n):
-        if n == 0:
-            org.revoke_field_access("Account", "Sonora_eCSAT__c")
-
-    report = run(org, db, settings(), before_batch=revoke)
+    revoke = OnLogLine(READ_BACK, lambda: org.revoke_field_access("Account", "Sonora_eCSAT__c"))
+    report = run(org, db, settings(), log=revoke)
+    assert revoke.fired
     errors = [r for r in ledger(db) if r[3] == "error"]
     assert errors and {r[4] for r in errors} == {"INVALID_FIELD"}
     assert report.counts["success"] > 0  # accounts without an eCSAT value to write landed
@@ -340,12 +368,11 @@ def test_a_run_killed_half_way_then_rerun_writes_each_value_once(wide):
     expected = {a for a, v in model_values(db).items() if any(x is not None for x in v)}
     assert len(expected) > 200  # two collections batches at least
 
-    def die(n):
-        if n == 1:
-            raise KeyboardInterrupt("killed after the first batch")
+    def die():
+        raise KeyboardInterrupt("killed after the first batch")
 
     with pytest.raises(KeyboardInterrupt):
-        run(org, db, settings(), before_batch=die, run_id="killed")
+        run(org, db, settings(), log=OnLogLine(batch_recorded(1), die), run_id="killed")
     assert len(writes) == 200
     first = set(writes.ids)
     sent = query(db, "SELECT DISTINCT account_id FROM sonora.writeback_ledger WHERE result = 'sending'")

@@ -12,11 +12,14 @@ from __future__ import annotations
 import os
 import random
 import signal
+import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 
 import pytest
 
+from sonora_pipeline.localorg.faults import FaultPlan
 from sonora_pipeline.localorg.org import LocalOrg
 from sonora_pipeline_tests.kill_host import KillHost
 from sonora_pipeline_tests.suite_settings import write_suite_settings
@@ -30,6 +33,21 @@ from sonora_pipeline_tests.writeback.test_writeback import (
 )
 
 TRIALS = 4
+PATCH_LATENCY = 8.0  # how long the org sits on each PATCH before applying it, in the in-flight trial
+
+
+@dataclass
+class DelayAndNoteArrival(FaultPlan):
+    """The org's fault plan, which also notes when a delayed request arrives: the test kills the run while its
+    PATCH is known to be waiting at the org, however slow the machine is, rather than after a guessed pause."""
+
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+    def delay(self, path: str) -> float:
+        seconds = super().delay(path)
+        if seconds:
+            self.arrived.set()
+        return seconds
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +96,12 @@ def test_a_write_back_killed_part_way_then_rerun_writes_each_value_once(host, tm
 
 
 @pytest.mark.parametrize("settle_seconds, writes_per_account", [
-    pytest.param(7, 1, id="waits for the send in flight", marks=pytest.mark.sigkill_trial),
+    pytest.param(PATCH_LATENCY + 2, 1, id="waits for the send in flight", marks=pytest.mark.sigkill_trial),
     pytest.param(0, 2, id="control: without the wait it writes twice"),
 ])
 def test_a_batch_still_in_flight_when_the_run_died_is_waited_for(host, tmp_path, settle_seconds,
                                                                  writes_per_account):
-    """The org takes 5 s to start on each PATCH. The run is killed while its first batch waits there; the
+    """The org takes 8 s to start on each PATCH. The run is killed while its first batch waits there; the
     re-run starts at once. With `settle_seconds` it reads the accounts back only after that batch landed
     and sends the rest; without (the control) it reads too early and writes the first batch again."""
     org = LocalOrg(records=600, seed=40, shape="accounts", state_dir=tmp_path / "org").start()
@@ -97,20 +115,16 @@ def test_a_batch_still_in_flight_when_the_run_died_is_waited_for(host, tmp_path,
             "enabled": True, "settle_seconds": settle_seconds})
         request = {"writeback": {"db": str(db), "settings": str(settings_file), "run_id": "in-flight"}}
         writes = Writes(org)
-        org.set_faults(latency_seconds=5.0, path_contains="/composite/sobjects")
+        org.faults = faults = DelayAndNoteArrival(latency_seconds=PATCH_LATENCY, path_contains="/composite/sobjects")
         log = tmp_path / "writeback.log"
-        before = org.quota.snapshot().used
         pid = host.start(org, db, log, **request)
-        deadline = time.monotonic() + 60
-        while org.quota.snapshot().used - before < 3 and time.monotonic() < deadline:  # describe, 2 reads answered
-            time.sleep(0.001)
-        time.sleep(0.7)  # the first PATCH went out right after the reads and waits its 5 s at the org
+        assert faults.arrived.wait(60), log.read_text()[-3000:]  # the first PATCH now waits at the org
+        arrived_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         assert host.wait() == -signal.SIGKILL and len(writes) == 0  # the first batch is still waiting at the org
         org.clear_faults()
-        killed_at = time.monotonic()
         assert host.run(org, db, log, **request) == 0, log.read_text()[-3000:]
-        time.sleep(max(0.0, killed_at + 5.5 - time.monotonic()))  # the dead run's PATCH has landed by now
+        time.sleep(max(0.0, arrived_at + PATCH_LATENCY + 0.5 - time.monotonic()))  # the dead run's PATCH landed
         first_batch = {a for a, n in Counter(writes.ids).items() if n > 1}
         if writes_per_account == 1:
             assert Counter(writes.ids) == Counter({a: 1 for a in expected})

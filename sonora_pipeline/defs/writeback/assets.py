@@ -14,7 +14,8 @@ from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.salesforce.errors import SalesforceError
 from sonora_pipeline.settings import SettingsError
-from sonora_pipeline.writeback.push import changes_table, run_writeback
+from sonora_pipeline.writeback.push import run_writeback
+from sonora_pipeline.writeback.report import changes_table
 
 WRITEBACK_KEY = dg.AssetKey(["writeback", "account_scores"])
 
