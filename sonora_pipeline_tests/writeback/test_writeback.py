@@ -225,6 +225,7 @@ def test_the_asset_reports_disabled_with_the_suite_settings(ready, tmp_path):
     import dagster as dg
 
     from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
+    from sonora_pipeline.defs.settings import SettingsResource
     from sonora_pipeline.defs.writeback.assets import account_scores
 
     org, db = ready
@@ -234,7 +235,7 @@ def test_the_asset_reports_disabled_with_the_suite_settings(ready, tmp_path):
     result = dg.materialize([account_scores], resources={
         "salesforce": SalesforceResource(instance_url=c.instance_url, consumer_key=c.consumer_key,
                                          consumer_secret=c.consumer_secret, ca_bundle=c.ca_bundle),
-        "warehouse": WarehouseResource(path=str(db))})
+        "warehouse": WarehouseResource(path=str(db)), "settings": SettingsResource()})
     assert result.success
     meta = result.asset_materializations_for_node("writeback__account_scores")[0].metadata
     assert meta["status"].value == "disabled"

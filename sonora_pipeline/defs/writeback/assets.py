@@ -11,7 +11,7 @@ from pydantic import Field
 from sonora_pipeline.defs.model.assets import model_key
 from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
 from sonora_pipeline.salesforce.errors import SalesforceError
 from sonora_pipeline.settings import SettingsError
 from sonora_pipeline.writeback.push import run_writeback
@@ -26,6 +26,8 @@ class WritebackConfig(dg.Config):
 
 
 def _deps() -> list[dg.AssetKey]:
+    """Which model tables the mappings read: structure, so taken from the file at load (a new mapped table
+    shows as a dependency after a reload; the run itself reads the mappings as they are now)."""
     tables = ["health_scores", "ecsat"] + [m.table for m in SETTINGS.writeback.mappings]
     return [model_key(t) for t in dict.fromkeys(tables)]
 
@@ -41,9 +43,9 @@ def _deps() -> list[dg.AssetKey]:
                 "without writing. Every attempt is in sonora.writeback_ledger.",
 )
 def account_scores(context: dg.AssetExecutionContext, config: WritebackConfig, salesforce: SalesforceResource,
-                   warehouse: WarehouseResource) -> dg.MaterializeResult:
+                   warehouse: WarehouseResource, settings: SettingsResource) -> dg.MaterializeResult:
     try:
-        report = run_writeback(lambda: salesforce.client(context.log), warehouse.db_path(), SETTINGS,
+        report = run_writeback(lambda: salesforce.client(context.log), warehouse.db_path(), settings.for_run(),
                                run_id=context.run.run_id, dry_run=config.dry_run, log=context.log)
     except (SettingsError, SalesforceError) as err:
         raise dg.Failure(description=str(err)) from None
