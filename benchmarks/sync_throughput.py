@@ -142,7 +142,7 @@ def work_floor(creds: dict[str, str], workdir: Path) -> dict[str, Any]:
     import duckdb
 
     from sonora_pipeline.settings import SyncSettings
-    from sonora_pipeline.sync.catalog import schema_from_describe
+    from sonora_pipeline.salesforce.describe import schema_from_describe
     from sonora_pipeline.sync.windows import initial_plan
 
     client = _client(creds)

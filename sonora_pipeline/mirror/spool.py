@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sonora_pipeline.sync.catalog import ObjectSchema
+from sonora_pipeline.salesforce.describe import ObjectSchema
 
 
 def _stringify(value: Any, sf_type: str) -> str | None:

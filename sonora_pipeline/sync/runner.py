@@ -25,7 +25,7 @@ import dagster as dg
 
 from sonora_pipeline.mirror.state import ObjectState
 from sonora_pipeline.sync import progress
-from sonora_pipeline.sync.catalog import table_name_for
+from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline.sync.engine import all_states
 
 

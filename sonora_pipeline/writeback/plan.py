@@ -22,10 +22,11 @@ import duckdb
 import pyarrow as pa
 
 from sonora_pipeline.model.build import document
-from sonora_pipeline.model.tables import SCHEMA, q
+from sonora_pipeline.mirror.names import quote_identifier
+from sonora_pipeline.model.statements import MODEL_SCHEMA
 from sonora_pipeline.settings import Settings, SettingsError, WritebackMapping
 
-LEDGER = f"{SCHEMA}.writeback_ledger"
+LEDGER = f"{MODEL_SCHEMA}.writeback_ledger"
 LEDGER_DDL = f"""
     CREATE TABLE IF NOT EXISTS {LEDGER} (
         account_id VARCHAR, field VARCHAR, value VARCHAR, computed_at TIMESTAMP, attempted_at TIMESTAMP,
@@ -77,7 +78,7 @@ class LedgerRow:
 
 
 def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    conn.execute(f"CREATE MODEL_SCHEMA IF NOT EXISTS {MODEL_SCHEMA}")
     conn.execute(LEDGER_DDL)
     document(conn, "writeback_ledger")  # its comments live with the model's (model/docs.py)
 
@@ -131,19 +132,19 @@ def check_columns(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict[i
     problems = []
     types: dict[int, str] = {}
     for i, mapping in enumerate(settings.writeback.mappings):
-        cols = _columns(conn, SCHEMA, mapping.table)
+        cols = _columns(conn, MODEL_SCHEMA, mapping.table)
         where = settings.locate(("writeback", "mappings", i, "column"))
         if not cols:
-            problems.append(f"{where}: the model table {SCHEMA}.{mapping.table} is not built yet; materialize the "
+            problems.append(f"{where}: the model table {MODEL_SCHEMA}.{mapping.table} is not built yet; materialize the "
                             "customer model first (customer_model_job)")
         elif mapping.model_column not in cols:
             import difflib
             close = difflib.get_close_matches(mapping.model_column, list(cols), n=1, cutoff=0.6)
             hint = f" (did you mean '{mapping.table}.{close[0]}'?)" if close else ""
-            problems.append(f"{where}: {SCHEMA}.{mapping.table} has no column '{mapping.model_column}'{hint}; its "
+            problems.append(f"{where}: {MODEL_SCHEMA}.{mapping.table} has no column '{mapping.model_column}'{hint}; its "
                             f"columns are: {', '.join(cols)}")
         elif _id_column(mapping.table) not in cols:
-            problems.append(f"{where}: {SCHEMA}.{mapping.table} has no {_id_column(mapping.table)} column to find "
+            problems.append(f"{where}: {MODEL_SCHEMA}.{mapping.table} has no {_id_column(mapping.table)} column to find "
                             "the Account by")
         else:
             types[i] = cols[mapping.model_column]
@@ -189,14 +190,14 @@ def compute_plan(conn: duckdb.DuckDBPyConnection, settings: Settings, *, now: da
     purged = '"_sonora_purged_at" IS NULL' if "_sonora_purged_at" in mirror else "true"
     by = 'a."LastModifiedById"' if "LastModifiedById" in mirror else "NULL"
     for i, mapping in enumerate(settings.writeback.mappings):
-        cols = _columns(conn, SCHEMA, mapping.table)
+        cols = _columns(conn, MODEL_SCHEMA, mapping.table)
         computed = "t.computed_at" if "computed_at" in cols else "NULL"
         idc = _id_column(mapping.table)
         rows = conn.execute(f"""
-            SELECT t.{q(idc)}, t.{q(mapping.model_column)}, {computed}, a."LastModifiedDate", {by}
-            FROM {SCHEMA}.{q(mapping.table)} t
-            JOIN {SCHEMA}.customers c ON c.external_id = t.{q(idc)}
-            JOIN salesforce.account a ON a."Id" = t.{q(idc)}
+            SELECT t.{quote_identifier(idc)}, t.{quote_identifier(mapping.model_column)}, {computed}, a."LastModifiedDate", {by}
+            FROM {MODEL_SCHEMA}.{quote_identifier(mapping.table)} t
+            JOIN {MODEL_SCHEMA}.customers c ON c.external_id = t.{quote_identifier(idc)}
+            JOIN salesforce.account a ON a."Id" = t.{quote_identifier(idc)}
             WHERE NOT coalesce(a."IsDeleted", false) AND {purged}""").fetchall()
         for account_id, raw, computed_at, modified_at, modified_by in rows:
             value = _map_value(mapping, raw)

@@ -14,7 +14,7 @@ from sonora_pipeline.defs.salesforce.objects import OBJECT_ASSETS
 from sonora_pipeline.defs.salesforce.sensors import salesforce_changes
 from sonora_pipeline.defs.salesforce.sync_job import SYNC_JOB_NAME, salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS
-from sonora_pipeline.sync.catalog import table_name_for
+from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline_tests.sync.helpers import OBJECTS, differences
 
 LAG = SETTINGS.sync.lag_seconds

@@ -12,12 +12,10 @@ from sonora_pipeline.defs.salesforce.sensors import automation_status, tick_seco
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.model.build import SPECS, MirrorMissing, build_table
 from sonora_pipeline.model.docs import TABLES, describe_columns
-from sonora_pipeline.model.tables import SCHEMA
+from sonora_pipeline.model.statements import MODEL_SCHEMA
+from sonora_pipeline.mirror.names import object_for_table
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
-from sonora_pipeline.settings import SettingsError
-
-RAW_OBJECTS = {"account": "Account", "contact": "Contact", "opportunity": "Opportunity", "case": "Case",
-               "case_comment": "CaseComment", "task": "Task", "event": "Event", "user": "User"}
+from sonora_pipeline.settings import STANDARD_OBJECTS, SettingsError
 
 class InputsNewerThanLastBuild(dg.AutomationCondition):
     """True while an input of the table (a Salesforce object's sync or an upstream model table) was
@@ -78,7 +76,7 @@ AUTOMATION = rebuild_after_sync()
 
 
 def model_key(table: str) -> dg.AssetKey:
-    return dg.AssetKey([SCHEMA, table])
+    return dg.AssetKey([MODEL_SCHEMA, table])
 
 
 def _today() -> date:
@@ -95,15 +93,15 @@ def definition_column_schema(table: str) -> dg.TableSchema:
 def _column_schema(conn, table: str) -> dg.TableSchema:
     """The built table's columns, types and DuckDB comments (the comments the build just wrote)."""
     rows = conn.execute("SELECT column_name, data_type, comment FROM duckdb_columns() WHERE schema_name = ? "
-                        "AND table_name = ? ORDER BY column_index", [SCHEMA, table]).fetchall()
+                        "AND table_name = ? ORDER BY column_index", [MODEL_SCHEMA, table]).fetchall()
     return dg.TableSchema(columns=[dg.TableColumn(n, t, description=c or "") for n, t, c in rows])
 
 
 def build_model_asset(table: str) -> dg.AssetsDefinition:
     spec = SPECS[table]
     # Optional inputs (User, for owner names) are deps only when the settings sync them.
-    optional = [t for t in spec.optional if RAW_OBJECTS[t] in SETTINGS.sync.objects]
-    deps = ([asset_key_for(RAW_OBJECTS[t]) for t in (*spec.needs, *optional)]
+    optional = [t for t in spec.optional if object_for_table(t, SETTINGS.sync.objects)]
+    deps = ([asset_key_for(object_for_table(t, STANDARD_OBJECTS)) for t in (*spec.needs, *optional)]
             + [model_key(t) for t in spec.after])
 
     @dg.asset(
@@ -112,7 +110,7 @@ def build_model_asset(table: str) -> dg.AssetsDefinition:
         kinds={"duckdb"},
         deps=deps,
         description=TABLES.get(table, ""),
-        metadata={"dagster/table_name": f"{SCHEMA}.{table}",
+        metadata={"dagster/table_name": f"{MODEL_SCHEMA}.{table}",
                   "dagster/column_schema": definition_column_schema(table)},
         automation_condition=AUTOMATION,
     )
@@ -125,7 +123,7 @@ def build_model_asset(table: str) -> dg.AssetsDefinition:
             raise dg.Failure(description=str(err)) from None
         context.log.info(f"sonora.{table}: {rows:,} rows")
         return dg.MaterializeResult(metadata={
-            "dagster/row_count": rows, "dagster/table_name": f"{SCHEMA}.{table}", "dagster/column_schema": schema,
+            "dagster/row_count": rows, "dagster/table_name": f"{MODEL_SCHEMA}.{table}", "dagster/column_schema": schema,
         })
 
     return _model_asset
@@ -142,7 +140,7 @@ def _scalar(warehouse: WarehouseResource, sql: str, params=None):
 @dg.asset_check(asset=model_key("customers"), blocking=True,
                 description="Every customer appears once (external_id = Account Id is unique).")
 def customer_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    total, distinct = _scalar(warehouse, f"SELECT count(*), count(DISTINCT external_id) FROM {SCHEMA}.customers")
+    total, distinct = _scalar(warehouse, f"SELECT count(*), count(DISTINCT external_id) FROM {MODEL_SCHEMA}.customers")
     return dg.AssetCheckResult(passed=total == distinct and total > 0 or total == 0,
                                metadata={"rows": total, "duplicates": total - distinct})
 
@@ -155,7 +153,7 @@ def _links_check(table: str, id_column: str) -> dg.AssetChecksDefinition:
         dangling, flagged, total = _scalar(warehouse, f"""
             SELECT count(*) FILTER (WHERE t.customer_id IS NOT NULL AND c.external_id IS NULL),
                    count(*) FILTER (WHERE NOT t.has_customer), count(*)
-            FROM {SCHEMA}.{table} t LEFT JOIN {SCHEMA}.customers c ON c.external_id = t.customer_id""")
+            FROM {MODEL_SCHEMA}.{table} t LEFT JOIN {MODEL_SCHEMA}.customers c ON c.external_id = t.customer_id""")
         return dg.AssetCheckResult(passed=dangling == 0, metadata={
             "rows": total, "dangling": dangling, "flagged_without_customer": flagged})
 
@@ -167,7 +165,7 @@ def _links_check(table: str, id_column: str) -> dg.AssetChecksDefinition:
 def health_scores_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     green, yellow = SETTINGS.health.bands.green, SETTINGS.health.bands.yellow
     bad = _scalar(warehouse, f"""
-        SELECT count(*) FROM {SCHEMA}.health_scores WHERE
+        SELECT count(*) FROM {MODEL_SCHEMA}.health_scores WHERE
             (score IS NOT NULL AND (score < 0 OR score > 100))
             OR greatest(coalesce(engagement, 0), coalesce(support, 0), coalesce(commercial, 0), coalesce(sentiment, 0)) > 100
             OR least(coalesce(engagement, 0), coalesce(support, 0), coalesce(commercial, 0), coalesce(sentiment, 0)) < 0
@@ -177,7 +175,7 @@ def health_scores_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=model_key("ecsat"), description="eCSAT is within 0-100.")
 def ecsat_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    bad = _scalar(warehouse, f"SELECT count(*) FROM {SCHEMA}.ecsat WHERE ecsat < 0 OR ecsat > 100")[0]
+    bad = _scalar(warehouse, f"SELECT count(*) FROM {MODEL_SCHEMA}.ecsat WHERE ecsat < 0 OR ecsat > 100")[0]
     return dg.AssetCheckResult(passed=bad == 0, metadata={"out_of_range": bad})
 
 

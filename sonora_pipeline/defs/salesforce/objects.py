@@ -13,10 +13,11 @@ import dagster as dg
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS
-from sonora_pipeline.mirror.tables import SCHEMA, column_docs
+from sonora_pipeline.mirror.names import RAW_SCHEMA, table_name_for
+from sonora_pipeline.mirror.tables import column_docs
 from sonora_pipeline.salesforce.errors import SalesforceError
 from sonora_pipeline.settings import SyncSettings, model_required_fields, parse_initial_import
-from sonora_pipeline.sync.catalog import ObjectSchema, table_name_for
+from sonora_pipeline.salesforce.describe import ObjectSchema
 from sonora_pipeline.sync.engine import SyncResult, current_state, sync_object
 
 DESCRIPTIONS = {
@@ -38,7 +39,7 @@ class SyncConfig(dg.Config):
 
 
 def asset_key_for(object_name: str) -> dg.AssetKey:
-    return dg.AssetKey(["salesforce", table_name_for(object_name)])
+    return dg.AssetKey([RAW_SCHEMA, table_name_for(object_name)])
 
 
 def column_schema(schema: ObjectSchema) -> dg.TableSchema:
@@ -91,7 +92,7 @@ def _materialize_result(result: SyncResult, keys: dg.PartitionKeyRange) -> dg.Ma
     metadata = {"sonora/sync_kind": kind, "sonora/covers": what_it_covers(result, kind, keys)}
     metadata.update({f"sonora/{k}": v for k, v in result.metadata().items()})
     metadata.update({
-        "dagster/table_name": f"{SCHEMA}.{table_name_for(result.object_name)}",
+        "dagster/table_name": f"{RAW_SCHEMA}.{table_name_for(result.object_name)}",
         "dagster/row_count": result.rows_in_table,
     })
     if result.schema is not None:
@@ -130,7 +131,7 @@ def _asset_decorator(object_name: str):
             partitions_def=sync_window,
             backfill_policy=dg.BackfillPolicy.single_run(),
             description=DESCRIPTIONS.get(object_name, f"Salesforce custom object {object_name}."),
-            metadata={"dagster/table_name": f"{SCHEMA}.{table_name_for(object_name)}",
+            metadata={"dagster/table_name": f"{RAW_SCHEMA}.{table_name_for(object_name)}",
                       "sonora/salesforce_object": object_name},
             tags={"sonora/object": object_name},
         )
