@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sonora_pipeline.salesforce.datetimes import utc_text
 from sonora_pipeline.salesforce.describe import ObjectSchema
 
 
@@ -24,9 +25,7 @@ def _stringify(value: Any, sf_type: str) -> str | None:
     if isinstance(value, float):
         return repr(value)
     text = str(value)
-    if sf_type == "datetime" and text.endswith("+0000"):
-        return text[:-5] + "Z"
-    return text
+    return utc_text(text) if sf_type == "datetime" else text
 
 
 @dataclass

@@ -86,7 +86,7 @@ def document_state_tables(conn: duckdb.DuckDBPyConnection, *tables: str) -> None
 
 
 def ensure_state_tables(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute(f"CREATE RAW_SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     conn.execute(f"""
         CREATE TABLE IF NOT EXISTS {STATE} (
             object_name VARCHAR PRIMARY KEY,
@@ -155,7 +155,7 @@ def check_org(conn: duckdb.DuckDBPyConnection, org: OrgIdentity, database: str =
 def claim_org(conn: duckdb.DuckDBPyConnection, org: OrgIdentity) -> None:
     """Inside a commit's transaction: record `org` if the warehouse has no org yet, refuse if it has another.
     Being in the same transaction as the data, the record and the first rows appear together or not at all."""
-    conn.execute(f"CREATE RAW_SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     conn.execute(f"CREATE TABLE IF NOT EXISTS {ORG} (org_id VARCHAR NOT NULL, instance_url VARCHAR, "
                  "first_seen_at TIMESTAMP)")
     check_org(conn, org)

@@ -11,13 +11,14 @@ settings file's line and the fix, and nothing is written. Each build is one tran
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any, Callable
 
 import duckdb
 
 from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, quote_literal, table_name_for
 from sonora_pipeline.model import scores, statements
+from sonora_pipeline.salesforce.datetimes import naive_utc
 from sonora_pipeline.model.docs import TABLES, describe_columns, label_objects
 from sonora_pipeline.model.rules import columns_from_mirror, validate_against_schema
 from sonora_pipeline.model.statements import MODEL_SCHEMA, Statement
@@ -108,7 +109,7 @@ def build_time(today: date, now: datetime | None) -> datetime:
     if now is None:
         return scores.utc_now(today)
     if now.tzinfo is not None:
-        now = now.astimezone(timezone.utc).replace(tzinfo=None)
+        now = naive_utc(now)
     if now.date() != today:
         raise ValueError(f"now ({now.isoformat()} UTC) is not on today ({today.isoformat()})")
     return now
@@ -131,7 +132,7 @@ def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, toda
     object_columns = {name: _cols(columns, name) for name in ("Account", "Contact", "Opportunity", "User", "Task", "Event")}
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(f"CREATE MODEL_SCHEMA IF NOT EXISTS {MODEL_SCHEMA}")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {MODEL_SCHEMA}")
         for statement in spec.statement(settings, today, object_columns, now):
             conn.execute(statement.sql, statement.params)
         for built in (table, *spec.creates):

@@ -78,7 +78,7 @@ class LedgerRow:
 
 
 def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute(f"CREATE MODEL_SCHEMA IF NOT EXISTS {MODEL_SCHEMA}")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {MODEL_SCHEMA}")
     conn.execute(LEDGER_DDL)
     document(conn, "writeback_ledger")  # its comments live with the model's (model/docs.py)
 

@@ -46,6 +46,7 @@ from sonora_pipeline.mirror.state import OrgIdentity, check_org
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.salesforce.connection import safe_url
 from sonora_pipeline.salesforce.client import MAX_COLLECTION_RECORDS, SalesforceClient, WriteOutcomeUnknown
+from sonora_pipeline.salesforce.soql import soql_string_list
 from sonora_pipeline.settings import Settings
 from sonora_pipeline.writeback.plan import LedgerRow, Plan, Planned, canonical, compute_plan, record
 from sonora_pipeline.writeback.targets import Target, check_targets
@@ -132,10 +133,6 @@ def same_value(target: Target, org_value: Any, wire: Any) -> bool:
     return str(org_value) == str(wire)
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 # -- the fresh read ------------------------------------------------------------------------------------------
 
 def read_org(client: SalesforceClient, ids: list[str], fields: list[str], *, use_bulk: bool
@@ -164,7 +161,7 @@ def read_org(client: SalesforceClient, ids: list[str], fields: list[str], *, use
         return out
     for start in range(0, len(ids), MAX_COLLECTION_RECORDS):
         chunk = ids[start:start + MAX_COLLECTION_RECORDS]
-        soql = f"SELECT {select} FROM {OBJECT} WHERE Id IN ({', '.join(_quote(i) for i in chunk)})"
+        soql = f"SELECT {select} FROM {OBJECT} WHERE Id IN ({soql_string_list(chunk)})"
         for records in client.query_pages(soql, include_deleted=True):
             for row in records:
                 keep(row)

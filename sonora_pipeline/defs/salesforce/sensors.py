@@ -28,7 +28,8 @@ from sonora_pipeline.defs.salesforce.objects import asset_key_for
 from sonora_pipeline.defs.salesforce.sync_job import salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS
 from sonora_pipeline.salesforce.errors import AuthError, ConfigError, QuotaPaused, SalesforceError
-from sonora_pipeline.sync.windows import soql_datetime
+from sonora_pipeline.salesforce.datetimes import parse_datetime
+from sonora_pipeline.salesforce.soql import soql_datetime
 
 # Runs requested per tick: the instance runs 4 at a time (dagster.yaml), and a backlog of windows (the sensor
 # was off for weeks) drains over a few ticks instead of flooding the run queue in one.
@@ -56,11 +57,6 @@ def tick_seconds() -> int:
         raise ValueError(f"SONORA_TICK_SECONDS={value!r} is not a whole number of seconds >= 5. Fix: unset it "
                          "(60 s between ticks) or set e.g. SONORA_TICK_SECONDS=30.")
     return seconds
-
-
-def _salesforce_datetime(text: str) -> datetime:
-    """'2026-11-30T10:00:00.000+0000' -> naive UTC."""
-    return datetime.strptime(text[:23], "%Y-%m-%dT%H:%M:%S.%f")
 
 
 def committed_cursors(warehouse: WarehouseResource) -> dict[str, datetime]:
@@ -166,7 +162,7 @@ def salesforce_changes(context: dg.SensorEvaluationContext, salesforce: Salesfor
         records = result["result"]["records"]
         if not records:
             continue
-        latest = _salesforce_datetime(records[0]["SystemModstamp"])
+        latest = parse_datetime(records[0]["SystemModstamp"])
         start = max(cursors[name] - timedelta(seconds=SETTINGS.sync.overlap_seconds),
                     datetime.combine(SETTINGS.sync.partitions_start, datetime.min.time()))
         for key in partitions_between(start, latest):
