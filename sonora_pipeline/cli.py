@@ -213,7 +213,7 @@ def _org_for(command: str):
 
 
 def cmd_test_connection(args: argparse.Namespace) -> int:
-    from sonora_pipeline.salesforce.diagnose import test_connection
+    from sonora_pipeline.salesforce.diagnose import check_connection
     from sonora_pipeline.settings import SettingsError, load_settings
 
     try:
@@ -222,7 +222,7 @@ def cmd_test_connection(args: argparse.Namespace) -> int:
         print(f"sonora-pipeline test-connection: {err}", file=sys.stderr)
         return 2
     connection = _connection_from_environment()
-    report = test_connection(connection, required_objects=objects)
+    report = check_connection(connection, objects=objects)
     print(report.render())
     if report.ok and report.org_id:
         return _check_warehouse_org(report.org_id, connection.instance_url)
