@@ -13,12 +13,14 @@ Rules that make a re-run (or a crash and re-run) leave the same tables as one cl
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Iterator
+from datetime import UTC, datetime
 
 import duckdb
 
+from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, quote_literal, raw_table, table_name_for
+from sonora_pipeline.mirror.spool import Spool
 from sonora_pipeline.mirror.state import (
     ObjectState,
     OrgIdentity,
@@ -29,8 +31,6 @@ from sonora_pipeline.mirror.state import (
     read_state,
     write_state,
 )
-from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, quote_literal, raw_table, table_name_for
-from sonora_pipeline.mirror.spool import Spool
 from sonora_pipeline.mirror.tables import OWN_COLUMNS, ensure_table, existing_columns
 from sonora_pipeline.salesforce.describe import ObjectSchema
 from sonora_pipeline.salesforce.errors import TooManyPurges
@@ -69,7 +69,7 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _stage(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool) -> int:

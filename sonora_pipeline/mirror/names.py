@@ -3,7 +3,7 @@ the model, the write-back and the Dagster definitions all agree on `salesforce.c
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 RAW_SCHEMA = "salesforce"  # the mirror's schema: one table per Salesforce object
 _TABLE_NAMES = {"CaseComment": "case_comment"}

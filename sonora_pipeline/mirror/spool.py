@@ -37,7 +37,7 @@ class Spool:
     rows_expected: int = 0
 
     @classmethod
-    def create(cls, root: Path, object_name: str, columns: list[str]) -> "Spool":
+    def create(cls, root: Path, object_name: str, columns: list[str]) -> Spool:
         directory = root / f"{object_name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         directory.mkdir(parents=True, exist_ok=False)
         return cls(directory=directory, columns=columns)

@@ -13,7 +13,7 @@ Each table and column carries a DuckDB comment (`DOCS`), re-applied whenever one
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -160,7 +160,7 @@ def claim_org(conn: duckdb.DuckDBPyConnection, org: OrgIdentity) -> None:
                  "first_seen_at TIMESTAMP)")
     check_org(conn, org)
     if mirrored_org(conn) is None:
-        first_seen = datetime.now(timezone.utc).replace(tzinfo=None)
+        first_seen = datetime.now(UTC).replace(tzinfo=None)
         conn.execute(f"INSERT INTO {ORG} VALUES (?, ?, ?)", [org.org_id, org.instance_url, first_seen])
 
 

@@ -10,18 +10,19 @@ settings file's line and the fix, and nothing is written. Each build is one tran
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 
 from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, quote_literal, table_name_for
 from sonora_pipeline.model import scores, statements
-from sonora_pipeline.salesforce.datetimes import naive_utc
 from sonora_pipeline.model.docs import TABLES, describe_columns, label_objects
 from sonora_pipeline.model.rules import columns_from_mirror, validate_against_schema
 from sonora_pipeline.model.statements import MODEL_SCHEMA, Statement
+from sonora_pipeline.salesforce.datetimes import naive_utc
 
 
 class MirrorMissing(Exception):

@@ -18,13 +18,21 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from sonora_pipeline.mirror.names import RAW_SCHEMA, object_for_table, quote_identifier
 from sonora_pipeline.mirror.tables import column_kind
 from sonora_pipeline.settings import (
-    LIST_OPERATORS, NULL_OPERATORS, STANDARD_OBJECTS, TODAY, Condition, Settings, SettingsError, locate,
+    LIST_OPERATORS,
+    NULL_OPERATORS,
+    STANDARD_OBJECTS,
+    TODAY,
+    Condition,
+    Settings,
+    SettingsError,
+    locate,
     sort_problems,
 )
 

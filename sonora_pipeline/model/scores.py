@@ -34,7 +34,7 @@ eCSAT (estimated CSAT, 0-100) from support outcomes of the last 180 days:
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier
@@ -135,7 +135,7 @@ def health_scores(settings: Any, today: date, account_columns: set[str], contact
 def utc_now(today: date) -> datetime:
     """This build's time (naive UTC): the clock when `today` is the clock's day, else noon of `today` (a
     build for another day, e.g. in a test or a backfill)."""
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     return now if now.date() == today else datetime(today.year, today.month, today.day, 12)
 
 

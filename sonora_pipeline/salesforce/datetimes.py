@@ -5,12 +5,12 @@ TIMESTAMP columns hold, and what cursors compare."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 
 def naive_utc(value: datetime) -> datetime:
     """`value` in UTC without a zone (a naive value is taken to be UTC already)."""
-    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
 
 
 def parse_datetime(value: str | datetime | date) -> datetime:
@@ -25,7 +25,7 @@ def parse_datetime(value: str | datetime | date) -> datetime:
         try:
             parsed = datetime.fromisoformat(text)  # 3.11+: Z, +0000, +00:00, 1 to 6+ fraction digits, date only
         except ValueError:
-            raise ValueError(f"{text!r} is not a Salesforce datetime (expected e.g. 2024-01-02T03:04:05.000+0000)")
+            raise ValueError(f"{text!r} is not a Salesforce datetime (e.g. 2024-01-02T03:04:05.000+0000)") from None
     parsed = naive_utc(parsed)
     return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
 

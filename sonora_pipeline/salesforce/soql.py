@@ -6,8 +6,8 @@ and simple-salesforce's own datetime literal drops them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from simple_salesforce.format import quote_soql_value
 

@@ -7,7 +7,12 @@ import duckdb
 import pytest
 
 from sonora_pipeline.mirror.names import (
-    RAW_SCHEMA, object_for_table, quote_identifier, quote_literal, raw_table, table_name_for,
+    RAW_SCHEMA,
+    object_for_table,
+    quote_identifier,
+    quote_literal,
+    raw_table,
+    table_name_for,
 )
 from sonora_pipeline.mirror.tables import column_kind
 from sonora_pipeline.settings import STANDARD_OBJECTS

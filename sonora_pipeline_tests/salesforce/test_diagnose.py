@@ -10,13 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sonora_pipeline.salesforce.diagnose import check_connection
 from sonora_pipeline.salesforce.auth import TokenManager
 from sonora_pipeline.salesforce.connection import OrgConnection
+from sonora_pipeline.salesforce.diagnose import check_connection
 from sonora_pipeline.salesforce.errors import AuthError
 from sonora_pipeline.settings import STANDARD_OBJECTS
 from sonora_pipeline_tests.salesforce.conftest import CANARY_SECRET, connection_for
-
 
 
 class _HtmlPage(BaseHTTPRequestHandler):
