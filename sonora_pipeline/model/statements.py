@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier
+from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, table_name_for
 from sonora_pipeline.model.rules import account_inclusion_sql, condition_sql
 
 MODEL_SCHEMA = "sonora"
@@ -29,7 +29,7 @@ def live(alias: str) -> str:
     return f'NOT coalesce({alias}."IsDeleted", false) AND {alias}._sonora_purged_at IS NULL'
 
 
-USER_TABLE = "user"  # salesforce."user" (quoted: `user` is reserved), mirrored from the org's User object
+USER_TABLE = table_name_for("User")  # salesforce."user" (quoted: `user` is reserved)
 
 
 def owner_columns(owner_id_sql: str, user_columns: set[str]) -> tuple[str, str]:
