@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ class Org:
         self.creds_path = workdir / "org-credentials.json"
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Org":
+    def __enter__(self) -> Org:
         import requests
 
         with open(self.workdir / "org.log", "wb") as err:
@@ -178,7 +178,7 @@ def main() -> int:
     records = result["records"]
     per_100k = result["org_api_calls"] * 100_000 / records if records else float("nan")
     fields = sum(len(f) for f in result["objects"].values())
-    result.update(calls_per_100k_records=round(per_100k, 1), measured_at=datetime.now(timezone.utc).isoformat(),
+    result.update(calls_per_100k_records=round(per_100k, 1), measured_at=datetime.now(UTC).isoformat(),
                   org_records=args.records, shape=args.shape)
     print(f"records read          {records:,}")
     print(f"objects with formulas {len(result['objects'])} ({', '.join(result['objects'])}; {fields} formula fields)")

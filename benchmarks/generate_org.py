@@ -12,7 +12,7 @@ import resource
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SHAPES = ("b2b", "accounts")
 
@@ -23,7 +23,7 @@ def run_one(records: int, shape: str) -> None:
     from sonora_pipeline.localorg.schema import build_standard_catalog
     from sonora_pipeline.localorg.store import OrgStore
 
-    now = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
     store = OrgStore(build_standard_catalog(), OrgClock(now))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 HEALTH_TABLES = ("health_scores", "health_score_history")
@@ -39,17 +39,17 @@ def peak_rss_mb() -> float:
 
 def rebuild(db: str, rebuilds: int, full: bool, minutes_apart: float | None) -> None:
     from sonora_pipeline.mirror.warehouse import write_connection
-    from sonora_pipeline.model.build import BUILD_ORDER, build_all, build_table
+    from sonora_pipeline.model.build import build_all, build_table
     from sonora_pipeline.settings import Settings
 
     # contract rules on standard fields only, so the figures hold for any org
     settings = Settings.model_validate({"contracts": {"match": "all", "account_conditions": [],
                                                       "won_opportunity_within_days": 365}})
-    start = datetime.now(timezone.utc).replace(tzinfo=None, second=0, microsecond=0)
+    start = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
 
     def stamp(i: int) -> datetime:
         if minutes_apart is None:
-            return datetime.now(timezone.utc).replace(tzinfo=None)
+            return datetime.now(UTC).replace(tzinfo=None)
         return start + timedelta(minutes=minutes_apart * i)
 
     def history_rows(conn) -> int:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC
 from pathlib import Path
 
 
@@ -29,16 +30,16 @@ def peak_rss_mb() -> float:
 
 
 def build(db: str) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import duckdb
 
-    from sonora_pipeline.model.build import BUILD_ORDER, build_table
     from sonora_pipeline.cli.localorg import DEMO_SETTINGS
-    from sonora_pipeline.settings import load_settings
     from sonora_pipeline.mirror.warehouse import write_connection
+    from sonora_pipeline.model.build import BUILD_ORDER, build_table
+    from sonora_pipeline.settings import load_settings
 
-    settings, today = load_settings(DEMO_SETTINGS), datetime.now(timezone.utc).date()
+    settings, today = load_settings(DEMO_SETTINGS), datetime.now(UTC).date()
     timings = {}
     started = time.perf_counter()
     with write_connection(Path(db)) as conn:

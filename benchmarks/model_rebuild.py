@@ -48,10 +48,10 @@ def cli(env: dict[str, str], *args: str) -> float:
 def model_runs(instance) -> list:
     import dagster as dg
 
-    from sonora_pipeline.model.tables import SCHEMA
+    from sonora_pipeline.model.statements import MODEL_SCHEMA
 
     runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/from_automation_condition": "true"}))
-    return [r for r in runs if any(k.path[0] == SCHEMA for k in (r.asset_selection or ()))]
+    return [r for r in runs if any(k.path[0] == MODEL_SCHEMA for k in (r.asset_selection or ()))]
 
 
 def run_figures(instance, run) -> dict[str, float]:

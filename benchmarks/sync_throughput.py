@@ -141,8 +141,8 @@ class _TimedLog:
 def work_floor(creds: dict[str, str], workdir: Path) -> dict[str, Any]:
     import duckdb
 
+    from sonora_pipeline.salesforce.describe import schema_from_describe
     from sonora_pipeline.settings import SyncSettings
-    from sonora_pipeline.sync.catalog import schema_from_describe
     from sonora_pipeline.sync.windows import initial_plan
 
     client = _client(creds)
@@ -269,7 +269,7 @@ class Org:
         self.session = None
         self.start_s = 0.0
 
-    def __enter__(self) -> "Org":
+    def __enter__(self) -> Org:
         import requests
 
         started = time.perf_counter()
@@ -327,8 +327,8 @@ def run_worker(org: Org, kind: str, workdir: Path, **extra: str) -> dict[str, An
         command += [f"--{key}", value]
     used_before = org.api_used()
     # subprocess.run kills the child on any exception here (Ctrl-C, SIGTERM turned into SystemExit, timeout).
-    done = subprocess.run(command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=WORKER_TIMEOUT_S, preexec_fn=_die_with_parent)
+    done = subprocess.run(command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=WORKER_TIMEOUT_S, preexec_fn=_die_with_parent)
     if done.returncode != 0 or not out.exists():
         raise RuntimeError(f"{kind} worker failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     figures = json.loads(out.read_text())

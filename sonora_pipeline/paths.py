@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sonora_pipeline.mirror.names import RAW_SCHEMA
+from sonora_pipeline.model.statements import MODEL_SCHEMA
+
 DEFAULT_DUCKDB = Path("data") / "warehouse.duckdb"
 # DuckDB names a database after its file; a file named like one of our schemas makes `sonora.customers`
 # ambiguous (catalog `sonora` or schema `sonora`) in every query, the analysts' included.
-SCHEMA_NAMES = ("salesforce", "sonora", "main")
+SCHEMA_NAMES = (RAW_SCHEMA, MODEL_SCHEMA, "main")
 
 
 class WarehousePathError(ValueError):

@@ -29,7 +29,7 @@ import duckdb
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECTION = "## The customer model (for analysts)"
 # The day the README's answers are for (the org's clock at generation, the model's today and now).
-DEMO_NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+DEMO_NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 DEMO_RECORDS, DEMO_SEED = 5000, 7  # `sonora-pipeline demo`'s defaults
 ANSWER_PREFIX = "-- "
 

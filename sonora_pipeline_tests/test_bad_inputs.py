@@ -22,13 +22,12 @@ import pytest
 from sonora_pipeline import cli
 from sonora_pipeline.defs.resources import SalesforceResource
 from sonora_pipeline.localorg.org import LocalOrg
-from sonora_pipeline.model.build import build_all
 from sonora_pipeline.mirror.warehouse import write_connection
-from sonora_pipeline.salesforce.diagnose import test_connection as run_test_connection
+from sonora_pipeline.model.build import build_all
+from sonora_pipeline.salesforce.diagnose import check_connection
 from sonora_pipeline.salesforce.errors import ConfigError, OrgMismatch, SalesforceError, TooManyPurges
 from sonora_pipeline.settings import Settings, SettingsError, SyncSettings, load_settings
-from sonora_pipeline.sync.engine import sync_object
-from sonora_pipeline.sync.engine import reconcile_ids
+from sonora_pipeline.sync.engine import reconcile_ids, sync_object
 from sonora_pipeline.sync.formulas import refresh_formulas
 from sonora_pipeline.writeback.plan import compute_plan
 from sonora_pipeline.writeback.push import run_writeback
@@ -172,7 +171,7 @@ def test_bad_connection_settings(world, mirror, case):
     assert "Traceback" not in text
     assert not resource.consumer_secret or resource.consumer_secret not in text
     try:
-        report = run_test_connection(resource.connection(), required_objects=("Account",))
+        report = check_connection(resource.connection(), objects=("Account",))
     except SalesforceError as err:  # refused before any request: the same error the sync raised
         assert str(err) == text
     else:
@@ -184,7 +183,7 @@ def test_nothing_listening_at_the_url(world, mirror):
     org, sandbox, _ = world
     values = _values(org, sandbox)
     resource = _resource(Connection(url="https://127.0.0.1:{closed}"), org, sandbox, values)
-    report = run_test_connection(resource.connection(), required_objects=("Account",))
+    report = check_connection(resource.connection(), objects=("Account",))
     text = report.render()
     assert not report.ok and f"https://127.0.0.1:{values['closed']}" in text and "could not reach" in text, text
     assert "SALESFORCE_INSTANCE_URL" in text

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -69,7 +69,7 @@ def last_build_start(instance: dg.DagsterInstance, table: str) -> datetime | Non
     if event is None:
         return None
     record = instance.get_run_record_by_id(event.run_id)
-    return datetime.fromtimestamp(record.start_time, timezone.utc).replace(tzinfo=None) if record else None
+    return datetime.fromtimestamp(record.start_time, UTC).replace(tzinfo=None) if record else None
 
 
 def behind(instance: dg.DagsterInstance, db: Path) -> list[str]:

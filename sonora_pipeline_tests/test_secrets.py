@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-
 CANARY = "CANARYsecret5f2b9e1d7c0a4466"
 
 

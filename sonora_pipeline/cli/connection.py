@@ -8,7 +8,7 @@ import sys
 
 
 def cmd_test_connection(args: argparse.Namespace) -> int:
-    from sonora_pipeline.salesforce.diagnose import test_connection
+    from sonora_pipeline.salesforce.diagnose import check_connection
     from sonora_pipeline.settings import SettingsError, load_settings
 
     try:
@@ -19,7 +19,7 @@ def cmd_test_connection(args: argparse.Namespace) -> int:
     from sonora_pipeline.salesforce.environment import connection_from_env
 
     connection = connection_from_env()  # `main` has already refused an unset URL and turned `local` into an org
-    report = test_connection(connection, required_objects=objects)
+    report = check_connection(connection, objects=objects)
     print(report.render())
     if report.ok and report.org_id:
         return _check_warehouse_org(report.org_id, connection.instance_url)

@@ -8,8 +8,9 @@ are not part of Salesforce's API and never count against the API quota.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from sonora_pipeline.localorg.http import Request, Response
 from sonora_pipeline.localorg.store import RecordError
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class AdminApi:
-    def __init__(self, org: "LocalOrg"):
+    def __init__(self, org: LocalOrg):
         self.org = org
         self._controls: dict[str, Callable[[dict[str, Any]], Any]] = {
             "state": lambda b: org.state(),

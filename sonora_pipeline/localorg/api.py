@@ -8,7 +8,8 @@ only decides who handles a request and whether it may be handled at all.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from sonora_pipeline.localorg.auth import OAuthError
@@ -54,7 +55,7 @@ def versions_list() -> list[dict[str, str]]:
 class OrgApi:
     """Dispatches requests to resource handlers registered by path pattern."""
 
-    def __init__(self, org: "LocalOrg"):
+    def __init__(self, org: LocalOrg):
         self.org = org
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
 

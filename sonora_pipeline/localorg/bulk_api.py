@@ -103,7 +103,7 @@ class IngestJob:
 class BulkService:
     """All Bulk 2.0 jobs of one org."""
 
-    def __init__(self, org: "LocalOrg"):
+    def __init__(self, org: LocalOrg):
         self.org = org
         self.query_jobs: dict[str, QueryJob] = {}
         self.ingest_jobs: dict[str, IngestJob] = {}
@@ -166,7 +166,7 @@ def _options(payload: dict[str, Any]) -> tuple[str, str] | Response:
 
 # -- query jobs -----------------------------------------------------------------------------------------
 
-def create_query_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def create_query_job(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     payload = _body(request)
     if isinstance(payload, Response):
         return payload
@@ -216,11 +216,11 @@ def _job(jobs: dict[str, Any], ctx: ApiContext) -> Any:
     return job
 
 
-def _query_job(org: "LocalOrg", ctx: ApiContext) -> QueryJob | Response:
+def _query_job(org: LocalOrg, ctx: ApiContext) -> QueryJob | Response:
     return _job(org.bulk.query_jobs, ctx)
 
 
-def get_query_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def get_query_job(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     job = _query_job(org, ctx)
     if isinstance(job, Response):
         return job
@@ -234,12 +234,12 @@ def get_query_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respons
     return Response.json(200, job.info())
 
 
-def list_query_jobs(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def list_query_jobs(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     jobs = [j.info() for j in org.bulk.query_jobs.values()]
     return Response.json(200, {"done": True, "records": jobs[-1000:], "nextRecordsUrl": None})
 
 
-def abort_query_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def abort_query_job(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     job = _query_job(org, ctx)
     if isinstance(job, Response):
         return job
@@ -255,7 +255,7 @@ def abort_query_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respo
     return Response.json(200, job.info())
 
 
-def delete_query_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def delete_query_job(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     job = _query_job(org, ctx)
     if isinstance(job, Response):
         return job
@@ -281,7 +281,7 @@ def _encode_locator(offset: int) -> str:
     return base64.b64encode(str(offset).encode("ascii")).decode("ascii").rstrip("=")
 
 
-def query_results(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def query_results(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     job = _query_job(org, ctx)
     if isinstance(job, Response):
         return job
@@ -313,7 +313,7 @@ def query_results(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respons
 
 # -- ingest jobs ----------------------------------------------------------------------------------------
 
-def create_ingest_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def create_ingest_job(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     payload = _body(request)
     if isinstance(payload, Response):
         return payload
@@ -339,23 +339,23 @@ def create_ingest_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Res
     return Response.json(200, job.info())
 
 
-def _ingest_job(org: "LocalOrg", ctx: ApiContext) -> IngestJob | Response:
+def _ingest_job(org: LocalOrg, ctx: ApiContext) -> IngestJob | Response:
     return _job(org.bulk.ingest_jobs, ctx)
 
 
-def list_ingest_jobs(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def list_ingest_jobs(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     return Response.json(200, {"done": True, "records": [j.info() for j in org.bulk.ingest_jobs.values()],
                                "nextRecordsUrl": None})
 
 
-def get_ingest_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def get_ingest_job(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     job = _ingest_job(org, ctx)
     if isinstance(job, Response):
         return job
     return Response.json(200, job.info())
 
 
-def upload_ingest_data(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def upload_ingest_data(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     job = _ingest_job(org, ctx)
     if isinstance(job, Response):
         return job
@@ -369,7 +369,7 @@ def upload_ingest_data(org: "LocalOrg", request: Request, ctx: ApiContext) -> Re
     return Response.empty(201)
 
 
-def patch_ingest_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def patch_ingest_job(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     job = _ingest_job(org, ctx)
     if isinstance(job, Response):
         return job
@@ -392,7 +392,7 @@ def patch_ingest_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Resp
     return Response.json(200, info)
 
 
-def _process_ingest(org: "LocalOrg", job: IngestJob, user_id: str) -> None:
+def _process_ingest(org: LocalOrg, job: IngestJob, user_id: str) -> None:
     """Apply each CSV row; per-row failures are recorded and the job still completes."""
     obj = org.catalog.object(job.object)
     assert obj is not None
@@ -445,7 +445,7 @@ def _row_values(job: IngestJob, row: list[str]) -> dict[str, Any]:
     return values
 
 
-def _process_updates(org: "LocalOrg", job: IngestJob, rows: list[list[str]], id_index: int, user_id: str) -> None:
+def _process_updates(org: LocalOrg, job: IngestJob, rows: list[list[str]], id_index: int, user_id: str) -> None:
     """An `update` job applied as one batch (same per-row results as row by row, much faster)."""
     good = [row for row in rows if len(row) == len(job.header)]
     for row in rows:
@@ -461,7 +461,7 @@ def _process_updates(org: "LocalOrg", job: IngestJob, rows: list[list[str]], id_
             job.successes.append((outcome, False, row))
 
 
-def _apply_ingest_row(org: "LocalOrg", job: IngestJob, values: dict[str, Any], rid: str,
+def _apply_ingest_row(org: LocalOrg, job: IngestJob, values: dict[str, Any], rid: str,
                       user_id: str) -> tuple[str, bool]:
     store = org.store
     if job.operation == "insert":
@@ -488,7 +488,7 @@ def _apply_ingest_row(org: "LocalOrg", job: IngestJob, values: dict[str, Any], r
     raise RecordError("INVALID_FIELD", f"Upsert by {key} is not supported by the local org", [key])
 
 
-def ingest_results(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def ingest_results(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     job = _ingest_job(org, ctx)
     if isinstance(job, Response):
         return job
@@ -513,7 +513,7 @@ def ingest_results(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respon
     return Response(200, out.getvalue().encode("utf-8"), CSV_TYPE)
 
 
-def delete_ingest_job(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def delete_ingest_job(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     job = _ingest_job(org, ctx)
     if isinstance(job, Response):
         return job

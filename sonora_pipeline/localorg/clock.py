@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class OrgClock:
     def __init__(self, start: datetime | None = None):
         self._lock = threading.Lock()
         self._offset = timedelta(0) if start is None else start - utc_now()
-        self._last = datetime.min.replace(tzinfo=timezone.utc)
+        self._last = datetime.min.replace(tzinfo=UTC)
 
     def now(self) -> datetime:
         """Aware UTC time, millisecond precision, never going backwards between two calls (like a real
@@ -35,8 +35,8 @@ class OrgClock:
 
     def set(self, when: datetime) -> datetime:
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         with self._lock:
             self._offset = when - utc_now()
-            self._last = datetime.min.replace(tzinfo=timezone.utc)
+            self._last = datetime.min.replace(tzinfo=UTC)
         return self.now()

@@ -28,9 +28,9 @@ Same (records, seed, now, shape) -> identical data, byte for byte.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -422,7 +422,7 @@ class _Audit:
     owner: np.ndarray | None = None
 
     @classmethod
-    def fixed(cls, created: np.ndarray) -> "_Audit":
+    def fixed(cls, created: np.ndarray) -> _Audit:
         """Setup rows (users, record types): created and last touched once by the integration user."""
         n = len(created)
         zeros = np.zeros(n, dtype=np.int64)
@@ -596,7 +596,7 @@ def plan_counts(records: int, shape: str = "b2b") -> dict[str, int]:
 def _to_ms(now: datetime) -> int:
     """Milliseconds since the epoch of a (naive = UTC, or aware) datetime, truncated to the ms."""
     if now.tzinfo is not None:
-        now = now.astimezone(timezone.utc).replace(tzinfo=None)
+        now = now.astimezone(UTC).replace(tzinfo=None)
     delta = now - datetime(1970, 1, 1)
     return delta.days * DAY + delta.seconds * SECOND + delta.microseconds // 1000
 

@@ -14,14 +14,15 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from isal import igzip  # gzip as Salesforce sends it when asked, ~3x faster than zlib
 
 from sonora_pipeline.localorg.soql.results import dumps
-from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +66,24 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> "Response":
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
         # Numbers as Salesforce writes them (Java Double.toString: 300.0, 1.2345678E7).
         return cls(status, dumps(payload).encode("utf-8"), JSON_TYPE, headers or {})
 
     @classmethod
-    def raw_json(cls, status: int, text: str, headers: dict[str, str] | None = None) -> "Response":
+    def raw_json(cls, status: int, text: str, headers: dict[str, str] | None = None) -> Response:
         return cls(status, text.encode("utf-8"), JSON_TYPE, headers or {})
 
     @classmethod
     def error(cls, status: int, error_code: str, message: str, fields: list[str] | None = None,
-              headers: dict[str, str] | None = None) -> "Response":
+              headers: dict[str, str] | None = None) -> Response:
         item: dict[str, Any] = {"message": message, "errorCode": error_code}
         if fields is not None:
             item["fields"] = fields
         return cls.json(status, [item], headers)
 
     @classmethod
-    def empty(cls, status: int = 204, headers: dict[str, str] | None = None) -> "Response":
+    def empty(cls, status: int = 204, headers: dict[str, str] | None = None) -> Response:
         return cls(status, b"", None, headers or {})
 
 

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import weakref
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,7 @@ class LocalOrg:
     def now_timestamp(self) -> float:
         return self.clock.now().timestamp()
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> "LocalOrg":
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> LocalOrg:
         """Serve in a background thread; returns self so `org = LocalOrg(...).start()` reads well."""
         if self.state_dir is None or self._own_dir is not None:
             self.state_dir = Path(tempfile.mkdtemp(prefix="sonora-localorg-"))
@@ -158,7 +158,7 @@ class LocalOrg:
         if self._own_dir is not None:
             self._own_dir()  # runs once: removes the folder and detaches the exit hook
 
-    def __enter__(self) -> "LocalOrg":
+    def __enter__(self) -> LocalOrg:
         return self.start() if self._server is None else self
 
     def __exit__(self, *exc: Any) -> None:
@@ -267,7 +267,7 @@ class LocalOrg:
         return {
             "org_id": self.org_id,
             "instance_url": self.instance_url,
-            "clock": self.clock.now().astimezone(timezone.utc).isoformat(),
+            "clock": self.clock.now().astimezone(UTC).isoformat(),
             "api_usage": {"used": snap.used, "max": snap.max, "resets_at": snap.window_resets_at.isoformat()},
             "records": {o.name: self.store.count(o.name) for o in self.catalog.objects()},
             "csv_nulls": self.csv_nulls,

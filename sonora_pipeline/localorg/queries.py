@@ -47,7 +47,7 @@ class _Cursor:
     last_used: float
 
 
-def run_compiled(org: "LocalOrg", soql: str, *, include_deleted: bool, for_bulk: bool = False):
+def run_compiled(org: LocalOrg, soql: str, *, include_deleted: bool, for_bulk: bool = False):
     """Compile and execute; returns (compiled, arrow table) or raises QueryFailure with the org's error."""
     try:
         compiled = compile_query(soql, org.catalog, include_deleted=include_deleted, now=org.clock.now(),
@@ -67,7 +67,7 @@ def _rows(table: pa.Table) -> list[tuple]:
     return list(zip(*columns)) if columns else []
 
 
-def fetch_records(org: "LocalOrg", soql: str, *, include_deleted: bool, version: str) -> list[dict[str, Any]]:
+def fetch_records(org: LocalOrg, soql: str, *, include_deleted: bool, version: str) -> list[dict[str, Any]]:
     compiled, table = run_compiled(org, soql, include_deleted=include_deleted)
     return to_rest_records(compiled, _rows(table), version)
 
@@ -75,7 +75,7 @@ def fetch_records(org: "LocalOrg", soql: str, *, include_deleted: bool, version:
 class QueryService:
     """Open query locators of one org."""
 
-    def __init__(self, org: "LocalOrg"):
+    def __init__(self, org: LocalOrg):
         self.org = org
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._lock = threading.Lock()

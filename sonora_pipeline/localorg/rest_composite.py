@@ -44,7 +44,7 @@ def _collection_body(request: Request) -> tuple[list[dict[str, Any]], bool] | Re
     return records, bool(payload.get("allOrNone", False))
 
 
-def _type_of(org: "LocalOrg", record: Any) -> str:
+def _type_of(org: LocalOrg, record: Any) -> str:
     """The record's sObject from `attributes.type`, or the SaveResult error a real org gives without one."""
     attributes = record.get("attributes") if isinstance(record, dict) else None
     obj = org.catalog.object(attributes["type"]) if isinstance(attributes, dict) and isinstance(
@@ -54,7 +54,7 @@ def _type_of(org: "LocalOrg", record: Any) -> str:
     return obj.name
 
 
-def _apply_all(org: "LocalOrg", records: list[Any], all_or_none: bool, apply) -> list[dict[str, Any]]:
+def _apply_all(org: LocalOrg, records: list[Any], all_or_none: bool, apply) -> list[dict[str, Any]]:
     """Run `apply(record) -> id` for each record, in order; on allOrNone failure undo the successes."""
     results: list[dict[str, Any]] = []
     with org.store.write_lock:
@@ -80,7 +80,7 @@ def _apply_all(org: "LocalOrg", records: list[Any], all_or_none: bool, apply) ->
     return results
 
 
-def _update_as_one_batch(org: "LocalOrg", records: list[Any], user_id: str | None) -> list[dict[str, Any]] | None:
+def _update_as_one_batch(org: LocalOrg, records: list[Any], user_id: str | None) -> list[dict[str, Any]] | None:
     """allOrNone false and one sObject type with string Ids: the store's batch update (same per-record rules
     and errors, one write). Like a real org, the request lands as a whole, and fast; None when it does not fit."""
     try:
@@ -96,7 +96,7 @@ def _update_as_one_batch(org: "LocalOrg", records: list[Any], user_id: str | Non
             else {"id": rid, "success": False, "errors": [o.as_error()]} for (rid, _), o in zip(items, outcomes)]
 
 
-def update_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def update_collection(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     parsed = _collection_body(request)
     if isinstance(parsed, Response):
         return parsed
@@ -118,7 +118,7 @@ def update_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Res
     return Response.json(200, _apply_all(org, records, all_or_none, apply))
 
 
-def create_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def create_collection(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     parsed = _collection_body(request)
     if isinstance(parsed, Response):
         return parsed
@@ -134,7 +134,7 @@ def create_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Res
     return Response.json(200, _apply_all(org, records, all_or_none, apply))
 
 
-def delete_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def delete_collection(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     ids = [i for i in (request.param("ids") or "").split(",") if i]
     if not ids:
         return Response.error(400, "REQUIRED_FIELD_MISSING", "At least 1 Id is required.")
@@ -155,7 +155,7 @@ def delete_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Res
     return Response.json(200, results)
 
 
-def retrieve_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def retrieve_collection(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     obj = ctx.obj
     ids = [i for i in (request.param("ids") or "").split(",") if i]
     fields = [f for f in (request.param("fields") or "").split(",") if f]
@@ -171,7 +171,7 @@ def retrieve_collection(org: "LocalOrg", request: Request, ctx: ApiContext) -> R
     return Response.json(200, [by_id.get(i[:15]) for i in ids])
 
 
-def composite_batch(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def composite_batch(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     try:
         payload = request.json()
         subrequests = payload["batchRequests"]
@@ -196,7 +196,7 @@ def composite_batch(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respo
     return Response.json(200, {"hasErrors": has_errors, "results": results})
 
 
-def _run_subrequest(org: "LocalOrg", request: Request, ctx: ApiContext, sub: Any) -> Response:
+def _run_subrequest(org: LocalOrg, request: Request, ctx: ApiContext, sub: Any) -> Response:
     from urllib.parse import parse_qs, urlsplit
 
     from sonora_pipeline.localorg.api import ApiContext as Ctx

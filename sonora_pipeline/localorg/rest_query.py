@@ -18,7 +18,7 @@ def register(api: OrgApi) -> None:
     api.route("GET", r"/query(All)?/(?P<locator>01g[\w]+-\d+)", _next_page)
 
 
-def _query(org: "LocalOrg", request: Request, ctx: ApiContext, *, include_deleted: bool) -> Response:
+def _query(org: LocalOrg, request: Request, ctx: ApiContext, *, include_deleted: bool) -> Response:
     soql = request.param("q")
     if soql is None or not soql.strip():
         return Response.error(400, "MALFORMED_QUERY", "A query string must be provided.")
@@ -30,7 +30,7 @@ def _query(org: "LocalOrg", request: Request, ctx: ApiContext, *, include_delete
     return Response.json(200, page)
 
 
-def _next_page(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def _next_page(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     try:
         page = org.queries.next_page(ctx.match.group("locator"), version=ctx.version,
                                      batch_size=batch_size_from(request.header("sforce-query-options")))

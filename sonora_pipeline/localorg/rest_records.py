@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from sonora_pipeline.localorg import describe
 from sonora_pipeline.localorg.api import ApiContext, OrgApi
-from sonora_pipeline.localorg.http import Response, Request
+from sonora_pipeline.localorg.http import Request, Response
 from sonora_pipeline.localorg.ids import is_valid_id, to_18
 from sonora_pipeline.localorg.queries import QueryFailure, fetch_records
 from sonora_pipeline.localorg.soql.formats import rest_datetime as format_rest_datetime
@@ -39,7 +39,7 @@ def register(api: OrgApi) -> None:
     api.route("DELETE", r"/sobjects/(?P<obj>\w+)/(?P<id>\w+)", delete_record)
 
 
-def resource_map(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def resource_map(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     base = f"/services/data/v{ctx.version}"
     names = ["tooling", "metadata", "eclair", "folders", "prechatForms", "contact-tracing", "jobs", "query",
              "tabs", "appMenu", "quickActions", "queryAll", "commerce", "wave", "iot", "analytics", "search",
@@ -51,7 +51,7 @@ def resource_map(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response
     return Response.json(200, out)
 
 
-def limits(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def limits(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     """The recorded Developer Edition `/limits` answer, with the counters this org really keeps."""
     snap = org.quota.snapshot()
     body = copy.deepcopy(_LIMITS_TEMPLATE)
@@ -63,21 +63,21 @@ def limits(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
     return Response.json(200, body)
 
 
-def describe_global(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def describe_global(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     return Response.json(200, describe.describe_global(org.catalog, ctx.version))
 
 
-def sobject_basic_info(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def sobject_basic_info(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     obj = ctx.obj
     return Response.json(200, describe.basic_info(org.catalog, obj, ctx.version, []))
 
 
-def describe_sobject(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def describe_sobject(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     obj = ctx.obj
     return Response.json(200, describe.describe_sobject(org.catalog, obj, ctx.version, org.instance_url))
 
 
-def get_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def get_record(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     obj = ctx.obj
     record_id = ctx.match.group("id")
     if not is_valid_id(record_id):
@@ -97,7 +97,7 @@ def get_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
     return Response.json(200, records[0])
 
 
-def create_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def create_record(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     obj = ctx.obj
     payload, bad = _json_object(request)
     if bad:
@@ -110,7 +110,7 @@ def create_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respons
                          headers={"Location": f"/services/data/v{ctx.version}/sobjects/{obj.name}/{rid}"})
 
 
-def update_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def update_record(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     obj = ctx.obj
     payload, bad = _json_object(request)
     if bad:
@@ -125,7 +125,7 @@ def update_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Respons
     return Response.empty(204)
 
 
-def delete_record(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def delete_record(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     obj = ctx.obj
     record_id = ctx.match.group("id")
     if org.store.get(obj.name, record_id, include_deleted=True) is None:
@@ -162,11 +162,11 @@ def _parse_feed_time(text: str | None) -> datetime | None:
     except ValueError:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).replace(second=0, microsecond=0)  # seconds are ignored
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(second=0, microsecond=0)  # seconds are ignored
 
 
-def _feed_window(org: "LocalOrg", request: Request, lookback: timedelta) -> tuple[datetime, datetime] | Response:
+def _feed_window(org: LocalOrg, request: Request, lookback: timedelta) -> tuple[datetime, datetime] | Response:
     start = _parse_feed_time(request.param("start"))
     end = _parse_feed_time(request.param("end"))
     if start is None or end is None:
@@ -181,7 +181,7 @@ def _feed_window(org: "LocalOrg", request: Request, lookback: timedelta) -> tupl
     return start, min(end, now)
 
 
-def updated_feed(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def updated_feed(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     obj = ctx.obj
     window = _feed_window(org, request, timedelta(days=30))
     if isinstance(window, Response):
@@ -193,7 +193,7 @@ def updated_feed(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response
     return Response.json(200, {"ids": ids, "latestDateCovered": format_rest_datetime(end)})
 
 
-def deleted_feed(org: "LocalOrg", request: Request, ctx: ApiContext) -> Response:
+def deleted_feed(org: LocalOrg, request: Request, ctx: ApiContext) -> Response:
     obj = ctx.obj
     window = _feed_window(org, request, timedelta(days=15))
     if isinstance(window, Response):

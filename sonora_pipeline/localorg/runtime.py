@@ -21,8 +21,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 DEFAULT_RECORDS = 5000
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
 
 # Salesforce field type -> DuckDB column type. Compound types (address, location) have no column:
 # they are assembled from their component fields.
@@ -184,7 +185,7 @@ class Catalog:
     Thread-safe: the server reads it from many request threads while controls change it.
     """
 
-    def __init__(self, objects: Iterable[ObjectSpec], field_factory: "FieldFactory | None" = None):
+    def __init__(self, objects: Iterable[ObjectSpec], field_factory: FieldFactory | None = None):
         self._objects: dict[str, ObjectSpec] = {o.name.lower(): o for o in objects}
         self.field_factory = field_factory  # makes describe entries for fields added while the org runs
         self._hidden: set[tuple[str, str]] = set()  # (object lower, field lower) the user cannot read

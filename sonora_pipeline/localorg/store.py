@@ -9,7 +9,7 @@ plus a recycle-bin log for soft deletes, nothing at all for hard deletes, and de
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
@@ -52,7 +52,7 @@ class RecordError(Exception):
 
 def _naive_utc(value: datetime) -> datetime:
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 
@@ -214,7 +214,7 @@ class OrgStore:
             self.conn.execute(f'UPDATE {obj.table} SET {sets} WHERE "Id" = ?', [*diff.values(), current["Id"]])
 
     def update_many(self, object_name: str, items: list[tuple[str, dict[str, Any]]], *,
-                    user_id: str | None = None) -> list["str | RecordError"]:
+                    user_id: str | None = None) -> list[str | RecordError]:
         """Update many records at once (Bulk ingest): the same per-record rules and errors as `update`,
         one read and one write for the whole batch, so the org keeps up with a sync benchmark."""
         obj = self._object(object_name)

@@ -13,12 +13,13 @@ Rules that make a re-run (or a crash and re-run) leave the same tables as one cl
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Iterator
+from datetime import UTC, datetime
 
 import duckdb
 
+from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, quote_literal, raw_table, table_name_for
 from sonora_pipeline.mirror.spool import Spool
 from sonora_pipeline.mirror.state import (
     ObjectState,
@@ -30,9 +31,9 @@ from sonora_pipeline.mirror.state import (
     read_state,
     write_state,
 )
-from sonora_pipeline.mirror.tables import SCHEMA, ensure_table, q, qualified
+from sonora_pipeline.mirror.tables import OWN_COLUMNS, ensure_table, existing_columns
+from sonora_pipeline.salesforce.describe import ObjectSchema
 from sonora_pipeline.salesforce.errors import TooManyPurges
-from sonora_pipeline.sync.catalog import ObjectSchema
 
 
 class IncompleteData(Exception):
@@ -68,7 +69,7 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _stage(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool) -> int:
@@ -78,15 +79,17 @@ def _stage(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool) 
     conn.execute("DROP TABLE IF EXISTS staged_raw")
     selects = []
     if spool.csv_files:
-        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in spool.csv_files) + "]"
+        files = "[" + ", ".join(quote_literal(str(p)) for p in spool.csv_files) + "]"
         columns = "{" + ", ".join(f"'{c}': '{types[c]}'" for c in spool.columns) + "}"
         selects.append(
-            f"SELECT {', '.join(q(c) for c in spool.columns)} FROM read_csv({files}, header = true, delim = ',', "
+            f"SELECT {', '.join(quote_identifier(c) for c in spool.columns)} FROM read_csv({files}, header = true, "
+            "delim = ',', "
             f"quote = '\"', escape = '\"', columns = {columns}, auto_detect = false, nullstr = '', "
             f"allow_quoted_nulls = true)")
     if spool.parquet_files:
-        files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in spool.parquet_files) + "]"
-        casts = ", ".join(f"CAST({q(c)} AS {types[c]}) AS {q(c)}" for c in spool.columns)
+        files = "[" + ", ".join(quote_literal(str(p)) for p in spool.parquet_files) + "]"
+        casts = ", ".join(f"CAST({quote_identifier(c)} AS {types[c]}) AS {quote_identifier(c)}"
+                          for c in spool.columns)
         selects.append(f"SELECT {casts} FROM read_parquet({files})")
     conn.execute(f"CREATE TEMP TABLE staged_raw AS {' UNION ALL '.join(selects)}")
     loaded = conn.execute("SELECT count(*) FROM staged_raw").fetchone()[0]
@@ -111,32 +114,33 @@ def _compound_exprs(schema: ObjectSchema, columns: list[str]) -> list[tuple[str,
         parts = [(key, col) for key, col in compound.parts if col in present]
         if not parts:
             continue
-        all_null = " AND ".join(f"s.{q(col)} IS NULL" for _, col in parts)
-        packed = ", ".join(f"{key} := s.{q(col)}" for key, col in parts)
+        all_null = " AND ".join(f"s.{quote_identifier(col)} IS NULL" for _, col in parts)
+        packed = ", ".join(f"{key} := s.{quote_identifier(col)}" for key, col in parts)
         out.append((compound.name, f"CASE WHEN {all_null} THEN NULL ELSE struct_pack({packed}) END"))
     return out
 
 
 def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[str], synced_at: datetime) -> tuple[int, int]:
-    table = qualified(schema)
+    table = raw_table(schema.object_name)
     compounds = _compound_exprs(schema, columns)
     stamp = f"TIMESTAMP '{synced_at.isoformat(sep=' ')}'"
     newer = 's."SystemModstamp" >= t."SystemModstamp"'
     # Objects without IsDeleted (User) never delete: their table's IsDeleted keeps its default, false.
     deleted = 'coalesce(s."IsDeleted", false)' if "IsDeleted" in columns else "false"
-    sets = [f"{q(c)} = s.{q(c)}" for c in columns if c != "Id"] + [f"{q(n)} = {e}" for n, e in compounds]
+    sets = [f"{quote_identifier(c)} = s.{quote_identifier(c)}" for c in columns if c != "Id"]
+    sets += [f"{quote_identifier(n)} = {e}" for n, e in compounds]
     sets += [f"_sonora_synced_at = {stamp}", "_sonora_deleted_at = NULL", "_sonora_purged_at = NULL"]
     if "IsDeleted" not in columns:  # a row seen again is live, even if a reconcile had marked it gone
         sets.append('"IsDeleted" = false')
     insert_cols = columns + [n for n, _ in compounds] + ["_sonora_synced_at", "_sonora_deleted_at"]
-    insert_vals = [f"s.{q(c)}" for c in columns] + [e for _, e in compounds] + [
+    insert_vals = [f"s.{quote_identifier(c)}" for c in columns] + [e for _, e in compounds] + [
         stamp, f'CASE WHEN {deleted} THEN s."SystemModstamp" END']
     if conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)").fetchone()[0] == 0:
         # First load into an empty table: a plain insert does what the merge would, much faster.
         counts = conn.execute(
             f'SELECT count(*) FILTER (WHERE NOT {deleted}), count(*) FILTER (WHERE {deleted}) FROM staged AS s'
         ).fetchone()
-        conn.execute(f"INSERT INTO {table} ({', '.join(q(c) for c in insert_cols)}) "
+        conn.execute(f"INSERT INTO {table} ({', '.join(quote_identifier(c) for c in insert_cols)}) "
                      f"SELECT {', '.join(insert_vals)} FROM staged AS s")
         return counts[0], counts[1]
     # Counted against the table before the merge: a row re-read by an overlap, no newer than the mirror's
@@ -152,7 +156,8 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
         WHEN MATCHED AND {newer} AND {deleted} THEN UPDATE SET "IsDeleted" = true,
             "SystemModstamp" = s."SystemModstamp", _sonora_synced_at = {stamp},
             _sonora_deleted_at = coalesce(t._sonora_deleted_at, s."SystemModstamp")
-        WHEN NOT MATCHED THEN INSERT ({', '.join(q(c) for c in insert_cols)}) VALUES ({', '.join(insert_vals)})
+        WHEN NOT MATCHED THEN INSERT ({', '.join(quote_identifier(c) for c in insert_cols)})
+            VALUES ({', '.join(insert_vals)})
     """)
     return changed_upserts, changed_deletes
 
@@ -203,21 +208,19 @@ def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: 
 def vanished_columns(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[str]:
     """Mirrored columns that describe no longer shows (field deleted, or read access revoked): they are
     kept with their last known values, and the caller says so."""
-    from sonora_pipeline.mirror.tables import OWN_COLUMNS, existing_columns
-
     known = {f.name.lower() for f in schema.fields} | {c.name.lower() for c in schema.compounds} | {"isdeleted"}
-    return sorted(c for c in existing_columns(conn, schema.table)
+    return sorted(c for c in existing_columns(conn, table_name_for(schema.object_name))
                   if c.lower() not in known and c not in OWN_COLUMNS)
 
 
 def _store_record_types(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> None:
     """Record types from describe (no extra API call): the model filters customers by developer name."""
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}._record_types (object_name VARCHAR, record_type_id VARCHAR, "
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}._record_types (object_name VARCHAR, record_type_id VARCHAR, "
                  "developer_name VARCHAR, name VARCHAR)")
     document_state_tables(conn, "_record_types")
-    conn.execute(f"DELETE FROM {SCHEMA}._record_types WHERE object_name = ?", [schema.object_name])
+    conn.execute(f"DELETE FROM {RAW_SCHEMA}._record_types WHERE object_name = ?", [schema.object_name])
     for rt_id, developer_name, label in schema.record_types:
-        conn.execute(f"INSERT INTO {SCHEMA}._record_types VALUES (?, ?, ?, ?)",
+        conn.execute(f"INSERT INTO {RAW_SCHEMA}._record_types VALUES (?, ?, ?, ?)",
                      [schema.object_name, rt_id, developer_name, label])
 
 
@@ -250,9 +253,10 @@ def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool
         updated = 0
         if not spool.empty:
             _stage(conn, schema, spool)
-            sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in columns)
-            updated = conn.execute(f'SELECT count(*) FROM staged s JOIN {qualified(schema)} t ON t."Id" = s."Id"').fetchone()[0]
-            conn.execute(f'UPDATE {qualified(schema)} AS t SET {sets} FROM staged AS s WHERE t."Id" = s."Id"')
+            sets = ", ".join(f"{quote_identifier(c)} = s.{quote_identifier(c)}" for c in columns)
+            table = raw_table(schema.object_name)
+            updated = conn.execute(f'SELECT count(*) FROM staged s JOIN {table} t ON t."Id" = s."Id"').fetchone()[0]
+            conn.execute(f'UPDATE {table} AS t SET {sets} FROM staged AS s WHERE t."Id" = s."Id"')
         state = read_state(conn, schema.object_name)
         state.pending_backfill = tuple(c for c in state.pending_backfill if c not in columns)
         _record_bulk_refresh(conn, state, "backfill_columns", rows_read=spool.rows_expected, rows_changed=updated,
@@ -274,14 +278,14 @@ def commit_formula_refresh(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema
         changed = 0
         if not spool.empty:
             _stage(conn, schema, spool)
-            table = qualified(schema)
+            table = raw_table(schema.object_name)
             applies = ('t."Id" = s."Id" AND s."SystemModstamp" >= t."SystemModstamp" '
                        "AND t._sonora_synced_at < ? AND t._sonora_deleted_at IS NULL AND t._sonora_purged_at IS NULL")
-            differs = " OR ".join(f"t.{q(c)} IS DISTINCT FROM s.{q(c)}" for c in columns)
+            differs = " OR ".join(f"t.{quote_identifier(c)} IS DISTINCT FROM s.{quote_identifier(c)}" for c in columns)
             where = f"{applies} AND ({differs})"
             changed = conn.execute(f"SELECT count(*) FROM staged s JOIN {table} t ON {where}",
                                    [read_started]).fetchone()[0]
-            sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in columns)
+            sets = ", ".join(f"{quote_identifier(c)} = s.{quote_identifier(c)}" for c in columns)
             conn.execute(f"UPDATE {table} AS t SET {sets} FROM staged AS s WHERE {where}", [read_started])
         _record_bulk_refresh(conn, read_state(conn, schema.object_name), "formula_refresh",
                              rows_read=spool.rows_expected, rows_changed=changed, api_calls=api_calls, run_id=run_id)
@@ -307,7 +311,7 @@ def commit_purges(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, live_id
     be marked, nothing is marked and TooManyPurges says why. A reconcile against the wrong org or by a run-as
     user who lost sharing access looks exactly like a mass delete, and would drop those rows from the model."""
     now = _utcnow()
-    table = qualified(schema)
+    table = raw_table(schema.object_name)
     gone = f'NOT EXISTS (SELECT 1 FROM {live_ids_table} o WHERE o."Id" = t."Id")'
     with transaction(conn):
         if org is not None:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sonora_pipeline.sync.catalog import ObjectSchema
+from sonora_pipeline.salesforce.datetimes import utc_text
+from sonora_pipeline.salesforce.describe import ObjectSchema
 
 
 def _stringify(value: Any, sf_type: str) -> str | None:
@@ -24,9 +25,7 @@ def _stringify(value: Any, sf_type: str) -> str | None:
     if isinstance(value, float):
         return repr(value)
     text = str(value)
-    if sf_type == "datetime" and text.endswith("+0000"):
-        return text[:-5] + "Z"
-    return text
+    return utc_text(text) if sf_type == "datetime" else text
 
 
 @dataclass
@@ -38,7 +37,7 @@ class Spool:
     rows_expected: int = 0
 
     @classmethod
-    def create(cls, root: Path, object_name: str, columns: list[str]) -> "Spool":
+    def create(cls, root: Path, object_name: str, columns: list[str]) -> Spool:
         directory = root / f"{object_name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         directory.mkdir(parents=True, exist_ok=False)
         return cls(directory=directory, columns=columns)

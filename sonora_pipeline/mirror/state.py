@@ -13,16 +13,17 @@ Each table and column carries a DuckDB comment (`DOCS`), re-applied whenever one
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 
-from sonora_pipeline.mirror.tables import SCHEMA, set_comments
+from sonora_pipeline.mirror.names import RAW_SCHEMA
+from sonora_pipeline.mirror.tables import set_comments
 from sonora_pipeline.salesforce.errors import OrgMismatch
 
-STATE = f"{SCHEMA}._sync_state"
-WINDOWS = f"{SCHEMA}._sync_windows"
-ORG = f"{SCHEMA}._org"
+STATE = f"{RAW_SCHEMA}._sync_state"
+WINDOWS = f"{RAW_SCHEMA}._sync_windows"
+ORG = f"{RAW_SCHEMA}._org"
 
 # What the state tables say, as DuckDB comments (the tables are analysts' record of coverage and cost too).
 DOCS: dict[str, tuple[str, dict[str, str]]] = {
@@ -85,7 +86,7 @@ def document_state_tables(conn: duckdb.DuckDBPyConnection, *tables: str) -> None
 
 
 def ensure_state_tables(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     conn.execute(f"""
         CREATE TABLE IF NOT EXISTS {STATE} (
             object_name VARCHAR PRIMARY KEY,
@@ -137,7 +138,8 @@ class OrgIdentity:
 def mirrored_org(conn: duckdb.DuckDBPyConnection) -> tuple[str, str, datetime] | None:
     """(org id, instance URL, first seen) of the org this warehouse mirrors; None before the first commit."""
     exists = conn.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = '_org'", [SCHEMA]).fetchone()[0]
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = '_org'", [RAW_SCHEMA]
+    ).fetchone()[0]
     if not exists:
         return None
     return conn.execute(f"SELECT org_id, instance_url, first_seen_at FROM {ORG} LIMIT 1").fetchone()
@@ -153,12 +155,12 @@ def check_org(conn: duckdb.DuckDBPyConnection, org: OrgIdentity, database: str =
 def claim_org(conn: duckdb.DuckDBPyConnection, org: OrgIdentity) -> None:
     """Inside a commit's transaction: record `org` if the warehouse has no org yet, refuse if it has another.
     Being in the same transaction as the data, the record and the first rows appear together or not at all."""
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     conn.execute(f"CREATE TABLE IF NOT EXISTS {ORG} (org_id VARCHAR NOT NULL, instance_url VARCHAR, "
                  "first_seen_at TIMESTAMP)")
     check_org(conn, org)
     if mirrored_org(conn) is None:
-        first_seen = datetime.now(timezone.utc).replace(tzinfo=None)
+        first_seen = datetime.now(UTC).replace(tzinfo=None)
         conn.execute(f"INSERT INTO {ORG} VALUES (?, ?, ?)", [org.org_id, org.instance_url, first_seen])
 
 
@@ -181,7 +183,7 @@ class ObjectState:
 
 def read_state(conn: duckdb.DuckDBPyConnection, object_name: str) -> ObjectState:
     exists = conn.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = '_sync_state'", [SCHEMA]
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = '_sync_state'", [RAW_SCHEMA]
     ).fetchone()[0]
     if not exists:
         return ObjectState(object_name)

@@ -14,9 +14,9 @@ from typing import NamedTuple
 
 import duckdb
 
-from sonora_pipeline.sync.catalog import ObjectSchema
+from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, quote_literal, raw_table, table_name_for
+from sonora_pipeline.salesforce.describe import ObjectSchema
 
-SCHEMA = "salesforce"
 OWN_COLUMNS = {
     "_sonora_synced_at": ("TIMESTAMP", "When Sonora last committed this row"),
     "_sonora_deleted_at": ("TIMESTAMP", "When the record was deleted in Salesforce (soft delete, recycle bin)"),
@@ -28,16 +28,33 @@ ADDRESS_STRUCT = ("STRUCT(street VARCHAR, city VARCHAR, state VARCHAR, postalCod
                   "latitude DOUBLE, longitude DOUBLE, geocodeAccuracy VARCHAR)")
 
 
-def q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_TEXT = {"VARCHAR", "TEXT", "STRING", "CHAR", "BPCHAR", "UUID"}
+_BOOLEAN = {"BOOLEAN", "BOOL"}
+_NUMBER = {"TINYINT", "SMALLINT", "INTEGER", "INT", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+           "UBIGINT", "UHUGEINT", "FLOAT", "REAL", "DOUBLE", "DECIMAL", "NUMERIC"}
+_DATETIME = {"TIMESTAMP", "DATETIME", "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ", "TIMESTAMP_S", "TIMESTAMP_MS",
+             "TIMESTAMP_NS"}
 
 
-def qualified(schema: ObjectSchema) -> str:
-    return f"{SCHEMA}.{q(schema.table)}"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def column_kind(duckdb_type: str) -> str:
+    """text | number | boolean | date | datetime | other, of a DuckDB column type (as duckdb_columns() spells
+    it: VARCHAR, DECIMAL(18,2), TIMESTAMP WITH TIME ZONE). Anything else, lists (VARCHAR[]) and structs
+    included, is "other": a caller decides what that allows, rather than a guess calling it text."""
+    t = " ".join(duckdb_type.upper().split())
+    base = t.split("(", 1)[0].strip()
+    if t.endswith("]") or base in ("STRUCT", "MAP", "UNION"):
+        return "other"
+    if base in _TEXT:
+        return "text"
+    if base in _BOOLEAN:
+        return "boolean"
+    if base in _NUMBER:
+        return "number"
+    if base == "DATE":
+        return "date"
+    if base in _DATETIME:
+        return "datetime"
+    return "other"
 
 
 class MirrorColumn(NamedTuple):
@@ -73,7 +90,7 @@ def column_docs(schema: ObjectSchema) -> list[MirrorColumn]:
 
 
 def set_comments(conn: duckdb.DuckDBPyConnection, docs: dict[str, tuple[str, dict[str, str]]],
-                 schema: str = SCHEMA) -> None:
+                 schema: str = RAW_SCHEMA) -> None:
     """Comment the tables of `docs` ({table: (comment, {column: comment})}) that exist, and their columns,
     writing only the comments that differ: two catalog queries, cheap enough for every commit, and it repairs
     what a re-created table, an edited label or an older warehouse left blank or stale."""
@@ -82,13 +99,13 @@ def set_comments(conn: duckdb.DuckDBPyConnection, docs: dict[str, tuple[str, dic
     tables = conn.execute(f"SELECT table_name, comment FROM duckdb_tables() {where}", params).fetchall()
     rows = conn.execute(f"SELECT table_name, column_name, comment FROM duckdb_columns() {where}", params).fetchall()
     wanted = {table: {name.lower(): text for name, text in columns.items()} for table, (_, columns) in docs.items()}
-    statements = [f"COMMENT ON TABLE {schema}.{q(table)} IS {_literal(docs[table][0])}"
+    statements = [f"COMMENT ON TABLE {schema}.{quote_identifier(table)} IS {quote_literal(docs[table][0])}"
                   for table, have in tables if have != docs[table][0]]
     for table, column, have in rows:
-        target = f"{schema}.{q(table)}"
+        target = f"{schema}.{quote_identifier(table)}"
         text = wanted[table].get(column.lower())
         if text and have != text:
-            statements.append(f"COMMENT ON COLUMN {target}.{q(column)} IS {_literal(text)}")
+            statements.append(f"COMMENT ON COLUMN {target}.{quote_identifier(column)} IS {quote_literal(text)}")
     if statements:
         conn.execute(";\n".join(statements))
 
@@ -96,7 +113,7 @@ def set_comments(conn: duckdb.DuckDBPyConnection, docs: dict[str, tuple[str, dic
 def existing_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     rows = conn.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
-        [SCHEMA, table]).fetchall()
+        [RAW_SCHEMA, table]).fetchall()
     return {name: dtype for name, dtype in rows}
 
 
@@ -104,21 +121,22 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[
     """Create the table or add the columns it lacks, and bring its comments in line with today's describe
     (labels can be edited in the org); returns the org columns that were added to an existing table (they
     need a back-fill of their old rows)."""
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    have = existing_columns(conn, schema.table)
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+    name, table = table_name_for(schema.object_name), raw_table(schema.object_name)
+    have = existing_columns(conn, name)
     wanted = column_docs(schema)
     if not have:
-        cols = ", ".join(f"{q(c.name)} {c.ddl_type}" for c in wanted)
-        conn.execute(f'CREATE TABLE {qualified(schema)} ({cols}, PRIMARY KEY ("Id"))')
+        cols = ", ".join(f"{quote_identifier(c.name)} {c.ddl_type}" for c in wanted)
+        conn.execute(f'CREATE TABLE {table} ({cols}, PRIMARY KEY ("Id"))')
         added: list[str] = []
     else:
         lower = {n.lower() for n in have}
         new_columns = [c for c in wanted if c.name.lower() not in lower]
         for c in new_columns:
-            conn.execute(f"ALTER TABLE {qualified(schema)} ADD COLUMN {q(c.name)} {c.ddl_type}")
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote_identifier(c.name)} {c.ddl_type}")
         added = [c.name for c in new_columns if c.name in schema.field_names]
         _retype_numbers(conn, schema, have)
-    set_comments(conn, {schema.table: (table_comment(schema), {c.name: c.comment for c in wanted})})
+    set_comments(conn, {name: (table_comment(schema), {c.name: c.comment for c in wanted})})
     return added
 
 
@@ -136,13 +154,14 @@ def _retype_numbers(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, have:
     loaded from now on, and narrows to the describe's type once such rows have been read again. Other
     rounded values stay as they were until their record changes (or `sync --lookback all` reads it)."""
     types = {name.lower(): dtype for name, dtype in have.items()}
+    table = raw_table(schema.object_name)
     for f in schema.fields:
         current = types.get(f.name.lower())
         if current is None or current.upper() == f.duckdb_type.upper():
             continue
         if not (_is_number_type(current) and _is_number_type(f.duckdb_type)):
             continue
-        column = q(f.name)
+        column = quote_identifier(f.name)
         candidates = [f.duckdb_type]
         scale = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", f.duckdb_type.upper())
         if scale:
@@ -153,9 +172,9 @@ def _retype_numbers(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, have:
             # Through text, so a DOUBLE's shortest digits (61.217061) are what the DECIMAL keeps.
             converted = f"TRY_CAST(CAST({column} AS VARCHAR) AS {target})"
             misfits = conn.execute(
-                f"SELECT count(*) FROM {qualified(schema)} WHERE {column} IS NOT NULL AND {converted} IS NULL"
+                f"SELECT count(*) FROM {table} WHERE {column} IS NOT NULL AND {converted} IS NULL"
             ).fetchone()[0]
             if misfits == 0:
-                conn.execute(f"ALTER TABLE {qualified(schema)} ALTER COLUMN {column} TYPE {target} "
+                conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {target} "
                              f"USING CAST(CAST({column} AS VARCHAR) AS {target})")
                 break

@@ -10,16 +10,19 @@ settings file's line and the fix, and nothing is written. Each build is one tran
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from typing import Any, Callable
+from datetime import date, datetime
+from typing import Any
 
 import duckdb
 
-from sonora_pipeline.model import scores, tables
+from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, quote_literal, table_name_for
+from sonora_pipeline.model import scores, statements
 from sonora_pipeline.model.docs import TABLES, describe_columns, label_objects
-from sonora_pipeline.model.rules import TABLE_OBJECTS, columns_from_mirror, validate_against_schema
-from sonora_pipeline.model.tables import SCHEMA, Statement
+from sonora_pipeline.model.rules import columns_from_mirror, validate_against_schema
+from sonora_pipeline.model.statements import MODEL_SCHEMA, Statement
+from sonora_pipeline.salesforce.datetimes import naive_utc
 
 
 class MirrorMissing(Exception):
@@ -43,17 +46,17 @@ def _cols(columns: dict[str, dict[str, str]], object_name: str) -> set[str]:
 
 SPECS: dict[str, TableSpec] = {spec.name: spec for spec in [
     TableSpec("customers", ("account", "opportunity"), (),
-              lambda s, d, c, n: [tables.customers(s, d, c["Account"], c["User"])], optional=("user",)),
-    TableSpec("people", ("contact",), ("customers",), lambda s, d, c, n: [tables.people(s, c["Contact"])]),
-    TableSpec("people_edges", (), ("people",), lambda s, d, c, n: [tables.people_edges()]),
+              lambda s, d, c, n: [statements.customers(s, d, c["Account"], c["User"])], optional=("user",)),
+    TableSpec("people", ("contact",), ("customers",), lambda s, d, c, n: [statements.people(s, c["Contact"])]),
+    TableSpec("people_edges", (), ("people",), lambda s, d, c, n: [statements.people_edges()]),
     TableSpec("opportunities", ("opportunity",), ("customers",),
-              lambda s, d, c, n: [tables.opportunities(c["User"])], optional=("user",)),
-    TableSpec("cases", ("case",), ("customers",), lambda s, d, c, n: [tables.cases(c["User"])], optional=("user",)),
-    TableSpec("case_comments", ("case_comment",), ("cases",), lambda s, d, c, n: [tables.case_comments()]),
+              lambda s, d, c, n: [statements.opportunities(c["User"])], optional=("user",)),
+    TableSpec("cases", ("case",), ("customers",), lambda s, d, c, n: [statements.cases(c["User"])], optional=("user",)),
+    TableSpec("case_comments", ("case_comment",), ("cases",), lambda s, d, c, n: [statements.case_comments()]),
     TableSpec("touchpoints", ("task", "event"), ("people", "customers", "opportunities", "cases"),
-              lambda s, d, c, n: [tables.touchpoints(n, c["Task"], c["Event"])]),
+              lambda s, d, c, n: [statements.touchpoints(n, c["Task"], c["Event"])]),
     TableSpec("engagement_signals", (), ("touchpoints", "cases", "opportunities", "people", "customers"),
-              lambda s, d, c, n: [tables.engagement_signals(d, n)]),
+              lambda s, d, c, n: [statements.engagement_signals(d, n)]),
     TableSpec("health_scores", ("account", "contact"), ("engagement_signals", "customers"),
               lambda s, d, c, n: [Statement(scores.HISTORY_DDL),
                                   scores.health_scores(s, d, c["Account"], c["Contact"], n)],
@@ -74,12 +77,12 @@ def _existing_tables(conn: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
 
 def mirror_labels(conn: duckdb.DuckDBPyConnection, objects: set[str]) -> dict[tuple[str, str], str]:
     """{(Salesforce object, field API name lower-cased): the mirror column's comment (its describe label)}."""
-    mirror = {table: name for table, name in TABLE_OBJECTS.items() if name in objects}
+    mirror = {table_name_for(name): name for name in objects}
     if not mirror:
         return {}
-    rows = conn.execute("SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = 'salesforce' "
+    rows = conn.execute("SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = ? "
                         "AND database_name = current_database() AND list_contains(?, table_name)",
-                        [list(mirror)]).fetchall()
+                        [RAW_SCHEMA, list(mirror)]).fetchall()
     return {(mirror[t], c.lower()): text or "" for t, c, text in rows}
 
 
@@ -87,21 +90,18 @@ def document(conn: duckdb.DuckDBPyConnection, table: str, settings: Any = None) 
     """Comment `sonora.<table>` and each of its columns, in one round trip. Written whole every time (the
     table was just replaced, or its comments are a few): reading the comments back costs more than writing."""
     try:
-        columns = [r[0] for r in conn.execute("SELECT name FROM pragma_table_info(?)", [f"{SCHEMA}.{table}"]).fetchall()]
+        columns = [r[0] for r in conn.execute("SELECT name FROM pragma_table_info(?)",
+                                              [f"{MODEL_SCHEMA}.{table}"]).fetchall()]
     except duckdb.CatalogException:
         return
     objects = label_objects(table)
     comments = describe_columns(table, settings, mirror_labels(conn, objects) if objects else None)
-    target = f"{SCHEMA}.{tables.q(table)}"
-    statements = [f"COMMENT ON TABLE {target} IS {_literal(TABLES[table])}"] if TABLES.get(table) else []
-    statements += [f"COMMENT ON COLUMN {target}.{tables.q(column)} IS {_literal(comments[column])}"
-                   for column in columns if comments.get(column)]
-    if statements:
-        conn.execute(";\n".join(statements))
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    target = f"{MODEL_SCHEMA}.{quote_identifier(table)}"
+    sql = [f"COMMENT ON TABLE {target} IS {quote_literal(TABLES[table])}"] if TABLES.get(table) else []
+    sql += [f"COMMENT ON COLUMN {target}.{quote_identifier(column)} IS {quote_literal(comments[column])}"
+            for column in columns if comments.get(column)]
+    if sql:
+        conn.execute(";\n".join(sql))
 
 
 def build_time(today: date, now: datetime | None) -> datetime:
@@ -110,7 +110,7 @@ def build_time(today: date, now: datetime | None) -> datetime:
     if now is None:
         return scores.utc_now(today)
     if now.tzinfo is not None:
-        now = now.astimezone(timezone.utc).replace(tzinfo=None)
+        now = naive_utc(now)
     if now.date() != today:
         raise ValueError(f"now ({now.isoformat()} UTC) is not on today ({today.isoformat()})")
     return now
@@ -122,7 +122,7 @@ def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, toda
     which the health score history is stamped with (injectable for tests and backfills)."""
     spec = SPECS[table]
     now = build_time(today, now)
-    raw = _existing_tables(conn, "salesforce")
+    raw = _existing_tables(conn, RAW_SCHEMA)
     missing = [t for t in spec.needs if t not in raw]
     if missing:
         raise MirrorMissing(f"sonora.{table} needs the mirror tables {', '.join('salesforce.' + t for t in missing)}, "
@@ -133,12 +133,12 @@ def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, toda
     object_columns = {name: _cols(columns, name) for name in ("Account", "Contact", "Opportunity", "User", "Task", "Event")}
     conn.execute("BEGIN TRANSACTION")
     try:
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {MODEL_SCHEMA}")
         for statement in spec.statement(settings, today, object_columns, now):
             conn.execute(statement.sql, statement.params)
         for built in (table, *spec.creates):
             document(conn, built, settings)
-        rows = conn.execute(f"SELECT count(*) FROM {SCHEMA}.{table}").fetchone()[0]
+        rows = conn.execute(f"SELECT count(*) FROM {MODEL_SCHEMA}.{table}").fetchone()[0]
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

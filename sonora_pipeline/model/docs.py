@@ -9,7 +9,8 @@ date, ARR, NPS) are described by `describe_columns` from the field's label in th
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 TABLES: dict[str, str] = {
     "customers": "One row per included, not-deleted Salesforce Account (external_id = Account Id), with mapped custom fields and is_paying.",

@@ -1,4 +1,4 @@
-"""The settings' rules against the mirror: checks that need the mirror's columns, and conditions as SQL/SOQL.
+"""The settings' rules against the mirror: checks that need the mirror's columns, and conditions as SQL.
 
 - `validate_against_schema` checks every Salesforce field the settings name (conditions, mapping sources,
   the renewal/health fields) exists in the mirror and that every value fits its column's type; the
@@ -9,31 +9,33 @@
   `not_in` match empty fields, the other comparisons never do. Text compares as SOQL compares it:
   case-insensitively (`=`, `!=`, `<`..., `in`, `not_in`, `like`, and record types and types of
   `accounts.include`), so a rule selects the same accounts in the model as in Salesforce.
-- `condition_soql` turns the same conditions into a SOQL WHERE expression, values escaped as SOQL literals
-  (`sonora_pipeline.sync.windows.soql_string`).
 
 `like` patterns: `%` matches any text, `_` one character, and a backslash makes the next character literal
-(`\\%` is a percent sign); the same pattern means the same in SQL and SOQL.
+(`\\%` is a percent sign), as in SOQL.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
-from decimal import Decimal
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
+from sonora_pipeline.mirror.names import RAW_SCHEMA, object_for_table, quote_identifier
+from sonora_pipeline.mirror.tables import column_kind
 from sonora_pipeline.settings import (
-    LIST_OPERATORS, NULL_OPERATORS, TODAY, Condition, Settings, SettingsError, locate, sort_problems,
+    LIST_OPERATORS,
+    NULL_OPERATORS,
+    STANDARD_OBJECTS,
+    TODAY,
+    Condition,
+    Settings,
+    SettingsError,
+    locate,
+    sort_problems,
 )
-from sonora_pipeline.sync.windows import soql_string
 
-# Mirror table -> Salesforce object name, for `columns_from_mirror`.
-TABLE_OBJECTS = {
-    "account": "Account", "contact": "Contact", "opportunity": "Opportunity", "case": "Case",
-    "case_comment": "CaseComment", "task": "Task", "event": "Event", "user": "User",
-}
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _COMPARE = ("=", "!=", "<", "<=", ">", ">=")
@@ -56,32 +58,15 @@ def columns_from_mirror(conn: Any) -> dict[str, dict[str, str]]:
     tables (custom objects) under their table name; internal tables (`_sync_state`, ...) are left out."""
     rows = conn.execute(
         "SELECT table_name, column_name, data_type FROM duckdb_columns() "
-        "WHERE schema_name = 'salesforce' AND database_name = current_database() "
-        "ORDER BY table_name, column_index"
+        "WHERE schema_name = ? AND database_name = current_database() "
+        "ORDER BY table_name, column_index", [RAW_SCHEMA]
     ).fetchall()
     out: dict[str, dict[str, str]] = {}
     for table, column, data_type in rows:
         if table.startswith("_"):
             continue
-        out.setdefault(TABLE_OBJECTS.get(table, table), {})[column] = data_type
+        out.setdefault(object_for_table(table, STANDARD_OBJECTS) or table, {})[column] = data_type
     return out
-
-
-def column_kind(duckdb_type: str) -> str:
-    """text | number | boolean | date | datetime | other, of a DuckDB column type."""
-    t = duckdb_type.upper()
-    if t in ("VARCHAR", "TEXT", "STRING", "CHAR", "BPCHAR", "UUID") or t.startswith("VARCHAR"):
-        return "text"
-    if t in ("BOOLEAN", "BOOL"):
-        return "boolean"
-    if t in ("TINYINT", "SMALLINT", "INTEGER", "INT", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-             "UBIGINT", "UHUGEINT", "FLOAT", "REAL", "DOUBLE") or t.startswith(("DECIMAL", "NUMERIC")):
-        return "number"
-    if t == "DATE":
-        return "date"
-    if t.startswith("TIMESTAMP") or t == "DATETIME":
-        return "datetime"
-    return "other"
 
 
 def _value_kind(value: Any) -> str:
@@ -238,16 +223,12 @@ def validate_against_schema(settings: Settings, columns: dict[str, dict[str, str
 
 # -- SQL -------------------------------------------------------------------------------------------------------
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _column_sql(alias: str, name: str) -> str:
     if not _FIELD.match(name):  # validated settings never get here; a guard for hand-built conditions
         raise ValueError(f"{name!r} is not a field API name")
     if alias and not _ALIAS.match(alias):
         raise ValueError(f"{alias!r} is not a table alias")
-    return f"{alias}.{_quote(name)}" if alias else _quote(name)
+    return f"{alias}.{quote_identifier(name)}" if alias else quote_identifier(name)
 
 
 def _param(value: Any, today: date) -> Any:
@@ -358,87 +339,3 @@ def account_inclusion_sql(settings: Settings, *, alias: str, record_type_alias: 
     if not parts:
         return "TRUE", []
     return "(" + " AND ".join(parts) + ")", params
-
-
-# -- SOQL ------------------------------------------------------------------------------------------------------
-
-def _soql_number(value: int | float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return format(Decimal(repr(value)), "f")
-
-
-def soql_literal(value: Any, *, today: date, datetime_field: bool = False) -> str:
-    """A settings value as a SOQL literal: 'text' (escaped), 42, 1.5, TRUE, 2025-01-31 (or
-    2025-01-31T00:00:00Z for a date/time field); `today` is the given day."""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, (int, float)):
-        return _soql_number(value)
-    if value == TODAY and isinstance(value, str):
-        value = today
-    if isinstance(value, date):
-        return f"{value.isoformat()}T00:00:00Z" if datetime_field else value.isoformat()
-    return soql_string(str(value))
-
-
-def like_pattern_soql(pattern: str) -> str:
-    """The SOQL LIKE literal a settings pattern means (literal % and _ as \\% and \\_)."""
-    out = []
-    for kind, ch in _like_tokens(pattern):
-        if kind != "lit":
-            out.append(ch)
-        elif ch in "%_":
-            out.append("\\" + ch)
-        else:
-            out.append(soql_string(ch)[1:-1])
-    return "'" + "".join(out) + "'"
-
-
-def condition_soql(conditions: Sequence[Condition], *, today: date,
-                   column_types: Mapping[str, str] | None = None) -> str:
-    """A SOQL boolean expression (for a WHERE clause) that holds when every condition holds; "" when there
-    are none. `column_types` ({field: DuckDB type}, optional) makes dates on TIMESTAMP fields datetime
-    literals (midnight UTC), as SOQL requires; without it dates are date literals."""
-    lowered = {k.lower(): v for k, v in (column_types or {}).items()}
-    parts: list[str] = []
-    for cond in conditions:
-        if not _FIELD.match(cond.field):
-            raise ValueError(f"{cond.field!r} is not a field API name")
-        name = cond.field
-        is_dt = column_kind(lowered.get(name.lower(), "DATE")) == "datetime"
-
-        def lit(value: Any) -> str:
-            return soql_literal(value, today=today, datetime_field=is_dt)
-
-        op = cond.op
-        if op == "is_null":
-            parts.append(f"{name} = null")
-        elif op == "is_not_null":
-            parts.append(f"{name} != null")
-        elif op in LIST_OPERATORS:
-            values = ", ".join(lit(v) for v in cond.values())
-            parts.append(f"{name} {'IN' if op == 'in' else 'NOT IN'} ({values})")
-        elif op == "like":
-            parts.append(f"{name} LIKE {like_pattern_soql(str(cond.value))}")
-        elif op in _COMPARE:
-            parts.append(f"{name} {op} {lit(cond.value)}")
-        else:  # pragma: no cover
-            raise ValueError(f"unknown operator {op!r}")
-    if not parts:
-        return ""
-    return " AND ".join(f"({p})" for p in parts) if len(parts) > 1 else parts[0]
-
-
-def account_inclusion_soql(settings: Settings, *, today: date,
-                           column_types: Mapping[str, str] | None = None) -> str:
-    """`accounts.include` as a SOQL expression on Account ("" when nothing is set)."""
-    include = settings.accounts.include
-    parts: list[str] = []
-    if include.record_types:
-        parts.append("RecordType.DeveloperName IN (" + ", ".join(soql_string(r) for r in include.record_types) + ")")
-    if include.types:
-        parts.append("Type IN (" + ", ".join(soql_string(t) for t in include.types) + ")")
-    if include.conditions:
-        parts.append(condition_soql(include.conditions, today=today, column_types=column_types))
-    return " AND ".join(f"({p})" for p in parts) if len(parts) > 1 else (parts[0] if parts else "")

@@ -34,10 +34,11 @@ eCSAT (estimated CSAT, 0-100) from support outcomes of the last 180 days:
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sonora_pipeline.model.tables import RAW, SCHEMA, Statement, live, q
+from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier
+from sonora_pipeline.model.statements import MODEL_SCHEMA, Statement, live
 
 HEALTH_FORMULA = ("score = Σ weight × measure / Σ weight over non-NULL measures; engagement = 100 × (0.6 × "
                   "min(1, touches_90d/12) + 0.4 × min(1, meetings_90d/3)); support = max(0, 100 − 25×high − "
@@ -51,17 +52,17 @@ TREND_HOURS = 24  # trend compares with the score that held this many hours befo
 
 def _contract_end(settings: Any, account_columns: set[str]) -> str:
     field = settings.renewals.contract_end_field
-    return f'a.{q(field)}' if field and field in account_columns else "CAST(NULL AS DATE)"
+    return f'a.{quote_identifier(field)}' if field and field in account_columns else "CAST(NULL AS DATE)"
 
 
 def _arr(settings: Any, account_columns: set[str]) -> str:
     field = settings.renewals.arr_field
-    return f'a.{q(field)}' if field and field in account_columns else "CAST(NULL AS DOUBLE)"
+    return f'a.{quote_identifier(field)}' if field and field in account_columns else "CAST(NULL AS DOUBLE)"
 
 
 def sentiment_source(settings: Any, contact_columns: set[str]) -> str:
     field = settings.health.nps_field
-    return f'c.{q(field)}' if field and field in contact_columns else "CAST(NULL AS DOUBLE)"
+    return f'c.{quote_identifier(field)}' if field and field in contact_columns else "CAST(NULL AS DOUBLE)"
 
 
 def health_scores(settings: Any, today: date, account_columns: set[str], contact_columns: set[str],
@@ -76,17 +77,17 @@ def health_scores(settings: Any, today: date, account_columns: set[str], contact
     weighted = " + ".join(f"coalesce({m} * {w[m]!r}, 0)" for m in MEASURES)
     weight_sum = " + ".join(f"CASE WHEN {m} IS NULL THEN 0 ELSE {w[m]!r} END" for m in MEASURES)
     sql = f"""
-        CREATE OR REPLACE TABLE {SCHEMA}.health_scores AS
+        CREATE OR REPLACE TABLE {MODEL_SCHEMA}.health_scores AS
         WITH nps AS (
             SELECT a."Id" AS customer_id, avg({sentiment_source(settings, contact_columns)}) AS nps_avg
-            FROM {RAW}.contact c JOIN {RAW}.account a ON a."Id" = c."AccountId"
+            FROM {RAW_SCHEMA}.contact c JOIN {RAW_SCHEMA}.account a ON a."Id" = c."AccountId"
             WHERE {live('c')} GROUP BY 1
         ), base AS (
             SELECT cu.external_id AS customer_id, cu.is_paying, {_contract_end(settings, account_columns)} AS contract_end_date,
                    s.* EXCLUDE (customer_id), nps.nps_avg
-            FROM {SCHEMA}.customers cu
-            JOIN {RAW}.account a ON a."Id" = cu.external_id
-            JOIN {SCHEMA}.engagement_signals s ON s.customer_id = cu.external_id
+            FROM {MODEL_SCHEMA}.customers cu
+            JOIN {RAW_SCHEMA}.account a ON a."Id" = cu.external_id
+            JOIN {MODEL_SCHEMA}.engagement_signals s ON s.customer_id = cu.external_id
             LEFT JOIN nps ON nps.customer_id = cu.external_id
         ), measures AS (
             SELECT customer_id, is_paying, contract_end_date, touches_90d, meetings_90d, open_cases_high,
@@ -123,7 +124,7 @@ def health_scores(settings: Any, today: date, account_columns: set[str], contact
                ? AS weights, ? AS formula
         FROM scored s
         LEFT JOIN (
-            SELECT customer_id, score, computed_at FROM {SCHEMA}.health_score_history
+            SELECT customer_id, score, computed_at FROM {MODEL_SCHEMA}.health_score_history
             WHERE computed_at <= CAST(? AS TIMESTAMP) - INTERVAL {TREND_HOURS} HOUR
             QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY computed_at DESC) = 1
         ) prev ON prev.customer_id = s.customer_id
@@ -134,12 +135,12 @@ def health_scores(settings: Any, today: date, account_columns: set[str], contact
 def utc_now(today: date) -> datetime:
     """This build's time (naive UTC): the clock when `today` is the clock's day, else noon of `today` (a
     build for another day, e.g. in a test or a backfill)."""
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     return now if now.date() == today else datetime(today.year, today.month, today.day, 12)
 
 
 HISTORY_DDL = f"""
-    CREATE TABLE IF NOT EXISTS {SCHEMA}.health_score_history (
+    CREATE TABLE IF NOT EXISTS {MODEL_SCHEMA}.health_score_history (
         customer_id VARCHAR, computed_at TIMESTAMP, score DOUBLE, band VARCHAR, engagement DOUBLE,
         support DOUBLE, commercial DOUBLE, sentiment DOUBLE, weights VARCHAR)
 """
@@ -149,12 +150,12 @@ def append_history() -> Statement:
     """Append this build's score of each customer whose score or band changed since its latest row, or whose
     latest row is from an earlier UTC day (or who has none)."""
     return Statement(f"""
-        INSERT INTO {SCHEMA}.health_score_history
+        INSERT INTO {MODEL_SCHEMA}.health_score_history
         SELECT h.customer_id, h.computed_at, h.score, h.band, h.engagement, h.support, h.commercial,
                h.sentiment, h.weights
-        FROM {SCHEMA}.health_scores h
+        FROM {MODEL_SCHEMA}.health_scores h
         LEFT JOIN (
-            SELECT customer_id, score, band, computed_at FROM {SCHEMA}.health_score_history
+            SELECT customer_id, score, band, computed_at FROM {MODEL_SCHEMA}.health_score_history
             QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY computed_at DESC) = 1
         ) last ON last.customer_id = h.customer_id
         WHERE last.customer_id IS NULL
@@ -167,14 +168,14 @@ def append_history() -> Statement:
 def ecsat(settings: Any, today: date, contact_columns: set[str]) -> Statement:
     sla = float(settings.ecsat.sla_hours)
     sql = f"""
-        CREATE OR REPLACE TABLE {SCHEMA}.ecsat AS
+        CREATE OR REPLACE TABLE {MODEL_SCHEMA}.ecsat AS
         WITH closed AS (
             SELECT customer_id,
                    count(*) AS cases_closed_180d,
                    avg(CASE WHEN hours_to_close <= {sla!r} THEN 1.0 ELSE 0.0 END) AS within_sla_share,
                    avg(CASE WHEN coalesce(is_escalated, false) THEN 1.0 ELSE 0.0 END) AS escalated_share,
                    median(hours_to_close) AS median_hours_to_close
-            FROM {SCHEMA}.cases
+            FROM {MODEL_SCHEMA}.cases
             WHERE is_closed AND closed_at >= CAST(? AS DATE) - 180 AND customer_id IS NOT NULL
             GROUP BY 1
         )
@@ -186,9 +187,9 @@ def ecsat(settings: Any, today: date, contact_columns: set[str]) -> Statement:
                     ELSE round(0.8 * 100 * (0.6 * cl.within_sla_share + 0.4 * (1 - cl.escalated_share)) + 0.2 * h.sentiment, 2)
                END AS ecsat,
                ? AS formula
-        FROM {SCHEMA}.customers cu
+        FROM {MODEL_SCHEMA}.customers cu
         LEFT JOIN closed cl ON cl.customer_id = cu.external_id
-        LEFT JOIN {SCHEMA}.health_scores h ON h.customer_id = cu.external_id
+        LEFT JOIN {MODEL_SCHEMA}.health_scores h ON h.customer_id = cu.external_id
     """
     return Statement(sql, [today, ECSAT_FORMULA])
 
@@ -196,7 +197,7 @@ def ecsat(settings: Any, today: date, contact_columns: set[str]) -> Statement:
 def renewals(settings: Any, today: date, account_columns: set[str]) -> Statement:
     horizon = int(settings.renewals.horizon_days)
     sql = f"""
-        CREATE OR REPLACE TABLE {SCHEMA}.renewals AS
+        CREATE OR REPLACE TABLE {MODEL_SCHEMA}.renewals AS
         SELECT cu.external_id AS customer_id, cu.name, cu.owner_id, cu.owner_name, cu.owner_email,
                {_contract_end(settings, account_columns)} AS contract_end_date,
                date_diff('day', CAST(? AS DATE), {_contract_end(settings, account_columns)}) AS days_to_renewal,
@@ -204,10 +205,10 @@ def renewals(settings: Any, today: date, account_columns: set[str]) -> Statement
                s.pipeline_open_amount, s.open_opportunities, h.score AS health_score, h.band AS health_band,
                s.open_cases_total, s.open_cases_high, s.last_touch_at, s.touches_90d, s.next_touch_at,
                s.overdue_tasks
-        FROM {SCHEMA}.customers cu
-        JOIN {RAW}.account a ON a."Id" = cu.external_id
-        JOIN {SCHEMA}.engagement_signals s ON s.customer_id = cu.external_id
-        LEFT JOIN {SCHEMA}.health_scores h ON h.customer_id = cu.external_id
+        FROM {MODEL_SCHEMA}.customers cu
+        JOIN {RAW_SCHEMA}.account a ON a."Id" = cu.external_id
+        JOIN {MODEL_SCHEMA}.engagement_signals s ON s.customer_id = cu.external_id
+        LEFT JOIN {MODEL_SCHEMA}.health_scores h ON h.customer_id = cu.external_id
         WHERE cu.is_paying
           AND {_contract_end(settings, account_columns)} >= CAST(? AS DATE)
           AND {_contract_end(settings, account_columns)} <= CAST(? AS DATE) + {horizon}

@@ -1,1 +1,2 @@
-"""Talking to a Salesforce org: connection and client code, importable without Dagster running."""
+"""Talking to a Salesforce org: connection and client code, describe parsing, SOQL literals and datetimes;
+importable without Dagster, and importing nothing else of the project."""

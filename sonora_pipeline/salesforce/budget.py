@@ -27,8 +27,9 @@ import logging
 import re
 import threading
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sonora_pipeline.salesforce.errors import QuotaExhausted, QuotaPaused
 
@@ -195,7 +196,7 @@ class ApiBudget:
                 self._probe_since = self._now()
                 self.pauses += 1
                 usage = self._usage_text()
-            resume = datetime.now(timezone.utc) + timedelta(seconds=duration)
+            resume = datetime.now(UTC) + timedelta(seconds=duration)
             if warn:
                 self.log.warning(
                     "Salesforce refused a call: API limit exceeded (usage %s). Pausing %.1f s; next try at "

@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from sonora_pipeline.salesforce.errors import ApiError, BulkJobFailed, BulkJobTimeout, ResultCountMismatch
 from sonora_pipeline.salesforce.transport import Transport, WriteOutcomeUnknown

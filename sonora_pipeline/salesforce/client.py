@@ -10,7 +10,8 @@ with tiny delays. Pass an `OrgSession` instead of a connection to share one toke
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sonora_pipeline.salesforce.budget import ApiBudget
 from sonora_pipeline.salesforce.bulk import BULK_JOB_DEADLINE_SECONDS, BulkApi
@@ -39,7 +40,7 @@ class SalesforceClient(RestApi, BulkApi):
     def __repr__(self) -> str:
         return f"SalesforceClient({safe_url(self.connection.instance_url)}, api_calls={self.api_calls})"
 
-    def __enter__(self) -> "SalesforceClient":
+    def __enter__(self) -> SalesforceClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -94,7 +94,7 @@ class OrgConnection:
         return f"OrgConnection({safe_url(self.instance_url)}, API v{self.api_version})"
 
     # -- validation --------------------------------------------------------------------------------------
-    def validate(self) -> "OrgConnection":
+    def validate(self) -> OrgConnection:
         """Raise `ConfigError` when the settings cannot work, before any request; returns self.
 
         Each message names the environment variable to fix. Neither the secret nor the key is echoed.

@@ -1,4 +1,4 @@
-"""`test_connection`: check, step by step, that the pipeline can read an org, and say what to fix.
+"""`check_connection`: check, step by step, that the pipeline can read an org, and say what to fix.
 
 Why: a failed first sync says little ("401", "SSL error", "invalid_grant"). Setting up an External Client
 App has several independent prerequisites (the URL, the key, the secret, the flow, the Run As user, API
@@ -8,14 +8,16 @@ an expected failure, so a CLI or a Dagster asset check can simply render it.
 
 The steps: the settings (no request), `GET /services/data/` without auth (is this a Salesforce org?),
 the token (client credentials), one authenticated call (`/limits`: is the API enabled for the run-as
-user?), and a describe of each required object (can the run-as user read it?). The object step checks
-every object, so that one run lists all the permissions to grant.
+user?), and a describe of each object the caller names (the sync's objects, from the settings: the client knows
+no settings; can the run-as user read it?). The object step checks every object, so that one run lists
+all the permissions to grant.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import requests
 
@@ -30,9 +32,6 @@ from sonora_pipeline.salesforce.errors import (
     QuotaExhausted,
     SalesforceError,
 )
-from sonora_pipeline.settings import STANDARD_OBJECTS
-
-REQUIRED_OBJECTS = STANDARD_OBJECTS  # what the sync reads when no custom object is configured
 
 
 @dataclass
@@ -77,9 +76,9 @@ class ConnectionReport:
         return "\n".join(self.lines())
 
 
-def test_connection(connection: OrgConnection, *,
-                    required_objects: Iterable[str] = REQUIRED_OBJECTS) -> ConnectionReport:
-    """Run the checks in order and return the report; stops at the first failing prerequisite."""
+def check_connection(connection: OrgConnection, *, objects: Iterable[str]) -> ConnectionReport:
+    """Run the checks in order and return the report; stops at the first failing prerequisite. `objects`:
+    the Salesforce objects the run-as user must be able to read."""
     report = ConnectionReport()
     checks = report.checks
 
@@ -133,7 +132,7 @@ def test_connection(connection: OrgConnection, *,
 
         # 5. can the run-as user read each object the pipeline syncs?
         failed = False
-        for name in required_objects:
+        for name in objects:
             check = _object_check(client, name)
             checks.append(check)
             failed = failed or not check.ok
@@ -145,9 +144,6 @@ def test_connection(connection: OrgConnection, *,
         return report
     finally:
         client.close()
-
-
-test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name
 
 
 def _versions_check(client: SalesforceClient, connection: OrgConnection) -> Check:

@@ -4,8 +4,9 @@ so the retry, token and budget rules are not repeated here."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from sonora_pipeline.salesforce.errors import ApiError
 from sonora_pipeline.salesforce.transport import Transport

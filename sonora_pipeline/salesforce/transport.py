@@ -22,9 +22,10 @@ import decimal
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -141,7 +142,7 @@ class Transport:
                 pass
         # The Date header has whole seconds: stay one second behind so nothing counts as read too early.
         offset = self._server_offset or timedelta(0)
-        return datetime.now(timezone.utc) + offset - timedelta(seconds=1)
+        return datetime.now(UTC) + offset - timedelta(seconds=1)
 
     def _note_server_date(self, header: str | None) -> None:
         if not header:
@@ -150,7 +151,7 @@ class Transport:
             server = parsedate_to_datetime(header)  # an HTTP date (RFC 7231), not a Salesforce datetime
         except (TypeError, ValueError):
             return
-        self._server_offset = server - datetime.now(timezone.utc)
+        self._server_offset = server - datetime.now(UTC)
 
     # -- the one way a request is made -------------------------------------------------------------------
     def _url(self, path: str) -> str:

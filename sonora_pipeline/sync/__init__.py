@@ -1,1 +1,1 @@
-"""Keeping the DuckDB mirror equal to the org: catalog, windows, fetching, committing."""
+"""Keeping the DuckDB mirror equal to the org: which windows to read, fetching them, committing them."""

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
 
 from sonora_pipeline.mirror.commit import (
     CommitResult,
@@ -22,18 +21,17 @@ from sonora_pipeline.mirror.commit import (
     prepare_schema,
     vanished_columns,
 )
+from sonora_pipeline.mirror.names import quote_literal, raw_table
 from sonora_pipeline.mirror.spool import Spool, clean_stale_spools
 from sonora_pipeline.mirror.state import ObjectState, OrgIdentity, check_org, read_all_states
-from sonora_pipeline.mirror.tables import qualified
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import safe_url
+from sonora_pipeline.salesforce.describe import ObjectSchema, schema_from_describe
 from sonora_pipeline.salesforce.errors import ApiError, InsufficientAccess
 from sonora_pipeline.settings import SyncSettings
 from sonora_pipeline.sync import progress
-from sonora_pipeline.sync.catalog import ObjectSchema, schema_from_describe
 from sonora_pipeline.sync.windows import ReadPlan, initial_plan, window_plan
-
 
 # Rows per Bulk result page: large pages keep API calls low (≈ 10 per million rows), and each page goes
 # straight to the spool on disk, so memory stays bounded.
@@ -111,10 +109,9 @@ class SyncResult:
 
 def _server_now(client: SalesforceClient) -> datetime:
     """The org's "now" (from its Date header), so windows follow the org's clock, not ours."""
-    from datetime import timezone
 
     server_now = getattr(client, "server_now", None)
-    return server_now() if server_now else datetime.now(timezone.utc)
+    return server_now() if server_now else datetime.now(UTC)
 
 
 def _spool_root(db_path: Path) -> Path:
@@ -279,7 +276,7 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
         vanished = vanished_columns(conn, schema)
         rows_in_table, deleted_rows = conn.execute(
             f"SELECT count(*), count(*) FILTER (WHERE _sonora_deleted_at IS NOT NULL OR _sonora_purged_at IS NOT NULL) "
-            f"FROM {qualified(schema)}").fetchone()
+            f"FROM {raw_table(schema.object_name)}").fetchone()
         cursor = read_all_states(conn, (object_name,))[object_name].cursor_modstamp
     added_now = sorted(set(added_now) | {col for _, _, c in results for col in c.added_columns})
     if added_now:
@@ -330,7 +327,7 @@ def reconcile_ids(client: SalesforceClient, db_path: Path, object_name: str, *, 
         for page in client.bulk_query_pages(f"SELECT Id FROM {object_name}", include_deleted=True):
             spool.add_csv_page(page.csv, page.number_of_records)
         with write_connection(Path(db_path)) as conn:
-            files = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in spool.csv_files) + "]"
+            files = "[" + ", ".join(quote_literal(str(p)) for p in spool.csv_files) + "]"
             if spool.csv_files:
                 conn.execute(f"CREATE OR REPLACE TEMP TABLE live_ids AS SELECT \"Id\" FROM read_csv({files}, "
                              "header = true, columns = {'Id': 'VARCHAR'}, auto_detect = false)")

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sonora_pipeline.mirror.commit import commit_formula_refresh
+from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline.mirror.spool import Spool, clean_stale_spools
 from sonora_pipeline.mirror.tables import existing_columns
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.salesforce.client import SalesforceClient
-from sonora_pipeline.sync.catalog import ObjectSchema
+from sonora_pipeline.salesforce.describe import ObjectSchema
 from sonora_pipeline.sync.engine import BULK_PAGE_RECORDS, connected_org, describe_schema
 
 
@@ -48,7 +49,7 @@ def _mirrored_columns(db_path: Path, schema: ObjectSchema) -> set[str] | None:
     if not db_path.exists():
         return None
     with read_connection(db_path) as conn:
-        columns = existing_columns(conn, schema.table)
+        columns = existing_columns(conn, table_name_for(schema.object_name))
     return {c.lower() for c in columns} or None
 
 
@@ -80,7 +81,7 @@ def refresh_formulas(client: SalesforceClient, db_path: Path, object_name: str, 
     spool = Spool.create(spool_root, object_name + "-formulas", narrow.field_names)
     try:
         # Rows committed by a sync after this instant keep what the sync wrote (it may be newer than our read).
-        read_started = datetime.now(timezone.utc).replace(tzinfo=None)
+        read_started = datetime.now(UTC).replace(tzinfo=None)
         soql = f"SELECT {', '.join(narrow.field_names)} FROM {object_name}"
         # Live records only: a deleted row keeps its last known values, as the sync keeps them.
         for page in client.bulk_query_pages(soql, include_deleted=False, max_records=BULK_PAGE_RECORDS):

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import dagster as dg
 
+from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline.mirror.state import ObjectState
 from sonora_pipeline.sync import progress
-from sonora_pipeline.sync.catalog import table_name_for
 from sonora_pipeline.sync.engine import all_states
 
 
@@ -47,7 +47,7 @@ def due_runs(objects: tuple[str, ...], db_path: Path, partitions: dg.TimeWindowP
             out.append(DueRun(name, keys[0] if initial_covers_range else today, today, True))
             continue
         since = state.cursor_modstamp - timedelta(seconds=overlap_seconds)
-        first = partitions.get_partition_key_for_timestamp(since.replace(tzinfo=timezone.utc).timestamp())
+        first = partitions.get_partition_key_for_timestamp(since.replace(tzinfo=UTC).timestamp())
         first = max(first, keys[0])
         out.append(DueRun(name, first, today, False))
     return out

@@ -11,22 +11,11 @@ A window [start, end) on `SystemModstamp` is read as [start - overlap, min(end, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
+from sonora_pipeline.salesforce.datetimes import naive_utc
+from sonora_pipeline.salesforce.soql import soql_datetime, soql_string_list
 from sonora_pipeline.settings import SyncSettings
-
-
-def soql_datetime(value: datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def soql_string(value: str) -> str:
-    """A SOQL string literal with every special character escaped, so no value can change the query."""
-    escaped = (value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
-               .replace("\t", "\\t").replace('"', '\\"'))
-    return f"'{escaped}'"
 
 
 @dataclass(frozen=True)
@@ -43,19 +32,15 @@ class ReadPlan:
         return self.read_from is not None and self.read_to <= self.read_from
 
 
-def _naive(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
-
-
 def window_plan(start: datetime, end: datetime, now: datetime, settings: SyncSettings) -> ReadPlan:
-    read_from = _naive(start) - timedelta(seconds=settings.overlap_seconds)
-    read_to = min(_naive(end), _naive(now) - timedelta(seconds=settings.lag_seconds))
+    read_from = naive_utc(start) - timedelta(seconds=settings.overlap_seconds)
+    read_to = min(naive_utc(end), naive_utc(now) - timedelta(seconds=settings.lag_seconds))
     clause = (f"SystemModstamp >= {soql_datetime(read_from)} AND SystemModstamp < {soql_datetime(read_to)}")
     return ReadPlan("window", (clause,), read_from, read_to)
 
 
 def _active_filters(object_name: str, settings: SyncSettings) -> tuple[str, ...]:
-    types = ", ".join(soql_string(t) for t in settings.active_account_types)
+    types = soql_string_list(settings.active_account_types)
     open_opp_accounts = "(SELECT AccountId FROM Opportunity WHERE IsClosed = false)"
     typed_accounts = f"(SELECT Id FROM Account WHERE Type IN ({types}))"
     filters: list[str] = []
@@ -84,7 +69,7 @@ def _active_filters(object_name: str, settings: SyncSettings) -> tuple[str, ...]
 
 def initial_plan(object_name: str, now: datetime, settings: SyncSettings) -> ReadPlan:
     """The first import of an object, by the configured mode; it ends where incremental windows start."""
-    read_to = _naive(now) - timedelta(seconds=settings.lag_seconds)
+    read_to = naive_utc(now) - timedelta(seconds=settings.lag_seconds)
     upper = f"SystemModstamp < {soql_datetime(read_to)}"
     mode = settings.initial_import
     if mode == "all":

@@ -10,20 +10,21 @@ recording the outcome, and the next run waits for that request to land before re
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from sonora_pipeline.mirror.warehouse import write_connection
 from sonora_pipeline.model.build import document
-from sonora_pipeline.model.tables import SCHEMA
+from sonora_pipeline.model.statements import MODEL_SCHEMA
 
-LEDGER = f"{SCHEMA}.writeback_ledger"
+LEDGER = f"{MODEL_SCHEMA}.writeback_ledger"
 LEDGER_DDL = f"""
     CREATE TABLE IF NOT EXISTS {LEDGER} (
         account_id VARCHAR, field VARCHAR, value VARCHAR, computed_at TIMESTAMP, attempted_at TIMESTAMP,
@@ -49,7 +50,7 @@ class LedgerRow:
 
 
 def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {MODEL_SCHEMA}")
     conn.execute(LEDGER_DDL)
     document(conn, "writeback_ledger")  # its comments live with the model's (model/docs.py)
 
@@ -96,7 +97,7 @@ def record(conn: duckdb.DuckDBPyConnection, rows: Iterable[LedgerRow], *, run_id
     rows = list(rows)
     if not rows:
         return 0
-    attempted_at = attempted_at or datetime.now(timezone.utc).replace(tzinfo=None)
+    attempted_at = attempted_at or datetime.now(UTC).replace(tzinfo=None)
     ensure_ledger(conn)
     table = pa.table({
         "account_id": [r.account_id for r in rows], "field": [r.field for r in rows],

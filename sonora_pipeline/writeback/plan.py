@@ -10,13 +10,14 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import duckdb
 
-from sonora_pipeline.model.tables import SCHEMA, q
+from sonora_pipeline.mirror.names import quote_identifier
+from sonora_pipeline.model.statements import MODEL_SCHEMA
 from sonora_pipeline.settings import Settings, SettingsError, WritebackMapping
 from sonora_pipeline.writeback.ledger import canonical, ensure_ledger, ledger_state
 
@@ -77,18 +78,18 @@ def check_columns(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dict[i
     problems = []
     types: dict[int, str] = {}
     for i, mapping in enumerate(settings.writeback.mappings):
-        cols = _columns(conn, SCHEMA, mapping.table)
+        cols = _columns(conn, MODEL_SCHEMA, mapping.table)
         where = settings.locate(("writeback", "mappings", i, "column"))
         if not cols:
-            problems.append(f"{where}: the model table {SCHEMA}.{mapping.table} is not built yet; materialize the "
+            problems.append(f"{where}: the model table {MODEL_SCHEMA}.{mapping.table} is not built yet; materialize the "
                             "customer model first (customer_model_job)")
         elif mapping.model_column not in cols:
             close = difflib.get_close_matches(mapping.model_column, list(cols), n=1, cutoff=0.6)
             hint = f" (did you mean '{mapping.table}.{close[0]}'?)" if close else ""
-            problems.append(f"{where}: {SCHEMA}.{mapping.table} has no column '{mapping.model_column}'{hint}; its "
+            problems.append(f"{where}: {MODEL_SCHEMA}.{mapping.table} has no column '{mapping.model_column}'{hint}; its "
                             f"columns are: {', '.join(cols)}")
         elif _id_column(mapping.table) not in cols:
-            problems.append(f"{where}: {SCHEMA}.{mapping.table} has no {_id_column(mapping.table)} column to find "
+            problems.append(f"{where}: {MODEL_SCHEMA}.{mapping.table} has no {_id_column(mapping.table)} column to find "
                             "the Account by")
         else:
             types[i] = cols[mapping.model_column]
@@ -106,7 +107,7 @@ def _map_value(mapping: WritebackMapping, value: Any) -> Any:
 def compute_plan(conn: duckdb.DuckDBPyConnection, settings: Settings, *, now: datetime | None = None) -> Plan:
     """The values to write: every mapped model value of a live customer that differs from what was last pushed.
     A value never pushed counts as empty, so an empty model value is not written until something was."""
-    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    now = now or datetime.now(UTC).replace(tzinfo=None)
     ensure_ledger(conn)
     types = check_columns(conn, settings)
     pushed, unfinished = ledger_state(conn)
@@ -117,14 +118,14 @@ def compute_plan(conn: duckdb.DuckDBPyConnection, settings: Settings, *, now: da
     purged = '"_sonora_purged_at" IS NULL' if "_sonora_purged_at" in mirror else "true"
     by = 'a."LastModifiedById"' if "LastModifiedById" in mirror else "NULL"
     for i, mapping in enumerate(settings.writeback.mappings):
-        cols = _columns(conn, SCHEMA, mapping.table)
+        cols = _columns(conn, MODEL_SCHEMA, mapping.table)
         computed = "t.computed_at" if "computed_at" in cols else "NULL"
         idc = _id_column(mapping.table)
         rows = conn.execute(f"""
-            SELECT t.{q(idc)}, t.{q(mapping.model_column)}, {computed}, a."LastModifiedDate", {by}
-            FROM {SCHEMA}.{q(mapping.table)} t
-            JOIN {SCHEMA}.customers c ON c.external_id = t.{q(idc)}
-            JOIN salesforce.account a ON a."Id" = t.{q(idc)}
+            SELECT t.{quote_identifier(idc)}, t.{quote_identifier(mapping.model_column)}, {computed}, a."LastModifiedDate", {by}
+            FROM {MODEL_SCHEMA}.{quote_identifier(mapping.table)} t
+            JOIN {MODEL_SCHEMA}.customers c ON c.external_id = t.{quote_identifier(idc)}
+            JOIN salesforce.account a ON a."Id" = t.{quote_identifier(idc)}
             WHERE NOT coalesce(a."IsDeleted", false) AND {purged}""").fetchall()
         for account_id, raw, computed_at, modified_at, modified_by in rows:
             value = _map_value(mapping, raw)

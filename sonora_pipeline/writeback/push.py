@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sonora_pipeline.mirror.state import OrgIdentity, check_org
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
@@ -30,7 +31,7 @@ from sonora_pipeline.salesforce.transport import WriteOutcomeUnknown
 from sonora_pipeline.settings import Settings
 from sonora_pipeline.writeback.ledger import LedgerRow, LedgerWriter
 from sonora_pipeline.writeback.plan import Plan, Planned, compute_plan
-from sonora_pipeline.writeback.readback import OrgRecord, naive_utc, read_org, same_value
+from sonora_pipeline.writeback.readback import OrgRecord, read_org, same_value, timestamp_or_none
 from sonora_pipeline.writeback.report import Change, WritebackReport
 from sonora_pipeline.writeback.targets import TARGET_OBJECT, Target, check_targets
 
@@ -131,7 +132,7 @@ class WritebackRun:
         sent_at = self.plan.last_unfinished_send
         if sent_at is None:
             return
-        wait = self.settings.writeback.settle_seconds - (datetime.now(timezone.utc).replace(tzinfo=None)
+        wait = self.settings.writeback.settle_seconds - (datetime.now(UTC).replace(tzinfo=None)
                                                         - sent_at).total_seconds()
         if wait > 0:
             self.log.info("Write-back: an earlier run stopped while sending values at %s UTC; waiting %.1f s for "
@@ -161,7 +162,7 @@ class WritebackRun:
                     settled.append(_row(p, "success", None, "already in Salesforce; nothing sent"))
             if not pending:
                 continue
-            mirror_at = naive_utc(pending[0].mirror_modified_at)
+            mirror_at = timestamp_or_none(pending[0].mirror_modified_at)
             if current.modified_at != mirror_at and (our_user is None or current.modified_by != our_user):
                 message = (f"changed in Salesforce by {current.modified_by} at {current.modified_at} after the "
                            f"mirror's copy ({mirror_at}) the value was computed from; not written, the next sync "

@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sonora_pipeline.salesforce.client import SalesforceClient
+from sonora_pipeline.salesforce.datetimes import parse_datetime
 from sonora_pipeline.salesforce.rest import MAX_COLLECTION_RECORDS
+from sonora_pipeline.salesforce.soql import soql_string_list
 from sonora_pipeline.writeback.targets import TARGET_OBJECT, Target
 
 SYSTEM_FIELDS = ("Id", "IsDeleted", "LastModifiedDate", "LastModifiedById")
@@ -30,20 +32,10 @@ class OrgRecord:
     values: dict[str, Any]
 
 
-def naive_utc(value: Any) -> datetime | None:
-    """A Salesforce or DuckDB timestamp as naive UTC to the millisecond, so the org's and the mirror's compare."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        dt = value
-    else:
-        text = str(value).replace("Z", "+00:00")
-        if len(text) >= 5 and text[-5] in "+-" and text[-3] != ":":
-            text = text[:-2] + ":" + text[-2:]
-        dt = datetime.fromisoformat(text)
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
-    return dt.replace(microsecond=(dt.microsecond // 1000) * 1000)
+def timestamp_or_none(value: Any) -> datetime | None:
+    """A Salesforce or DuckDB timestamp as naive UTC to the millisecond, so the org's and the mirror's compare;
+    an empty value (a field never set) as None."""
+    return None if value is None or value == "" else parse_datetime(value)
 
 
 def same_value(target: Target, org_value: Any, wire: Any) -> bool:
@@ -62,12 +54,8 @@ def same_value(target: Target, org_value: Any, wire: Any) -> bool:
     if target.type == "date":
         return str(org_value)[:10] == str(wire)[:10]
     if target.type == "datetime":
-        return naive_utc(org_value) == naive_utc(wire)
+        return timestamp_or_none(org_value) == timestamp_or_none(wire)
     return str(org_value) == str(wire)
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def read_org(client: SalesforceClient, ids: list[str], fields: list[str], *, use_bulk: bool
@@ -83,7 +71,7 @@ def read_org(client: SalesforceClient, ids: list[str], fields: list[str], *, use
             return
         deleted = row.get("IsDeleted")
         out[rid] = OrgRecord(deleted=deleted is True or str(deleted).lower() == "true",
-                             modified_at=naive_utc(row.get("LastModifiedDate")),
+                             modified_at=timestamp_or_none(row.get("LastModifiedDate")),
                              modified_by=row.get("LastModifiedById") or None,
                              values={f: (None if row.get(f) == "" else row.get(f)) for f in fields})
 
@@ -96,7 +84,7 @@ def read_org(client: SalesforceClient, ids: list[str], fields: list[str], *, use
         return out
     for start in range(0, len(ids), MAX_COLLECTION_RECORDS):
         chunk = ids[start:start + MAX_COLLECTION_RECORDS]
-        soql = f"SELECT {select} FROM {TARGET_OBJECT} WHERE Id IN ({', '.join(_quote(i) for i in chunk)})"
+        soql = f"SELECT {select} FROM {TARGET_OBJECT} WHERE Id IN ({soql_string_list(chunk)})"
         for records in client.query_pages(soql, include_deleted=True):
             for row in records:
                 keep(row)

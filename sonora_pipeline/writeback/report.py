@@ -7,8 +7,9 @@ sees in the Dagster UI (account, field, old -> new) is built in one place.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from sonora_pipeline.writeback.ledger import canonical
 

@@ -11,17 +11,17 @@ target stops the run with the field's name and the fix; nothing is written. Read
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
+from sonora_pipeline.mirror.tables import column_kind
 from sonora_pipeline.settings import Settings, SettingsError
 
 TARGET_OBJECT = "Account"  # the write-back writes model values to Account fields only
 NUMBER_FIELDS = ("double", "percent", "currency", "int", "long")
 TEXT_FIELDS = ("string", "textarea", "email", "phone", "url", "picklist")
-_NUMBER_COLUMNS = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC", "INTEGER", "BIGINT", "SMALLINT", "TINYINT",
-                   "HUGEINT", "UBIGINT", "UINTEGER")
 
 
 class TargetError(SettingsError):
@@ -36,19 +36,6 @@ class Target:
     type: str
     scale: int
     length: int
-
-
-def column_kind(duckdb_type: str | None) -> str:
-    t = (duckdb_type or "").upper()
-    if t.startswith(_NUMBER_COLUMNS):
-        return "number"
-    if t == "BOOLEAN":
-        return "boolean"
-    if t == "DATE":
-        return "date"
-    if t.startswith("TIMESTAMP"):
-        return "datetime"
-    return "text"
 
 
 def _fields(describe: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -89,7 +76,7 @@ def validate(describe: dict[str, Any], settings: Settings, planned: Iterable[Any
             problems.append(f"{where}: {name} is not updateable by the run-as user ({ftype}, read-only); grant "
                             "Edit in its field-level security, or choose a writable field")
             continue
-        kind = "text" if mapping.values is not None else column_kind((column_types or {}).get(i))
+        kind = "text" if mapping.values is not None else column_kind((column_types or {}).get(i, ""))
         mine = values.get(i, [])
         scale = int(info.get("scale") or 0)
         length = int(info.get("length") or 0)

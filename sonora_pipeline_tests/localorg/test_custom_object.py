@@ -8,7 +8,7 @@ import csv
 import hashlib
 import io
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 
 import pytest
@@ -23,7 +23,7 @@ from sonora_pipeline_tests.conftest import trusting_session
 from sonora_pipeline_tests.localorg.test_simple_salesforce import login_with_client_credentials
 
 VERSION = "62.0"
-NOW = datetime(2025, 6, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 1, 12, 0, 0, 123000, tzinfo=UTC)
 NOW_NAIVE = NOW.replace(tzinfo=None)
 TODAY = NOW_NAIVE.date()
 SUB = "Subscription__c"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ from sonora_pipeline.localorg.generator import SHARES, generate_org, ids_for_num
 from sonora_pipeline.localorg.schema import build_standard_catalog
 from sonora_pipeline.localorg.store import OrgStore
 
-NOW = datetime(2025, 6, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 1, 12, 0, 0, 123000, tzinfo=UTC)
 NOW_NAIVE = NOW.replace(tzinfo=None)
 OBJECTS = ["User", "RecordType", "Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event"]
 WITH_DELETE = ["Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event"]

@@ -14,7 +14,13 @@ import pytest
 
 from sonora_pipeline.localorg.schema import build_standard_catalog
 from sonora_pipeline.localorg.soql import (
-    bulk_arrow, compile_query, dumps, java_double, render_csv, to_bulk_csv, to_rest_records,
+    bulk_arrow,
+    compile_query,
+    dumps,
+    java_double,
+    render_csv,
+    to_bulk_csv,
+    to_rest_records,
 )
 from sonora_pipeline.localorg.soql.formats import bulk_datetime, rest_datetime, sql_java_double
 from sonora_pipeline.localorg.store import create_object_table

@@ -19,7 +19,7 @@ from sonora_pipeline.localorg.store import OrgStore
 from sonora_pipeline_tests.localorg.test_simple_salesforce import login_with_client_credentials
 from sonora_pipeline_tests.localorg.test_soql_execute import A2, A3, A4, NOW, _insert, build_org
 
-GEN_NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
+GEN_NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pytest
@@ -15,7 +15,7 @@ from sonora_pipeline_tests.model.helpers import mirrored_org
 from sonora_pipeline_tests.model.helpers import org_rows as rows
 from sonora_pipeline_tests.suite_settings import suite_settings
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +76,14 @@ def test_customers_people_and_opportunities_match_the_org(mirrored):
 
 
 def _utc(ts: datetime) -> datetime:
-    return ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
 
 
 def test_engagement_signals_match_a_count_over_the_org(mirrored):
     """Touches are completed activity up to the build's time: closed tasks (at their completion) and events
     that have ended (at their start); open tasks and meetings still ahead are not touches."""
     org, db = mirrored
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     today = now.date()
     with duckdb.connect(str(db)) as conn:
         build_all(conn, suite_settings(), today, now)

@@ -4,7 +4,7 @@ UTC day; `trend` against the score that held 24 hours earlier. Each build's time
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 import duckdb
 import pytest
@@ -13,7 +13,7 @@ from sonora_pipeline.model.build import BUILD_ORDER, build_all, build_table
 from sonora_pipeline.settings import Settings
 from sonora_pipeline_tests.model.helpers import mirrored_org, query
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 TOMORROW = TODAY + timedelta(days=1)
 # contract rules on standard fields only (the defaults may name custom fields)
 SETTINGS = Settings.model_validate({"contracts": {"match": "all", "account_conditions": [],
@@ -151,6 +151,6 @@ def test_a_model_table_alone_uses_the_clock(db):
     """Without an injected time the build is stamped with the clock (the Dagster assets build this way)."""
     with duckdb.connect(str(db)) as conn:
         for table in BUILD_ORDER:
-            build_table(conn, table, SETTINGS, datetime.now(timezone.utc).date())
+            build_table(conn, table, SETTINGS, datetime.now(UTC).date())
     stamped = query(db, "SELECT max(computed_at) FROM sonora.health_score_history")[0][0]
-    assert abs(stamped - datetime.now(timezone.utc).replace(tzinfo=None)) < timedelta(minutes=10)
+    assert abs(stamped - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=10)

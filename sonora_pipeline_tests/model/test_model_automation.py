@@ -3,17 +3,17 @@ while a rebuild is in flight gets one more rebuild (eager lost it), and a quiet 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.model.assets import AUTOMATION, MODEL_ASSETS, model_key
+from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.salesforce.assets import OBJECT_ASSETS, asset_key_for
 from sonora_pipeline.defs.settings import SettingsResource
 
 CASES = model_key("cases")
-TODAY = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+TODAY = datetime.now(UTC).strftime("%Y-%m-%d")
 MODEL_KEYS = [a.key for a in MODEL_ASSETS]
 
 

@@ -4,7 +4,7 @@ object; without a User mirror the model still builds, with the owner columns NUL
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import pytest
@@ -13,7 +13,7 @@ from sonora_pipeline.model.build import build_all
 from sonora_pipeline.settings import Settings
 from sonora_pipeline_tests.model.helpers import mirrored_org, org_rows, query, sync_into
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 # contract rules on standard fields only (the defaults may name custom fields)
 SETTINGS = Settings.model_validate({"contracts": {"match": "all", "account_conditions": [],
                                                   "won_opportunity_within_days": 365}})

@@ -6,7 +6,7 @@ nothing (or everything, for the negations)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import pytest
@@ -16,7 +16,7 @@ from sonora_pipeline.settings import Settings
 from sonora_pipeline_tests.model.helpers import mirrored_org, org_rows, query
 from sonora_pipeline_tests.sync.helpers import client_for
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 # contract rules on standard fields only (the defaults may name custom fields)
 WON_ONLY = {"match": "all", "account_conditions": [], "won_opportunity_within_days": 365}
 

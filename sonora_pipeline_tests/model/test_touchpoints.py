@@ -6,7 +6,7 @@ day it runs. Expectations are computed in Python from the org's own records, not
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -21,7 +21,7 @@ from sonora_pipeline_tests.model.helpers import mirrored_org, org_rows, query, s
 from sonora_pipeline_tests.suite_settings import suite_settings
 from sonora_pipeline_tests.sync.helpers import client_for, log
 
-PINNED = datetime(2026, 3, 10, 15, 0, tzinfo=timezone.utc)
+PINNED = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 API = "v62.0"
 
 
@@ -42,7 +42,7 @@ def sync_tasks(org: LocalOrg, db: Path) -> None:
 
 def org_now(org: LocalOrg) -> datetime:
     """The org's time as the model takes it: naive UTC."""
-    return org.clock.now().astimezone(timezone.utc).replace(tzinfo=None)
+    return org.clock.now().astimezone(UTC).replace(tzinfo=None)
 
 
 def build(db: Path, now: datetime) -> None:
@@ -55,7 +55,7 @@ def midnight(day: date | None) -> datetime | None:
 
 
 def naive(ts: datetime | None) -> datetime | None:
-    return ts.astimezone(timezone.utc).replace(tzinfo=None) if ts is not None and ts.tzinfo else ts
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts is not None and ts.tzinfo else ts
 
 
 def expected_touchpoints(org: LocalOrg, now: datetime) -> dict[str, dict]:

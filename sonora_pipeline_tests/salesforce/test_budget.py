@@ -12,7 +12,6 @@ from sonora_pipeline.salesforce.budget import ApiBudget
 from sonora_pipeline.salesforce.errors import QuotaExhausted
 from sonora_pipeline_tests.salesforce.conftest import fast_client
 
-
 # -- against the local org ----------------------------------------------------------------------------
 
 def _ids(pages):

@@ -1,4 +1,4 @@
-"""test_connection(): every cause of a failed connection gets its own check, reason, message and fix, the
+"""check_connection(): every cause of a failed connection gets its own check, reason, message and fix, the
 run stops at the first failing prerequisite, nothing is raised, and the secret never leaks."""
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sonora_pipeline.salesforce import diagnose
 from sonora_pipeline.salesforce.auth import TokenManager
 from sonora_pipeline.salesforce.connection import OrgConnection
+from sonora_pipeline.salesforce.diagnose import check_connection
 from sonora_pipeline.salesforce.errors import AuthError
+from sonora_pipeline.settings import STANDARD_OBJECTS
 from sonora_pipeline_tests.salesforce.conftest import CANARY_SECRET, connection_for
-
-run_test_connection = diagnose.test_connection  # not imported by its own name: pytest would collect it
 
 
 class _HtmlPage(BaseHTTPRequestHandler):
@@ -66,11 +65,11 @@ def _failed(report, name, reason):
 
 
 def test_a_working_org_passes_every_check(org):
-    report = run_test_connection(connection_for(org))
+    report = check_connection(connection_for(org), objects=STANDARD_OBJECTS)
     assert report.ok, report.render()
     names = [c.name for c in report.checks]
     assert names[:4] == ["settings", "salesforce_url", "token", "api_access"]
-    assert names[4:] == [f"object {n}" for n in diagnose.REQUIRED_OBJECTS]
+    assert names[4:] == [f"object {n}" for n in STANDARD_OBJECTS]
     assert report.org_id == org.org_id
     assert report.user_id == org.generated.run_as_user_id
     used, maximum = report.api_usage
@@ -81,7 +80,8 @@ def test_a_working_org_passes_every_check(org):
 
 def test_bad_key(canary_org, caplog):
     with caplog.at_level(logging.DEBUG):
-        report = run_test_connection(connection_for(canary_org, consumer_key="3MVG9notTheRightKeyAtAll"))
+        report = check_connection(connection_for(canary_org, consumer_key="3MVG9notTheRightKeyAtAll"),
+                                  objects=STANDARD_OBJECTS)
     failure = _failed(report, "token", "bad_key")
     assert "does not know this consumer key" in failure.message
     assert "mistyped" in failure.message and "another org" in failure.message and "sandbox" in failure.message
@@ -91,7 +91,7 @@ def test_bad_key(canary_org, caplog):
 
 def test_bad_secret(org, caplog):
     with caplog.at_level(logging.DEBUG):
-        report = run_test_connection(connection_for(org, consumer_secret=CANARY_SECRET))
+        report = check_connection(connection_for(org, consumer_secret=CANARY_SECRET), objects=STANDARD_OBJECTS)
     failure = _failed(report, "token", "bad_secret")
     assert "rejected the consumer secret" in failure.message and "SALESFORCE_CONSUMER_SECRET" in failure.fix
     _assert_no_leak(report, caplog, CANARY_SECRET, org.credentials.consumer_secret)
@@ -100,7 +100,7 @@ def test_bad_secret(org, caplog):
 def test_flow_disabled(canary_org, caplog):
     canary_org.configure_app(client_credentials_enabled=False)
     with caplog.at_level(logging.DEBUG):
-        report = run_test_connection(connection_for(canary_org))
+        report = check_connection(connection_for(canary_org), objects=STANDARD_OBJECTS)
     failure = _failed(report, "token", "flow_disabled")
     assert "request not supported on this domain" in failure.message
     assert "Client Credentials Flow" in failure.fix and "My Domain" in failure.fix
@@ -110,7 +110,7 @@ def test_flow_disabled(canary_org, caplog):
 def test_no_run_as_user(canary_org, caplog):
     canary_org.configure_app(run_as_user=False)
     with caplog.at_level(logging.DEBUG):
-        report = run_test_connection(connection_for(canary_org))
+        report = check_connection(connection_for(canary_org), objects=STANDARD_OBJECTS)
     failure = _failed(report, "token", "no_run_as_user")
     assert "no Run As user" in failure.message and "'Run As'" in failure.fix
     _assert_no_leak(report, caplog, CANARY_SECRET)
@@ -119,7 +119,7 @@ def test_no_run_as_user(canary_org, caplog):
 def test_api_disabled_user(canary_org, caplog):
     canary_org.configure_app(api_enabled=False)
     with caplog.at_level(logging.DEBUG):
-        report = run_test_connection(connection_for(canary_org))
+        report = check_connection(connection_for(canary_org), objects=STANDARD_OBJECTS)
     failure = _failed(report, "api_access", "api_disabled")
     assert "API_DISABLED_FOR_ORG" in failure.message
     assert "API Enabled" in failure.fix and "permission set" in failure.fix
@@ -129,7 +129,8 @@ def test_api_disabled_user(canary_org, caplog):
 
 def test_plain_http_url_that_is_not_loopback(caplog):
     with caplog.at_level(logging.DEBUG):
-        report = run_test_connection(OrgConnection("http://acme.my.salesforce.com", "3MVG9key", CANARY_SECRET))
+        report = check_connection(OrgConnection("http://acme.my.salesforce.com", "3MVG9key", CANARY_SECRET),
+                                  objects=STANDARD_OBJECTS)
     failure = _failed(report, "settings", "config")
     assert "plain http://" in failure.message and "https://" in failure.fix
     assert len(report.checks) == 1  # nothing was sent
@@ -138,7 +139,8 @@ def test_plain_http_url_that_is_not_loopback(caplog):
 
 def test_login_salesforce_com_url(caplog):
     with caplog.at_level(logging.DEBUG):
-        report = run_test_connection(OrgConnection("https://login.salesforce.com", "3MVG9key", CANARY_SECRET))
+        report = check_connection(OrgConnection("https://login.salesforce.com", "3MVG9key", CANARY_SECRET),
+                                  objects=STANDARD_OBJECTS)
     failure = _failed(report, "settings", "config")
     assert "only works on the org's own My Domain" in failure.message
     assert "https://<yourdomain>.my.salesforce.com" in failure.fix
@@ -148,7 +150,7 @@ def test_login_salesforce_com_url(caplog):
 
 def test_a_url_that_is_not_salesforce(html_site, caplog):
     with caplog.at_level(logging.DEBUG):
-        report = run_test_connection(OrgConnection(html_site, "3MVG9key", CANARY_SECRET))
+        report = check_connection(OrgConnection(html_site, "3MVG9key", CANARY_SECRET), objects=STANDARD_OBJECTS)
     failure = _failed(report, "salesforce_url", "not_salesforce")
     assert "is not a Salesforce URL" in failure.message and "text/html" in failure.message
     assert "SALESFORCE_INSTANCE_URL" in failure.fix and "my.salesforce.com" in failure.fix
@@ -168,7 +170,8 @@ def test_nothing_listening(caplog):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    report = run_test_connection(OrgConnection(f"https://127.0.0.1:{port}", "3MVG9key", CANARY_SECRET))
+    report = check_connection(OrgConnection(f"https://127.0.0.1:{port}", "3MVG9key", CANARY_SECRET),
+                              objects=STANDARD_OBJECTS)
     failure = _failed(report, "salesforce_url", "unreachable")
     assert "could not reach" in failure.message
     _assert_no_leak(report, caplog, CANARY_SECRET)
@@ -176,8 +179,7 @@ def test_nothing_listening(caplog):
 
 def test_an_object_the_run_as_user_cannot_see(canary_org, caplog):
     with caplog.at_level(logging.DEBUG):
-        report = run_test_connection(connection_for(canary_org),
-                                     required_objects=("Account", "Invoice__c", "Contact"))
+        report = check_connection(connection_for(canary_org), objects=("Account", "Invoice__c", "Contact"))
     assert report.ok is False
     by_name = {c.name: c for c in report.checks}
     assert by_name["object Account"].ok and by_name["object Contact"].ok

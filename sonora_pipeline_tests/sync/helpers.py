@@ -10,16 +10,12 @@ from pathlib import Path
 import duckdb
 
 from sonora_pipeline.localorg.org import LocalOrg
+from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import OrgConnection
 
 OBJECTS = ("Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event", "User")
-TABLES = {"CaseComment": "case_comment"}
 log = logging.getLogger("sonora.tests")
-
-
-def table(object_name: str) -> str:
-    return TABLES.get(object_name, object_name.lower())
 
 
 def connection_for(org: LocalOrg) -> OrgConnection:
@@ -60,7 +56,7 @@ def mirror_rows(db: Path, object_name: str, fields: list[str]) -> dict[str, dict
     with duckdb.connect(str(db), read_only=True) as conn:
         cols = ", ".join(f'"{f}"' for f in fields)
         extra = ', _sonora_deleted_at, _sonora_purged_at'
-        rows = conn.execute(f'SELECT {cols}{extra} FROM salesforce."{table(object_name)}"').fetchall()
+        rows = conn.execute(f'SELECT {cols}{extra} FROM salesforce."{table_name_for(object_name)}"').fetchall()
     return {r[0]: dict(zip(fields + ["_sonora_deleted_at", "_sonora_purged_at"], r)) for r in rows}
 
 

@@ -17,7 +17,7 @@ from sonora_pipeline.defs.salesforce.assets import OBJECT_ASSETS
 from sonora_pipeline.defs.salesforce.sensors import salesforce_changes
 from sonora_pipeline.defs.salesforce.sync_job import SYNC_JOB_NAME, salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
-from sonora_pipeline.sync.catalog import table_name_for
+from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline_tests.suite_settings import write_suite_settings
 from sonora_pipeline_tests.sync.helpers import OBJECTS, differences
 

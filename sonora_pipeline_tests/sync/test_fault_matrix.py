@@ -16,11 +16,12 @@ import duckdb
 import pytest
 
 from sonora_pipeline.localorg.org import LocalOrg
+from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline.salesforce.budget import ApiBudget
 from sonora_pipeline.settings import SyncSettings
 from sonora_pipeline.sync.engine import sync_object
 from sonora_pipeline_tests.conftest import running_org
-from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, log, table
+from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, log
 
 SETTINGS = SyncSettings(initial_import="all", lag_seconds=5, bulk_threshold=60)
 
@@ -50,7 +51,7 @@ def sync_everything(org: LocalOrg, db: Path, settings: SyncSettings = SETTINGS, 
 
 def data_columns(conn: duckdb.DuckDBPyConnection, name: str) -> list[str]:
     rows = conn.execute("SELECT column_name FROM duckdb_columns() WHERE schema_name = 'salesforce' AND "
-                        "table_name = ? ORDER BY column_index", [table(name)]).fetchall()
+                        "table_name = ? ORDER BY column_index", [table_name_for(name)]).fetchall()
     return [r[0] for r in rows if not r[0].startswith("_sonora")]
 
 
@@ -58,7 +59,7 @@ def table_contents(db: Path, name: str) -> tuple[list[str], list[tuple]]:
     with duckdb.connect(str(db), read_only=True) as conn:
         columns = data_columns(conn, name)
         quoted = ", ".join(f'"{c}"' for c in columns)
-        return columns, conn.execute(f'SELECT {quoted} FROM salesforce."{table(name)}" ORDER BY "Id"').fetchall()
+        return columns, conn.execute(f'SELECT {quoted} FROM salesforce."{table_name_for(name)}" ORDER BY "Id"').fetchall()
 
 
 @pytest.fixture(scope="module")

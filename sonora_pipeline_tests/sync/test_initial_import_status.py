@@ -13,7 +13,6 @@ from sonora_pipeline.sync.runner import run_sync
 from sonora_pipeline_tests.sync.helpers import differences
 from sonora_pipeline_tests.sync.test_dagster_sync import LAG, resources_for
 
-
 # Two objects: Dagster stores one event per window and object (~700 each), which is what costs time here.
 OBJECTS_HERE = ("Account", "Contact")
 

@@ -22,11 +22,12 @@ import duckdb
 import pytest
 
 from sonora_pipeline.localorg.org import LocalOrg
+from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline.settings import SyncSettings
 from sonora_pipeline.sync.engine import sync_object
 from sonora_pipeline_tests.conftest import running_org
 from sonora_pipeline_tests.kill_host import KillHost
-from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, table
+from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences
 from sonora_pipeline_tests.sync.helpers import log as test_log
 
 TRIALS = int(os.environ.get("SONORA_KILL_TRIALS", "20"))  # a longer soak: SONORA_KILL_TRIALS=200
@@ -77,7 +78,7 @@ def cursor_never_ahead(org: LocalOrg, db: Path) -> list[str]:
         for name, cursor in states.items():
             if cursor is None:
                 continue
-            mirrored = {r[0] for r in conn.execute(f'SELECT "Id" FROM salesforce."{table(name)}"').fetchall()}
+            mirrored = {r[0] for r in conn.execute(f'SELECT "Id" FROM salesforce."{table_name_for(name)}"').fetchall()}
             expected = {r[0] for r in org.store.conn.execute(
                 f'SELECT "Id" FROM "{name}" WHERE "SystemModstamp" < ?', [cursor]).fetchall()}
             missing = expected - mirrored
@@ -92,7 +93,7 @@ def mirror_equals_org(org: LocalOrg, db: Path, objects) -> None:
     with duckdb.connect(str(db), read_only=True) as conn:
         for name in objects:
             total, distinct = conn.execute(
-                f'SELECT count(*), count(DISTINCT "Id") FROM salesforce."{table(name)}"').fetchone()
+                f'SELECT count(*), count(DISTINCT "Id") FROM salesforce."{table_name_for(name)}"').fetchone()
             assert total == distinct, f"{name}: duplicate rows"
 
 

@@ -19,9 +19,10 @@ import duckdb
 import pytest
 
 from sonora_pipeline.localorg.org import LocalOrg
+from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline.settings import SyncSettings
 from sonora_pipeline.sync.engine import sync_object
-from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, log, sync_command, table
+from sonora_pipeline_tests.sync.helpers import OBJECTS, client_for, differences, log, sync_command
 
 # Default settings but for the sync's pace and path: the defaults name no custom field, so any org's standard
 # schema satisfies them.
@@ -42,14 +43,14 @@ def _mirrored_objects(org: LocalOrg, db) -> list[str]:
     with duckdb.connect(str(db), read_only=True) as conn:
         tables = {r[0] for r in conn.execute(
             "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'salesforce'").fetchall()}
-    return [o.name for o in org.catalog.objects() if table(o.name) in tables]
+    return [o.name for o in org.catalog.objects() if table_name_for(o.name) in tables]
 
 
 def _columns(db, object_name: str) -> dict[str, str]:
     with duckdb.connect(str(db), read_only=True) as conn:
         return dict(conn.execute(
             "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'salesforce' "
-            "AND table_name = ?", [table(object_name)]).fetchall())
+            "AND table_name = ?", [table_name_for(object_name)]).fetchall())
 
 
 def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -125,7 +126,7 @@ def _edge_records(org: LocalOrg) -> tuple[list[str], str]:
 
 def _mirror_value(db, object_name: str, record_id: str, field: str):
     with duckdb.connect(str(db), read_only=True) as conn:
-        return conn.execute(f'SELECT "{field}" FROM salesforce."{table(object_name)}" WHERE "Id" = ?',
+        return conn.execute(f'SELECT "{field}" FROM salesforce."{table_name_for(object_name)}" WHERE "Id" = ?',
                             [record_id]).fetchone()[0]
 
 

@@ -14,7 +14,7 @@ import sys
 import termios
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import dagster as dg
 import pytest

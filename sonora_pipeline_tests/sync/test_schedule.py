@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -20,10 +20,10 @@ def repository():
 
 
 @pytest.mark.parametrize(("tick", "closed"), [
-    (datetime(2026, 3, 15, 0, 30, tzinfo=timezone.utc), "2026-03-14"),
-    (datetime(2026, 3, 1, 0, 30, tzinfo=timezone.utc), "2026-02-28"),   # month boundary
-    (datetime(2026, 1, 1, 0, 30, tzinfo=timezone.utc), "2025-12-31"),   # year boundary
-    (datetime(2028, 3, 1, 0, 30, tzinfo=timezone.utc), "2028-02-29"),   # leap day
+    (datetime(2026, 3, 15, 0, 30, tzinfo=UTC), "2026-03-14"),
+    (datetime(2026, 3, 1, 0, 30, tzinfo=UTC), "2026-02-28"),   # month boundary
+    (datetime(2026, 1, 1, 0, 30, tzinfo=UTC), "2025-12-31"),   # year boundary
+    (datetime(2028, 3, 1, 0, 30, tzinfo=UTC), "2028-02-29"),   # leap day
 ])
 def test_the_0030_tick_requests_the_day_that_has_closed(tick, closed, repository):
     with dg.instance_for_test() as instance, dg.build_schedule_context(
@@ -42,7 +42,7 @@ def test_the_0030_tick_requests_the_day_that_has_closed(tick, closed, repository
 def test_a_day_before_the_first_window_is_skipped_with_the_reason(repository):
     with dg.instance_for_test() as instance, dg.build_schedule_context(
             instance=instance, repository_def=repository,
-            scheduled_execution_time=datetime(2020, 1, 1, 0, 30, tzinfo=timezone.utc)) as context:
+            scheduled_execution_time=datetime(2020, 1, 1, 0, 30, tzinfo=UTC)) as context:
         result = salesforce_sync_schedule.evaluate_tick(context)
     assert not result.run_requests
     assert "partitions_start" in result.skip_message

@@ -10,9 +10,10 @@ import duckdb
 import pytest
 
 from sonora_pipeline.mirror.commit import commit_window
+from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline.mirror.spool import Spool
+from sonora_pipeline.salesforce.describe import schema_from_describe, warehouse_type
 from sonora_pipeline.salesforce.errors import InsufficientAccess
-from sonora_pipeline.sync.catalog import schema_from_describe, table_name_for, warehouse_type
 
 
 @pytest.mark.parametrize(("object_name", "table"), [

@@ -12,8 +12,8 @@ import pytest
 from sonora_pipeline.mirror.commit import IncompleteData, commit_purges, commit_window
 from sonora_pipeline.mirror.spool import Spool
 from sonora_pipeline.mirror.state import OrgIdentity, read_state
+from sonora_pipeline.salesforce.describe import schema_from_describe
 from sonora_pipeline.salesforce.errors import OrgMismatch, TooManyPurges
-from sonora_pipeline.sync.catalog import schema_from_describe
 
 SCHEMA = schema_from_describe({"name": "Thing__c", "label": "Thing", "fields": [
     {"name": "Id", "type": "id", "label": "Id"},

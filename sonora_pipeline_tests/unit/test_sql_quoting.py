@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from sonora_pipeline.mirror.tables import q
+from sonora_pipeline.mirror.names import quote_identifier as q
 
 NAMES = ["Id", "user", "select", "Billing Street", 'Say "hi"', '"', "Zoë_東京__c", "a;DROP TABLE t;--", "x\ny"]
 

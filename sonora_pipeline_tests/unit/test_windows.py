@@ -5,12 +5,13 @@ Expected values are worked out by hand from the defaults (lag 120 s, overlap 600
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from sonora_pipeline.salesforce.soql import soql_datetime, soql_string
 from sonora_pipeline.settings import SyncSettings
-from sonora_pipeline.sync.windows import initial_plan, soql_datetime, soql_string, window_plan
+from sonora_pipeline.sync.windows import initial_plan, window_plan
 
 DEFAULTS = SyncSettings()  # lag 120 s, overlap 600 s, initial import "active"
 DAY = datetime(2026, 3, 10)
@@ -69,7 +70,7 @@ def test_consecutive_windows_leave_no_gap_and_overlap_by_exactly_the_overlap():
 def test_aware_inputs_are_read_as_their_utc_instant():
     plus2 = timezone(timedelta(hours=2))
     aware = window_plan(datetime(2026, 3, 10, 2, tzinfo=plus2), datetime(2026, 3, 11, 2, tzinfo=plus2),
-                        datetime(2026, 3, 12, tzinfo=timezone.utc), DEFAULTS)
+                        datetime(2026, 3, 12, tzinfo=UTC), DEFAULTS)
     assert aware == window_plan(DAY, NEXT, datetime(2026, 3, 12), DEFAULTS)
     assert aware.read_from.tzinfo is None and aware.read_to.tzinfo is None
 
@@ -139,7 +140,7 @@ def test_account_types_are_quoted_so_no_value_changes_the_query():
     (datetime(2026, 3, 1, 12, 34, 56, 789999), "2026-03-01T12:34:56.789Z"),          # ms truncated, not rounded
     (datetime(2026, 3, 1, 0, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))), "2026-02-28T18:30:00.000Z"),
     (datetime(2026, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-2))), "2027-01-01T01:00:00.000Z"),
-    (datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc), "2026-03-01T12:00:00.000Z"),
+    (datetime(2026, 3, 1, 12, 0, tzinfo=UTC), "2026-03-01T12:00:00.000Z"),
 ])
 def test_soql_datetime_is_utc_with_milliseconds_and_z(value, literal):
     assert soql_datetime(value) == literal

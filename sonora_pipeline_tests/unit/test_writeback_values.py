@@ -15,7 +15,7 @@ import pytest
 
 from sonora_pipeline.settings import validate_settings
 from sonora_pipeline.writeback.ledger import LedgerRow, canonical, ledger_state, record
-from sonora_pipeline.writeback.readback import naive_utc, same_value
+from sonora_pipeline.writeback.readback import same_value, timestamp_or_none
 from sonora_pipeline.writeback.report import Change, changes_table
 from sonora_pipeline.writeback.targets import Target, TargetError, validate
 
@@ -34,8 +34,8 @@ def test_the_ledgers_text_is_stable(value, text):
 @pytest.mark.parametrize("value", ["2026-03-04T05:06:07.123+0000", "2026-03-04T05:06:07.123Z",
                                    "2026-03-04T07:06:07.123+02:00", "2026-03-04T05:06:07.123456",
                                    datetime(2026, 3, 4, 6, 6, 7, 123999, tzinfo=timezone(timedelta(hours=1)))])
-def test_salesforce_and_duckdb_timestamps_compare_as_naive_utc_milliseconds(value):
-    assert naive_utc(value) == datetime(2026, 3, 4, 5, 6, 7, 123000)
+def test_salesforce_and_duckdb_timestamps_compare_as_timestamp_or_none_milliseconds(value):
+    assert timestamp_or_none(value) == datetime(2026, 3, 4, 5, 6, 7, 123000)
 
 
 @pytest.mark.parametrize("target, org_value, wire, same", [

@@ -9,7 +9,7 @@ with another user's id (`org.store.update(..., user_id=...)`).
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
@@ -23,7 +23,7 @@ from sonora_pipeline.writeback.targets import TargetError
 from sonora_pipeline_tests.suite_settings import suite_settings_with
 from sonora_pipeline_tests.sync.helpers import client_for, log
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = datetime.now(UTC).date()
 SYNC = SyncSettings(initial_import="all", lag_seconds=5, overlap_seconds=60)
 TARGETS = ("Sonora_Health_Score__c", "Sonora_eCSAT__c", "Sonora_Health_Band__c")
 
@@ -257,7 +257,7 @@ def test_per_row_errors_are_recorded_and_the_rest_lands(ready):
     assert delete_late.fired
     rows = ledger(db)
     by_account = {}
-    for a, f, v, result, code, message, _ in rows:
+    for a, _field, _value, result, code, _message, _ in rows:
         by_account.setdefault(a, set()).add((result, code))
     assert by_account[blocked] == {("error", "FIELD_CUSTOM_VALIDATION_EXCEPTION")}
     assert by_account[deleted_early] == {("error", "ENTITY_IS_DELETED")}

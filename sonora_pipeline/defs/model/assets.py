@@ -11,14 +11,13 @@ from sonora_pipeline.defs.resources import WarehouseResource
 from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.salesforce.sensors import automation_status, tick_seconds
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
+from sonora_pipeline.mirror.names import object_for_table
 from sonora_pipeline.mirror.warehouse import read_connection, write_connection
 from sonora_pipeline.model.build import SPECS, MirrorMissing, build_table
 from sonora_pipeline.model.docs import TABLES, describe_columns
-from sonora_pipeline.model.tables import SCHEMA
-from sonora_pipeline.settings import SettingsError
+from sonora_pipeline.model.statements import MODEL_SCHEMA
+from sonora_pipeline.settings import STANDARD_OBJECTS, SettingsError
 
-RAW_OBJECTS = {"account": "Account", "contact": "Contact", "opportunity": "Opportunity", "case": "Case",
-               "case_comment": "CaseComment", "task": "Task", "event": "Event", "user": "User"}
 
 class InputsNewerThanLastBuild(dg.AutomationCondition):
     """True while an input of the table (a Salesforce object's sync or an upstream model table) was
@@ -79,7 +78,7 @@ AUTOMATION = rebuild_after_sync()
 
 
 def model_key(table: str) -> dg.AssetKey:
-    return dg.AssetKey([SCHEMA, table])
+    return dg.AssetKey([MODEL_SCHEMA, table])
 
 
 def _today() -> date:
@@ -97,15 +96,15 @@ def definition_column_schema(table: str) -> dg.TableSchema:
 def _column_schema(conn, table: str) -> dg.TableSchema:
     """The built table's columns, types and DuckDB comments (the comments the build just wrote)."""
     rows = conn.execute("SELECT column_name, data_type, comment FROM duckdb_columns() WHERE schema_name = ? "
-                        "AND table_name = ? ORDER BY column_index", [SCHEMA, table]).fetchall()
+                        "AND table_name = ? ORDER BY column_index", [MODEL_SCHEMA, table]).fetchall()
     return dg.TableSchema(columns=[dg.TableColumn(n, t, description=c or "") for n, t, c in rows])
 
 
 def build_model_asset(table: str) -> dg.AssetsDefinition:
     spec = SPECS[table]
     # Optional inputs (User, for owner names) are deps only when the settings sync them.
-    optional = [t for t in spec.optional if RAW_OBJECTS[t] in SETTINGS.sync.objects]
-    deps = ([asset_key_for(RAW_OBJECTS[t]) for t in (*spec.needs, *optional)]
+    optional = [t for t in spec.optional if object_for_table(t, SETTINGS.sync.objects)]
+    deps = ([asset_key_for(object_for_table(t, STANDARD_OBJECTS)) for t in (*spec.needs, *optional)]
             + [model_key(t) for t in spec.after])
 
     @dg.asset(
@@ -114,7 +113,7 @@ def build_model_asset(table: str) -> dg.AssetsDefinition:
         kinds={"duckdb"},
         deps=deps,
         description=TABLES.get(table, ""),
-        metadata={"dagster/table_name": f"{SCHEMA}.{table}",
+        metadata={"dagster/table_name": f"{MODEL_SCHEMA}.{table}",
                   "dagster/column_schema": definition_column_schema(table)},
         automation_condition=AUTOMATION,
         pool=DUCKDB_WRITER,
@@ -130,7 +129,7 @@ def build_model_asset(table: str) -> dg.AssetsDefinition:
             raise dg.Failure(description=str(err)) from None
         context.log.info(f"sonora.{table}: {rows:,} rows")
         return dg.MaterializeResult(metadata={
-            "dagster/row_count": rows, "dagster/table_name": f"{SCHEMA}.{table}", "dagster/column_schema": schema,
+            "dagster/row_count": rows, "dagster/table_name": f"{MODEL_SCHEMA}.{table}", "dagster/column_schema": schema,
         })
 
     return _model_asset
@@ -147,7 +146,7 @@ def _scalar(warehouse: WarehouseResource, sql: str, params=None):
 @dg.asset_check(asset=model_key("customers"), blocking=True,
                 description="Every customer appears once (external_id = Account Id is unique).")
 def customer_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    total, distinct = _scalar(warehouse, f"SELECT count(*), count(DISTINCT external_id) FROM {SCHEMA}.customers")
+    total, distinct = _scalar(warehouse, f"SELECT count(*), count(DISTINCT external_id) FROM {MODEL_SCHEMA}.customers")
     return dg.AssetCheckResult(passed=total == distinct and total > 0 or total == 0,
                                metadata={"rows": total, "duplicates": total - distinct})
 
@@ -160,7 +159,7 @@ def _links_check(table: str, id_column: str) -> dg.AssetChecksDefinition:
         dangling, flagged, total = _scalar(warehouse, f"""
             SELECT count(*) FILTER (WHERE t.customer_id IS NOT NULL AND c.external_id IS NULL),
                    count(*) FILTER (WHERE NOT t.has_customer), count(*)
-            FROM {SCHEMA}.{table} t LEFT JOIN {SCHEMA}.customers c ON c.external_id = t.customer_id""")
+            FROM {MODEL_SCHEMA}.{table} t LEFT JOIN {MODEL_SCHEMA}.customers c ON c.external_id = t.customer_id""")
         return dg.AssetCheckResult(passed=dangling == 0, metadata={
             "rows": total, "dangling": dangling, "flagged_without_customer": flagged})
 
@@ -173,7 +172,7 @@ def health_scores_in_range(warehouse: WarehouseResource, settings: SettingsResou
     bands = settings.for_run().health.bands
     green, yellow = bands.green, bands.yellow
     bad = _scalar(warehouse, f"""
-        SELECT count(*) FROM {SCHEMA}.health_scores WHERE
+        SELECT count(*) FROM {MODEL_SCHEMA}.health_scores WHERE
             (score IS NOT NULL AND (score < 0 OR score > 100))
             OR greatest(coalesce(engagement, 0), coalesce(support, 0), coalesce(commercial, 0), coalesce(sentiment, 0)) > 100
             OR least(coalesce(engagement, 0), coalesce(support, 0), coalesce(commercial, 0), coalesce(sentiment, 0)) < 0
@@ -183,7 +182,7 @@ def health_scores_in_range(warehouse: WarehouseResource, settings: SettingsResou
 
 @dg.asset_check(asset=model_key("ecsat"), description="eCSAT is within 0-100.")
 def ecsat_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    bad = _scalar(warehouse, f"SELECT count(*) FROM {SCHEMA}.ecsat WHERE ecsat < 0 OR ecsat > 100")[0]
+    bad = _scalar(warehouse, f"SELECT count(*) FROM {MODEL_SCHEMA}.ecsat WHERE ecsat < 0 OR ecsat > 100")[0]
     return dg.AssetCheckResult(passed=bad == 0, metadata={"out_of_range": bad})
 
 

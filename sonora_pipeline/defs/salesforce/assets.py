@@ -15,7 +15,9 @@ from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
-from sonora_pipeline.mirror.tables import SCHEMA, column_docs
+from sonora_pipeline.mirror.names import RAW_SCHEMA, table_name_for
+from sonora_pipeline.mirror.tables import column_docs
+from sonora_pipeline.salesforce.describe import ObjectSchema
 from sonora_pipeline.salesforce.errors import SalesforceError
 from sonora_pipeline.settings import (
     Settings,
@@ -23,7 +25,6 @@ from sonora_pipeline.settings import (
     model_required_fields,
     parse_initial_import,
 )
-from sonora_pipeline.sync.catalog import ObjectSchema, table_name_for
 from sonora_pipeline.sync.engine import SyncResult, current_state, sync_object
 
 DESCRIPTIONS = {
@@ -55,7 +56,7 @@ class SyncConfig(dg.Config):
 
 
 def asset_key_for(object_name: str) -> dg.AssetKey:
-    return dg.AssetKey(["salesforce", table_name_for(object_name)])
+    return dg.AssetKey([RAW_SCHEMA, table_name_for(object_name)])
 
 
 def column_schema(schema: ObjectSchema) -> dg.TableSchema:
@@ -108,7 +109,7 @@ def _materialize_result(result: SyncResult, keys: dg.PartitionKeyRange) -> dg.Ma
     metadata = {"sonora/sync_kind": kind, "sonora/covers": what_it_covers(result, kind, keys)}
     metadata.update({f"sonora/{k}": v for k, v in result.metadata().items()})
     metadata.update({
-        "dagster/table_name": f"{SCHEMA}.{table_name_for(result.object_name)}",
+        "dagster/table_name": f"{RAW_SCHEMA}.{table_name_for(result.object_name)}",
         "dagster/row_count": result.rows_in_table,
     })
     if result.schema is not None:
@@ -149,7 +150,7 @@ def _asset_decorator(object_name: str):
             freshness_policy=FRESHNESS,
             pool=DUCKDB_WRITER,
             description=DESCRIPTIONS.get(object_name, f"Salesforce custom object {object_name}."),
-            metadata={"dagster/table_name": f"{SCHEMA}.{table_name_for(object_name)}",
+            metadata={"dagster/table_name": f"{RAW_SCHEMA}.{table_name_for(object_name)}",
                       "sonora/salesforce_object": object_name, "sonora/freshness": FRESHNESS_TEXT},
             tags={"sonora/object": object_name},
         )

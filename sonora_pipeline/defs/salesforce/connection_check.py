@@ -5,7 +5,7 @@ import dagster as dg
 
 from sonora_pipeline.defs.resources import SalesforceResource
 from sonora_pipeline.defs.settings import SETTINGS
-from sonora_pipeline.salesforce.diagnose import test_connection
+from sonora_pipeline.salesforce.diagnose import check_connection
 from sonora_pipeline.salesforce.errors import SalesforceError
 
 
@@ -15,7 +15,7 @@ def test_salesforce_connection(context: dg.OpExecutionContext, salesforce: Sales
         connection = salesforce.connection()
     except SalesforceError as err:
         raise dg.Failure(description=str(err)) from None
-    report = test_connection(connection, required_objects=SETTINGS.sync.objects)
+    report = check_connection(connection, objects=SETTINGS.sync.objects)
     for line in report.lines():
         context.log.info(line)
     if not report.ok:

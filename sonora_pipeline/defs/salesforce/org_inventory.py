@@ -9,6 +9,7 @@ import dagster as dg
 from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.mirror.names import quote_literal
 from sonora_pipeline.mirror.warehouse import write_connection
 from sonora_pipeline.salesforce.errors import SalesforceError
 from sonora_pipeline.sync.engine import connected_org
@@ -22,10 +23,6 @@ COLUMNS = {
 }
 TABLE_COMMENT = ("Record and field counts of every object Sonora syncs, as the run-as user saw them when "
                  "org_inventory last ran: a first look at an org before importing it")
-
-
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 @dg.asset(
@@ -62,9 +59,9 @@ def org_inventory(context: dg.AssetExecutionContext, salesforce: SalesforceResou
         conn.register("inventory", frame)
         conn.execute("CREATE OR REPLACE TABLE salesforce_meta.org_inventory AS SELECT * FROM inventory")
         conn.unregister("inventory")
-        conn.execute(f"COMMENT ON TABLE salesforce_meta.org_inventory IS {_quoted(TABLE_COMMENT)}")
+        conn.execute(f"COMMENT ON TABLE salesforce_meta.org_inventory IS {quote_literal(TABLE_COMMENT)}")
         for column, text in COLUMNS.items():
-            conn.execute(f"COMMENT ON COLUMN salesforce_meta.org_inventory.{column} IS {_quoted(text)}")
+            conn.execute(f"COMMENT ON COLUMN salesforce_meta.org_inventory.{column} IS {quote_literal(text)}")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(rows),
         "dagster/table_name": "salesforce_meta.org_inventory",

@@ -28,14 +28,15 @@ from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.salesforce.sync_job import salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource, structure_changed
+from sonora_pipeline.salesforce.datetimes import parse_datetime
 from sonora_pipeline.salesforce.errors import (
     AuthError,
     ConfigError,
     QuotaPaused,
     SalesforceError,
 )
+from sonora_pipeline.salesforce.soql import soql_datetime
 from sonora_pipeline.settings import SettingsError
-from sonora_pipeline.sync.windows import soql_datetime
 
 # The most runs ONE tick requests (runs already queued are not counted: the run queue bounds those): the
 # instance runs 4 at a time (dagster.yaml), and a backlog of windows (the sensor was off for weeks) drains over
@@ -64,11 +65,6 @@ def tick_seconds() -> int:
         raise ValueError(f"SONORA_TICK_SECONDS={value!r} is not a whole number of seconds >= 5. Fix: unset it "
                          "(60 s between ticks) or set e.g. SONORA_TICK_SECONDS=30.")
     return seconds
-
-
-def _salesforce_datetime(text: str) -> datetime:
-    """'2026-11-30T10:00:00.000+0000' -> naive UTC."""
-    return datetime.strptime(text[:23], "%Y-%m-%dT%H:%M:%S.%f")
 
 
 def committed_cursors(warehouse: WarehouseResource) -> dict[str, datetime]:
@@ -180,7 +176,7 @@ def salesforce_changes(context: dg.SensorEvaluationContext, salesforce: Salesfor
         records = result["result"]["records"]
         if not records:
             continue
-        latest = _salesforce_datetime(records[0]["SystemModstamp"])
+        latest = parse_datetime(records[0]["SystemModstamp"])
         start = max(cursors[name] - timedelta(seconds=current.sync.overlap_seconds),
                     datetime.combine(SETTINGS.sync.partitions_start, datetime.min.time()))
         for key in partitions_between(start, latest):

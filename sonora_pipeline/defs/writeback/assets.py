@@ -3,7 +3,6 @@ fields. Opt-in (`writeback.enabled`), with a dry run; no automation condition an
 side effects in the customer's org: it runs only when someone (or a job they schedule) launches it."""
 
 
-from typing import Optional
 
 import dagster as dg
 from pydantic import Field
@@ -21,7 +20,7 @@ WRITEBACK_KEY = dg.AssetKey(["writeback", "account_scores"])
 
 
 class WritebackConfig(dg.Config):
-    dry_run: Optional[bool] = Field(default=None, description="true: report what would be written and write "
+    dry_run: bool | None = Field(default=None, description="true: report what would be written and write "
                                                             "nothing; empty: the settings' writeback.dry_run")
 
 

@@ -9,13 +9,22 @@ Public API:
 """
 
 from sonora_pipeline.localorg.soql.compiler import (
-    CompiledQuery, CompoundColumn, RecordShape, ValueColumn, compile_query,
+    CompiledQuery,
+    CompoundColumn,
+    RecordShape,
+    ValueColumn,
+    compile_query,
 )
 from sonora_pipeline.localorg.soql.errors import SoqlError
 from sonora_pipeline.localorg.soql.formats import java_double
 from sonora_pipeline.localorg.soql.parser import parse
 from sonora_pipeline.localorg.soql.results import (
-    bulk_arrow, dumps, dumps_records, render_csv, to_bulk_csv, to_rest_records,
+    bulk_arrow,
+    dumps,
+    dumps_records,
+    render_csv,
+    to_bulk_csv,
+    to_rest_records,
 )
 
 __all__ = [

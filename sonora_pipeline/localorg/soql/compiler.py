@@ -20,15 +20,30 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from sonora_pipeline.localorg.schema import TEXT_TYPES, Catalog, FieldSpec, ObjectSpec
 from sonora_pipeline.localorg.soql import formats
 from sonora_pipeline.localorg.soql.errors import (
-    SoqlError, invalid_field, invalid_relationship, invalid_type, positioned,
+    SoqlError,
+    invalid_field,
+    invalid_relationship,
+    invalid_type,
+    positioned,
 )
 from sonora_pipeline.localorg.soql.parser import (
-    BoolOp, Compare, CountAll, InList, Literal, Not, Path, Pos, Query, SemiJoin, SubQuery, parse,
+    BoolOp,
+    Compare,
+    CountAll,
+    InList,
+    Literal,
+    Not,
+    Path,
+    Pos,
+    Query,
+    SemiJoin,
+    SubQuery,
+    parse,
 )
 
 MAX_OFFSET = 2000
@@ -81,9 +96,9 @@ class RecordShape:
     type_name: str | None
     id_index: int
     type_index: int | None = None
-    items: list[tuple[str, Union[ValueColumn, CompoundColumn, "RecordShape"]]] = field(default_factory=list)
+    items: list[tuple[str, ValueColumn | CompoundColumn | RecordShape]] = field(default_factory=list)
 
-    def child(self, key: str) -> "RecordShape | None":
+    def child(self, key: str) -> RecordShape | None:
         for k, v in self.items:
             if k == key and isinstance(v, RecordShape):
                 return v
@@ -99,7 +114,7 @@ class CompiledQuery:
     sql: str
     params: list[Any]
     shape: RecordShape | None  # REST record layout (None for COUNT())
-    columns: list[Union[ValueColumn, CompoundColumn]]  # selected items in SELECT order
+    columns: list[ValueColumn | CompoundColumn]  # selected items in SELECT order
     count_sql: str  # one row: how many rows `sql` returns (totalSize)
     bulk_sql: str | None  # same rows, every column already Salesforce CSV text, named by its SOQL path
     limit: int | None
@@ -641,7 +656,7 @@ def _compile(text: str, catalog: Catalog, *, include_deleted: bool, now: dt.date
     if obj is None:
         raise invalid_type(text, q.object_pos.line, q.object_pos.column, q.object_name)
     if now.tzinfo is not None:
-        now = now.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        now = now.astimezone(dt.UTC).replace(tzinfo=None)
     resolver = _Resolver(catalog, obj, q.alias, text, today=now.date())
 
     counts = [s for s in q.select if isinstance(s, CountAll)]
@@ -719,7 +734,7 @@ def _compile(text: str, catalog: Catalog, *, include_deleted: bool, now: dt.date
 
     shape = RecordShape(obj.name, col('t0."Id"'))
     shapes: dict[tuple[str, ...], RecordShape] = {(): shape}
-    columns: list[Union[ValueColumn, CompoundColumn]] = []
+    columns: list[ValueColumn | CompoundColumn] = []
     bulk_exprs: list[str] = []
     for res in resolved:
         parent = shape
@@ -734,7 +749,7 @@ def _compile(text: str, catalog: Catalog, *, include_deleted: bool, now: dt.date
             parent = shapes[key]
         if res.is_compound:
             parts = tuple((k, col(e), t) for k, e, t in res.parts)
-            c: Union[ValueColumn, CompoundColumn] = CompoundColumn(res.name, res.ftype, parts, res.path_text)
+            c: ValueColumn | CompoundColumn = CompoundColumn(res.name, res.ftype, parts, res.path_text)
         else:
             c = ValueColumn(res.name, res.ftype, col(res.expr), res.path_text)
             column_type = res.spec.duckdb_type if res.spec is not None else None

@@ -66,7 +66,7 @@ class ExactNumber(float):
 
     __slots__ = ("text",)
 
-    def __new__(cls, value: Decimal) -> "ExactNumber":
+    def __new__(cls, value: Decimal) -> ExactNumber:
         number = float.__new__(cls, value)
         number.text = java_decimal(value)
         return number
@@ -87,7 +87,7 @@ def _digits_exponent(s: str) -> tuple[str, int]:
 def rest_datetime(v: dt.datetime) -> str:
     """`2021-04-27T19:33:04.000+0000` (naive values are UTC)."""
     if v.tzinfo is not None:
-        v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        v = v.astimezone(dt.UTC).replace(tzinfo=None)
     return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}+0000"
 
 

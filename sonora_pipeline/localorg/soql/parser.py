@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Union
+from typing import Any
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
@@ -84,11 +84,11 @@ class SubQuery:
     `select` keeps whatever was written (the compiler insists on exactly one Id/reference field).
     """
 
-    select: tuple[Union[Path, CountAll], ...]
+    select: tuple[Path | CountAll, ...]
     object_name: str
     object_pos: Pos
     alias: str | None
-    where: "Condition | None"
+    where: Condition | None
     pos: Pos  # of its SELECT
 
 
@@ -103,16 +103,16 @@ class SemiJoin:
 
 @dataclass(frozen=True)
 class Not:
-    cond: "Condition"
+    cond: Condition
 
 
 @dataclass(frozen=True)
 class BoolOp:
     op: str  # AND | OR
-    conds: tuple["Condition", ...]
+    conds: tuple[Condition, ...]
 
 
-Condition = Union[Compare, InList, SemiJoin, Not, BoolOp]
+Condition = Compare | InList | SemiJoin | Not | BoolOp
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class OrderItem:
 @dataclass(frozen=True)
 class Query:
     text: str
-    select: tuple[Union[Path, CountAll], ...]
+    select: tuple[Path | CountAll, ...]
     object_name: str
     object_pos: Pos
     alias: str | None

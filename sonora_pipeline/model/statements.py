@@ -11,15 +11,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, table_name_for
 from sonora_pipeline.model.rules import account_inclusion_sql, condition_sql
 
-SCHEMA = "sonora"
-RAW = "salesforce"
+MODEL_SCHEMA = "sonora"
 KEY_PREFIX_KINDS = {"001": "account", "006": "opportunity", "500": "case", "003": "contact", "00Q": "lead"}
-
-
-def q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass
@@ -33,7 +29,7 @@ def live(alias: str) -> str:
     return f'NOT coalesce({alias}."IsDeleted", false) AND {alias}._sonora_purged_at IS NULL'
 
 
-USER_TABLE = "user"  # salesforce."user" (quoted: `user` is reserved), mirrored from the org's User object
+USER_TABLE = table_name_for("User")  # salesforce."user" (quoted: `user` is reserved)
 
 
 def owner_columns(owner_id_sql: str, user_columns: set[str]) -> tuple[str, str]:
@@ -47,11 +43,11 @@ def owner_columns(owner_id_sql: str, user_columns: set[str]) -> tuple[str, str]:
     name = 'u."Name"' if "Name" in user_columns else "CAST(NULL AS VARCHAR)"
     email = 'u."Email"' if "Email" in user_columns else "CAST(NULL AS VARCHAR)"
     return (f"{name} AS owner_name, {email} AS owner_email",
-            f'LEFT JOIN {RAW}.{q(USER_TABLE)} u ON u."Id" = {owner_id_sql}')
+            f'LEFT JOIN {RAW_SCHEMA}.{quote_identifier(USER_TABLE)} u ON u."Id" = {owner_id_sql}')
 
 
 def _mapped(mapping: dict[str, str], alias: str, available: set[str]) -> str:
-    cols = [f"{alias}.{q(src)} AS {q(dst)}" for src, dst in mapping.items() if src in available]
+    cols = [f"{alias}.{quote_identifier(src)} AS {quote_identifier(dst)}" for src, dst in mapping.items() if src in available]
     return (",\n            " + ", ".join(cols)) if cols else ""
 
 
@@ -78,22 +74,22 @@ def customers(settings: Any, today: date, account_columns: set[str], user_column
                                                         today=today)
     paying, paying_params = _paying_sql(settings, today)
     mapped = _mapped(settings.mapping.account, "a", account_columns)
-    record_type_join = (f'LEFT JOIN {RAW}._record_types rt ON rt.object_name = \'Account\' '
+    record_type_join = (f'LEFT JOIN {RAW_SCHEMA}._record_types rt ON rt.object_name = \'Account\' '
                         f'AND rt.record_type_id = a."RecordTypeId"' if "RecordTypeId" in account_columns
                         else "LEFT JOIN (SELECT NULL AS developer_name) rt ON false")
     owner, owner_join = owner_columns('a."OwnerId"', user_columns)
     sql = f"""
-        CREATE OR REPLACE TABLE {SCHEMA}.customers AS
+        CREATE OR REPLACE TABLE {MODEL_SCHEMA}.customers AS
         WITH won AS (
             SELECT "AccountId" AS account_id, max("CloseDate") AS last_won_on
-            FROM {RAW}.opportunity o WHERE {live('o')} AND o."IsWon" GROUP BY 1
+            FROM {RAW_SCHEMA}.opportunity o WHERE {live('o')} AND o."IsWon" GROUP BY 1
         )
         SELECT
             a."Id" AS external_id, a."Name" AS name, a."Type" AS type, a."Industry" AS industry,
             rt.developer_name AS record_type, a."OwnerId" AS owner_id, {owner}, a."ParentId" AS parent_id,
             a."BillingCountry" AS billing_country, a."CreatedDate" AS created_at, won.last_won_on,
             {paying} AS is_paying{mapped}
-        FROM {RAW}.account a
+        FROM {RAW_SCHEMA}.account a
         {record_type_join}
         {owner_join}
         LEFT JOIN won ON won.account_id = a."Id"
@@ -105,15 +101,15 @@ def customers(settings: Any, today: date, account_columns: set[str], user_column
 def people(settings: Any, contact_columns: set[str]) -> Statement:
     mapped = _mapped(settings.mapping.contact, "c", contact_columns)
     sql = f"""
-        CREATE OR REPLACE TABLE {SCHEMA}.people AS
+        CREATE OR REPLACE TABLE {MODEL_SCHEMA}.people AS
         SELECT
             c."Id" AS person_id, cu.external_id AS customer_id, c."AccountId" AS account_id,
             cu.external_id IS NOT NULL AS has_customer,
             c."FirstName" AS first_name, c."LastName" AS last_name, c."Name" AS name, c."Title" AS title,
             c."Email" AS email, c."Phone" AS phone, c."Department" AS department, c."OwnerId" AS owner_id,
             c."ReportsToId" AS reports_to_id, c."CreatedDate" AS created_at{mapped}
-        FROM {RAW}.contact c
-        LEFT JOIN {SCHEMA}.customers cu ON cu.external_id = c."AccountId"
+        FROM {RAW_SCHEMA}.contact c
+        LEFT JOIN {MODEL_SCHEMA}.customers cu ON cu.external_id = c."AccountId"
         WHERE {live('c')}
     """
     return Statement(sql)
@@ -121,12 +117,12 @@ def people(settings: Any, contact_columns: set[str]) -> Statement:
 
 def people_edges() -> Statement:
     sql = f"""
-        CREATE OR REPLACE TABLE {SCHEMA}.people_edges AS
+        CREATE OR REPLACE TABLE {MODEL_SCHEMA}.people_edges AS
         SELECT p.person_id, p.reports_to_id AS manager_id, p.customer_id,
                m.person_id IS NOT NULL AS manager_known,
                m.customer_id IS NOT DISTINCT FROM p.customer_id AS same_customer
-        FROM {SCHEMA}.people p
-        LEFT JOIN {SCHEMA}.people m ON m.person_id = p.reports_to_id
+        FROM {MODEL_SCHEMA}.people p
+        LEFT JOIN {MODEL_SCHEMA}.people m ON m.person_id = p.reports_to_id
         WHERE p.reports_to_id IS NOT NULL
     """
     return Statement(sql)
@@ -135,15 +131,15 @@ def people_edges() -> Statement:
 def opportunities(user_columns: set[str] = frozenset()) -> Statement:
     owner, owner_join = owner_columns('o."OwnerId"', user_columns)
     sql = f"""
-        CREATE OR REPLACE TABLE {SCHEMA}.opportunities AS
+        CREATE OR REPLACE TABLE {MODEL_SCHEMA}.opportunities AS
         SELECT
             o."Id" AS opportunity_id, cu.external_id AS customer_id, o."AccountId" AS account_id,
             o."Name" AS name, o."StageName" AS stage, o."Amount" AS amount, o."CloseDate" AS close_date,
             o."OwnerId" AS owner_id, {owner}, o."Probability" AS probability, o."Type" AS type,
             CASE WHEN o."IsWon" THEN 'won' WHEN o."IsClosed" THEN 'lost' ELSE 'open' END AS status,
             o."CreatedDate" AS created_at
-        FROM {RAW}.opportunity o
-        LEFT JOIN {SCHEMA}.customers cu ON cu.external_id = o."AccountId"
+        FROM {RAW_SCHEMA}.opportunity o
+        LEFT JOIN {MODEL_SCHEMA}.customers cu ON cu.external_id = o."AccountId"
         {owner_join}
         WHERE {live('o')}
     """
@@ -153,7 +149,7 @@ def opportunities(user_columns: set[str] = frozenset()) -> Statement:
 def cases(user_columns: set[str] = frozenset()) -> Statement:
     owner, owner_join = owner_columns('c."OwnerId"', user_columns)
     sql = f"""
-        CREATE OR REPLACE TABLE {SCHEMA}.cases AS
+        CREATE OR REPLACE TABLE {MODEL_SCHEMA}.cases AS
         SELECT
             c."Id" AS case_id, cu.external_id AS customer_id, c."AccountId" AS account_id,
             c."ContactId" AS person_id, c."CaseNumber" AS case_number, c."Subject" AS subject,
@@ -162,8 +158,8 @@ def cases(user_columns: set[str] = frozenset()) -> Statement:
             c."CreatedDate" AS created_at, c."ClosedDate" AS closed_at,
             CASE WHEN c."IsClosed" AND c."ClosedDate" IS NOT NULL
                  THEN round(date_diff('second', c."CreatedDate", c."ClosedDate") / 3600.0, 2) END AS hours_to_close
-        FROM {RAW}."case" c
-        LEFT JOIN {SCHEMA}.customers cu ON cu.external_id = c."AccountId"
+        FROM {RAW_SCHEMA}."case" c
+        LEFT JOIN {MODEL_SCHEMA}.customers cu ON cu.external_id = c."AccountId"
         {owner_join}
         WHERE {live('c')}
     """
@@ -172,11 +168,11 @@ def cases(user_columns: set[str] = frozenset()) -> Statement:
 
 def case_comments() -> Statement:
     sql = f"""
-        CREATE OR REPLACE TABLE {SCHEMA}.case_comments AS
+        CREATE OR REPLACE TABLE {MODEL_SCHEMA}.case_comments AS
         SELECT cc."Id" AS comment_id, cc."ParentId" AS case_id, ca.customer_id, cc."CommentBody" AS body,
                cc."IsPublished" AS is_published, cc."CreatedById" AS created_by_id, cc."CreatedDate" AS created_at
-        FROM {RAW}.case_comment cc
-        JOIN {SCHEMA}.cases ca ON ca.case_id = cc."ParentId"
+        FROM {RAW_SCHEMA}.case_comment cc
+        JOIN {MODEL_SCHEMA}.cases ca ON ca.case_id = cc."ParentId"
         WHERE {live('cc')}
     """
     return Statement(sql)
@@ -190,7 +186,7 @@ def _what_kind(column: str) -> str:
 def _field(alias: str, name: str, available: set[str], sql_type: str) -> str:
     """A mirror column, or a typed NULL when the org does not have it or it is not readable (field-level
     security, an older API version): the build goes on, as for custom fields."""
-    return f"{alias}.{q(name)}" if name in available else f"CAST(NULL AS {sql_type})"
+    return f"{alias}.{quote_identifier(name)}" if name in available else f"CAST(NULL AS {sql_type})"
 
 
 def touchpoints(now: datetime, task_columns: set[str], event_columns: set[str]) -> Statement:
@@ -222,7 +218,7 @@ def touchpoints(now: datetime, task_columns: set[str], event_columns: set[str]) 
            f"ELSE coalesce({e('EndDateTime', 'TIMESTAMP')}, "
            f"{start} + to_minutes(CAST(coalesce({e('DurationInMinutes', 'BIGINT')}, 0) AS BIGINT))) END")
     sql = f"""
-        CREATE OR REPLACE TABLE {SCHEMA}.touchpoints AS
+        CREATE OR REPLACE TABLE {MODEL_SCHEMA}.touchpoints AS
         WITH b AS (SELECT CAST(? AS TIMESTAMP) AS now),
         tasks AS (
             SELECT t."Id" AS touchpoint_id, 'task' AS kind, {t('TaskSubtype', 'VARCHAR')} AS subtype,
@@ -232,7 +228,7 @@ def touchpoints(now: datetime, task_columns: set[str], event_columns: set[str]) 
                    {t('WhoId', 'VARCHAR')} AS who_id, {t('WhatId', 'VARCHAR')} AS what_id,
                    {t('AccountId', 'VARCHAR')} AS account_id, {t('OwnerId', 'VARCHAR')} AS owner_id,
                    CAST(NULL AS BIGINT) AS duration_minutes, b.now
-            FROM {RAW}.task t, b WHERE {live('t')}
+            FROM {RAW_SCHEMA}.task t, b WHERE {live('t')}
         ), events AS (
             SELECT e."Id" AS touchpoint_id, 'event' AS kind, {e('EventSubtype', 'VARCHAR')} AS subtype,
                    ({end}) <= b.now AS is_closed, {start} AS done_at, {start} AS planned_for,
@@ -241,7 +237,7 @@ def touchpoints(now: datetime, task_columns: set[str], event_columns: set[str]) 
                    {e('WhoId', 'VARCHAR')} AS who_id, {e('WhatId', 'VARCHAR')} AS what_id,
                    {e('AccountId', 'VARCHAR')} AS account_id, {e('OwnerId', 'VARCHAR')} AS owner_id,
                    CAST({e('DurationInMinutes', 'BIGINT')} AS BIGINT) AS duration_minutes, b.now
-            FROM {RAW}.event e, b WHERE {live('e')}
+            FROM {RAW_SCHEMA}.event e, b WHERE {live('e')}
         ), activities AS (
             SELECT *, CASE WHEN is_closed THEN 'done'
                            WHEN kind = 'task' AND planned_for < CAST(CAST(now AS DATE) AS TIMESTAMP) THEN 'overdue'
@@ -258,11 +254,11 @@ def touchpoints(now: datetime, task_columns: set[str], event_columns: set[str]) 
                coalesce(cu.external_id, op.customer_id, ca.customer_id, p.customer_id) IS NOT NULL AS has_customer,
                a.owner_id, a.duration_minutes
         FROM activities a
-        LEFT JOIN {SCHEMA}.people p ON p.person_id = a.who_id
-        LEFT JOIN {SCHEMA}.customers cu ON cu.external_id = coalesce(a.account_id,
+        LEFT JOIN {MODEL_SCHEMA}.people p ON p.person_id = a.who_id
+        LEFT JOIN {MODEL_SCHEMA}.customers cu ON cu.external_id = coalesce(a.account_id,
             CASE WHEN left(a.what_id, 3) = '001' THEN a.what_id END)
-        LEFT JOIN {SCHEMA}.opportunities op ON op.opportunity_id = a.what_id
-        LEFT JOIN {SCHEMA}.cases ca ON ca.case_id = a.what_id
+        LEFT JOIN {MODEL_SCHEMA}.opportunities op ON op.opportunity_id = a.what_id
+        LEFT JOIN {MODEL_SCHEMA}.cases ca ON ca.case_id = a.what_id
     """
     return Statement(sql, [now])
 
@@ -271,11 +267,11 @@ def engagement_signals(today: date, now: datetime) -> Statement:
     """Engagement counts completed activity up to the build's `now` only (state 'done', occurred_at <= now);
     planned activity gives `next_touch_at`, open tasks past their due date `overdue_tasks`."""
     sql = f"""
-        CREATE OR REPLACE TABLE {SCHEMA}.engagement_signals AS
+        CREATE OR REPLACE TABLE {MODEL_SCHEMA}.engagement_signals AS
         WITH b AS (SELECT CAST(? AS TIMESTAMP) AS now, CAST(? AS DATE) AS today),
         tp AS (
             SELECT tp.*, tp.state = 'done' AND tp.occurred_at <= b.now AS counted, b.today
-            FROM {SCHEMA}.touchpoints tp, b WHERE tp.customer_id IS NOT NULL
+            FROM {MODEL_SCHEMA}.touchpoints tp, b WHERE tp.customer_id IS NOT NULL
         ), t AS (
             SELECT customer_id,
                    max(occurred_at) FILTER (WHERE counted) AS last_touch_at,
@@ -295,16 +291,16 @@ def engagement_signals(today: date, now: datetime) -> Statement:
                    count(*) FILTER (WHERE NOT is_closed AND priority = 'Low') AS open_cases_low,
                    count(*) FILTER (WHERE NOT is_closed) AS open_cases_total,
                    count(*) AS cases_ever
-            FROM {SCHEMA}.cases WHERE customer_id IS NOT NULL GROUP BY 1
+            FROM {MODEL_SCHEMA}.cases WHERE customer_id IS NOT NULL GROUP BY 1
         ), o AS (
             SELECT customer_id,
                    count(*) FILTER (WHERE status = 'open') AS open_opportunities,
                    coalesce(sum(amount) FILTER (WHERE status = 'open'), 0) AS pipeline_open_amount,
                    coalesce(sum(amount) FILTER (WHERE status = 'won' AND close_date > b.today - 365), 0) AS won_amount_365d,
                    count(*) AS opportunities_ever
-            FROM {SCHEMA}.opportunities, b WHERE customer_id IS NOT NULL GROUP BY 1
+            FROM {MODEL_SCHEMA}.opportunities, b WHERE customer_id IS NOT NULL GROUP BY 1
         ), p AS (
-            SELECT customer_id, count(*) AS people FROM {SCHEMA}.people WHERE customer_id IS NOT NULL GROUP BY 1
+            SELECT customer_id, count(*) AS people FROM {MODEL_SCHEMA}.people WHERE customer_id IS NOT NULL GROUP BY 1
         )
         SELECT cu.external_id AS customer_id, t.last_touch_at, t.next_touch_at,
                coalesce(t.touches_30d, 0) AS touches_30d, coalesce(t.touches_90d, 0) AS touches_90d,
@@ -318,7 +314,7 @@ def engagement_signals(today: date, now: datetime) -> Statement:
                coalesce(o.won_amount_365d, 0) AS won_amount_365d,
                coalesce(t.touches_ever, 0) AS touches_ever, coalesce(c.cases_ever, 0) AS cases_ever,
                coalesce(o.opportunities_ever, 0) AS opportunities_ever
-        FROM {SCHEMA}.customers cu
+        FROM {MODEL_SCHEMA}.customers cu
         LEFT JOIN t ON t.customer_id = cu.external_id
         LEFT JOIN c ON c.customer_id = cu.external_id
         LEFT JOIN o ON o.customer_id = cu.external_id

@@ -1,5 +1,8 @@
 """What to mirror of an object, decided from its describe on every run: the fields the run-as user can
 read, their warehouse types, compound addresses rebuilt from their components, and formula fields flagged.
+
+It lives with the client because it reads nothing but describe's JSON: the mirror, the sync and the
+formula refresh all take an `ObjectSchema` from here, so none of them has to know another's code.
 """
 
 from __future__ import annotations
@@ -27,14 +30,6 @@ REQUIRED_FIELDS = ("Id", "SystemModstamp")
 # Their mirror table still carries an `IsDeleted` column (false; true only once the Id reconciliation finds
 # the record gone), so every table answers "is this row live?" the same way.
 SOFT_DELETE_FIELD = "IsDeleted"
-_TABLE_NAMES = {"CaseComment": "case_comment"}
-
-
-def table_name_for(object_name: str) -> str:
-    """Analyst-friendly table name: account, contact, case, case_comment, invoice__c."""
-    if object_name in _TABLE_NAMES:
-        return _TABLE_NAMES[object_name]
-    return object_name.lower()
 
 
 @dataclass(frozen=True)
@@ -71,10 +66,6 @@ class ObjectSchema:
     fields: list[MirrorField] = field(default_factory=list)
     compounds: list[CompoundField] = field(default_factory=list)
     record_types: list[tuple[str, str, str]] = field(default_factory=list)  # (id, developer name, label)
-
-    @property
-    def table(self) -> str:
-        return table_name_for(self.object_name)
 
     @property
     def field_names(self) -> list[str]:
