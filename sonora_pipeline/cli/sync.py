@@ -100,17 +100,24 @@ def duckdb_cli() -> str:
     return str(cli) if cli.exists() else "duckdb"
 
 
+def settings_refused(command: str) -> bool:
+    """Load the definitions, which read the settings file: a mistake in it is said, with its line and fix, and
+    stops the command before any run starts."""
+    from sonora_pipeline.settings import SettingsError
+
+    try:
+        import sonora_pipeline.definitions  # noqa: F401
+    except SettingsError as err:
+        print(f"sonora-pipeline {command}: {err}", file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_refresh_formulas(args: argparse.Namespace) -> int:
     """Refresh the mirror's formula columns (salesforce_formula_refresh_job, in process)."""
     from sonora_pipeline.paths import duckdb_path
-    from sonora_pipeline.settings import SettingsError
 
-    if refuse_missing_warehouse("refresh-formulas", duckdb_path()):
-        return 2
-    try:
-        import sonora_pipeline.definitions  # noqa: F401  (settings are read here: a mistake stops before any run)
-    except SettingsError as err:
-        print(f"sonora-pipeline refresh-formulas: {err}", file=sys.stderr)
+    if refuse_missing_warehouse("refresh-formulas", duckdb_path()) or settings_refused("refresh-formulas"):
         return 2
     result = run_job("salesforce_formula_refresh_job", failure="sonora-pipeline refresh-formulas failed")
     if result is None:
@@ -136,14 +143,9 @@ def cmd_refresh_formulas(args: argparse.Namespace) -> int:
 def cmd_model(args: argparse.Namespace) -> int:
     """Rebuild the customer model from the mirror (no Salesforce calls)."""
     from sonora_pipeline.paths import duckdb_path
-    from sonora_pipeline.settings import SettingsError
 
     duckdb_path()  # a file name DuckDB would confuse with a schema is refused here, not half-way through the job
-
-    try:
-        import sonora_pipeline.definitions  # noqa: F401  (settings are read here: a mistake stops before any run)
-    except SettingsError as err:
-        print(f"sonora-pipeline model: {err}", file=sys.stderr)
+    if settings_refused("model"):
         return 2
     result = run_job("customer_model_job", failure="sonora-pipeline model failed")
     if result is None:
