@@ -26,14 +26,14 @@ from dagster._core.instance.ref import InstanceRef
 from sonora_pipeline.defs.model.assets import model_key
 from sonora_pipeline.defs.salesforce.sensors import BUSY_STATUSES
 from sonora_pipeline.localorg.org import LocalOrg
+from sonora_pipeline.mirror.names import object_for_table
 from sonora_pipeline.mirror.warehouse import publish_snapshot, read_connection
 from sonora_pipeline.model.build import SPECS
+from sonora_pipeline.settings import STANDARD_OBJECTS
 from sonora_pipeline_tests.sync.helpers import differences
 from sonora_pipeline_tests.test_dagster_ui import dagster_home, stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
-RAW = {"account": "Account", "contact": "Contact", "opportunity": "Opportunity", "case": "Case",
-       "case_comment": "CaseComment", "task": "Task", "event": "Event"}
 # Columns that depend on the build history, not on the mirror: the history table and the trend against it.
 HISTORY_COLUMNS = {"computed_at", "previous_score", "trend"}
 AT_REST_SECONDS = 300  # generous: a loaded 2-core machine runs the daemon, the org and the runs
@@ -55,7 +55,7 @@ def cli(env: dict[str, str], *args: str) -> None:
 def needs(table: str) -> set[str]:
     """The mirror objects a model table reads, directly or through the model tables it reads."""
     spec = SPECS[table]
-    return {RAW[t] for t in spec.needs}.union(*(needs(t) for t in spec.after))
+    return {object_for_table(t, STANDARD_OBJECTS) for t in spec.needs}.union(*(needs(t) for t in spec.after))
 
 
 def last_commits(db: Path) -> dict[str, datetime]:
