@@ -227,7 +227,8 @@ class ApiBudget:
                                      f"pipeline's share ({self.max_share:.0%})")
 
     def _paused_error(self, what: str) -> QuotaPaused:
-        retry_in = max(self.pause_poll_seconds - (self._now() - (self._heard_at or self._now())), 0.0)
+        heard_at = self._heard_at if self._heard_at is not None else self._now()
+        retry_in = max(self.pause_poll_seconds - (self._now() - heard_at), 0.0)
         return QuotaPaused(f"{what}; not waiting (the usage is checked again in about {retry_in:.0f} s).",
                            "nothing to do if other integrations spend the allowance for a while; otherwise lower "
                            "their load, raise sync.max_quota_share, or ask Salesforce for a higher allowance "

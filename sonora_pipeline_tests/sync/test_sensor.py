@@ -28,8 +28,9 @@ from sonora_pipeline_tests.sync.test_dagster_sync import (
 )
 
 
-def tick(org, db, instance, resources=None):
-    with dg.build_sensor_context(instance=instance, resources=resources or resources_for(org, db)) as context:
+def tick(org, db, instance, resources=None, cursor=None):
+    with dg.build_sensor_context(instance=instance, cursor=cursor,
+                                 resources=resources or resources_for(org, db)) as context:
         return salesforce_changes(context)
 
 
@@ -126,19 +127,24 @@ def test_a_paused_quota_skips_the_tick_at_once_with_the_reason(org, tmp_path):
         assert time.monotonic() - started < 20  # no pause: a waiting client would sleep and retry for hours
         assert not getattr(refused, "run_requests", None)
         assert "API limit exceeded" in message(refused) and "not waiting" in message(refused)
-        # Right after, still paused: each tick has its own budget (the resource's, for one tick), so it asks once.
-        paused = tick(org, db, instance)
-        assert "not waiting" in message(paused)
+        # The next tick, within sync.quota_pause_seconds, asks the org nothing: the pause is in the sensor's cursor.
+        paused = tick(org, db, instance, cursor=refused.cursor)
+        assert "Not asking the org until" in message(paused)
         # Usage back under the limit but over the pipeline's share: one probe call, and no runs that would wait.
         org.set_quota(used=int(snap.max * 0.95))
         time.sleep(0.6)  # past the suite's quota_pause_seconds (0.5)
-        over = tick(org, db, instance)
+        before = org.quota.snapshot().used
+        over = tick(org, db, instance, cursor=refused.cursor)
+        assert org.quota.snapshot().used - before == 1
         assert not getattr(over, "run_requests", None)
         assert "at the pipeline's share" in message(over)
-        # Once the window frees up, the change is requested.
+        # Paused again: a tick right after spends no call on an org already at the pipeline's share.
+        again = tick(org, db, instance, cursor=over.cursor)
+        assert org.quota.snapshot().used - before == 1 and "Not asking the org until" in message(again)
+        # Once the pause has passed and the window frees up, the change is requested.
         org.set_quota(used=0)
         time.sleep(0.6)
-        freed = tick(org, db, instance)
+        freed = tick(org, db, instance, cursor=over.cursor)
         assert [r.asset_selection for r in freed.run_requests] == [[asset_key_for("Case")]]
 
 

@@ -16,9 +16,10 @@ reason (so do refused credentials), instead of blocking past Dagster's sensor ti
 """
 
 
+import json
 import os
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_plus
 
 import dagster as dg
@@ -36,7 +37,7 @@ from sonora_pipeline.salesforce.errors import (
     SalesforceError,
 )
 from sonora_pipeline.salesforce.soql import soql_datetime
-from sonora_pipeline.settings import SettingsError
+from sonora_pipeline.settings import Settings, SettingsError
 
 # The most runs ONE tick requests (runs already queued are not counted: the run queue bounds those): the
 # instance runs 4 at a time (dagster.yaml), and a backlog of windows (the sensor was off for weeks) drains over
@@ -135,6 +136,24 @@ def plan_runs(due: dict[str, set[str]], busy: set[tuple[dg.AssetKey, str]],
     return requests, "; ".join(parts)
 
 
+def quota_paused_until(cursor: str | None) -> datetime | None:
+    """When the pause an earlier tick saw ends. The sensor's cursor holds only this pacing fact: what is due
+    always comes from the mirror's committed cursors."""
+    try:
+        return datetime.fromisoformat(json.loads(cursor)["quota_paused_until"]) if cursor else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def quota_pause(settings: Settings, message: str) -> dg.SensorResult:
+    """Skip, and ask nothing of the org for `sync.quota_pause_seconds`: each tick has a budget of its own (the
+    resource's, for one tick), so the pause is carried in the sensor's cursor instead; without it, every tick
+    would spend a call on an org already at the pipeline's share."""
+    until = datetime.now(UTC) + timedelta(seconds=settings.sync.quota_pause_seconds)
+    return dg.SensorResult(skip_reason=dg.SkipReason(message),
+                           cursor=json.dumps({"quota_paused_until": until.isoformat()}))
+
+
 @dg.sensor(
     name="salesforce_changes",
     job=salesforce_sync_job,  # runs show as salesforce_sync_job; each RunRequest selects its objects
@@ -157,13 +176,16 @@ def salesforce_changes(context: dg.SensorEvaluationContext, salesforce: Salesfor
         return dg.SkipReason("No object has been imported yet: run `sonora-pipeline sync` (or materialize "
                              "the salesforce assets) for the initial import first.")
     names = [n for n in SETTINGS.sync.objects if n in cursors]
+    if (until := quota_paused_until(context.cursor)) and datetime.now(UTC) < until:
+        return dg.SkipReason(f"Not asking the org until {until:%H:%M:%S} UTC: its API usage was at the "
+                             "pipeline's share (sync.max_quota_share) at an earlier tick.")
     try:
         client = salesforce.client(context.log, fail_fast=True)
         ready = client.server_now().replace(tzinfo=None) - timedelta(seconds=current.sync.lag_seconds)
         answer = client.composite_batch([_probe(n, cursors[n], ready, client.connection.api_version)
                                          for n in names])
     except QuotaPaused as err:
-        return dg.SkipReason(f"Not asking the org this tick: {err}")
+        return quota_pause(current, f"Not asking the org this tick: {err}")
     except (AuthError, ConfigError) as err:
         return dg.SkipReason(f"Not syncing: {err}")
     except SalesforceError as err:
@@ -184,9 +206,10 @@ def salesforce_changes(context: dg.SensorEvaluationContext, salesforce: Salesfor
     if not due:
         return dg.SkipReason("No changes in the org since the mirror's committed cursors.")
     if client.budget.over_share:
-        return dg.SkipReason(f"{len(due)} window(s) changed, but the org's API usage ({client.budget.used}/"
-                             f"{client.budget.max}) is at the pipeline's share ({client.budget.max_share:.0%}): "
-                             "not launching runs that would wait; a later tick launches them.")
+        return quota_pause(current, f"{len(due)} window(s) changed, but the org's API usage ({client.budget.used}/"
+                                    f"{client.budget.max}) is at the pipeline's share "
+                                    f"({client.budget.max_share:.0%}): not launching runs that would wait; a "
+                                    "later tick launches them.")
     requests, message = plan_runs(due, windows_in_flight(context.instance))
     context.log.info(message)
     if not requests:
