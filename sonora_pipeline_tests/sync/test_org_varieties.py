@@ -5,7 +5,7 @@
   (nothing mapped that a fresh org lacks) and compared with the org field by field, every object.
 - Numbers are exact: 18 digits of currency arrive in the mirror as the same Decimal, by Bulk and by REST,
   and a warehouse made when number columns were DOUBLE is retyped to DECIMAL on the next sync.
-(Column types from describe and the null forms on load, without an org: unit/test_catalog.py.)
+(Column types from describe and the null forms on load, without an org: unit/test_describe.py.)
 """
 
 from __future__ import annotations
