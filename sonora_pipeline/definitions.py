@@ -2,7 +2,8 @@
 
 Runs execute their steps in one process (`in_process_executor`): every write queues on DuckDB's single
 writer anyway, and a process per step cost seconds of imports each (a model rebuild of a dozen tables took
-34 s that way, 1 s in one process). Runs still go side by side through the run queue (`dagster.yaml`)."""
+34 s that way, 1 s in one process). Runs go through the run queue (`dagster.yaml`), those that write the
+warehouse one at a time (the `duckdb_writer` pool)."""
 
 from pathlib import Path
 
