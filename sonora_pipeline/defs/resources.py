@@ -4,6 +4,7 @@ EnvVars (resolved in the run's process, never shown in the UI)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -17,7 +18,7 @@ from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import DEFAULT_API_VERSION, OrgConnection
 from sonora_pipeline.salesforce.environment import ENVIRONMENT, org_connection
 from sonora_pipeline.salesforce.transport import OrgSession
-from sonora_pipeline.settings import load_settings
+from sonora_pipeline.settings import SettingsError, load_settings
 
 
 class SalesforceResource(dg.ConfigurableResource):
@@ -46,8 +47,11 @@ class SalesforceResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # The budget now; the session (and its token) at the first client(), so that a missing or wrong URL
-        # fails the step that needs the org, with its reason, and a sensor tick skips saying why.
-        self._budget = self._new_budget(context.log)
+        # fails the step that needs the org, with its reason, and a sensor tick skips saying why. A mistake in
+        # the settings file is left to the run's or the tick's own read of it, which reports it with its line
+        # and fix before any client is asked for (a resource that failed here would show a traceback).
+        with contextlib.suppress(SettingsError):
+            self._budget = self._new_budget(context.log)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()

@@ -148,7 +148,7 @@ def test_a_paused_quota_skips_the_tick_at_once_with_the_reason(org, tmp_path):
         assert [r.asset_selection for r in freed.run_requests] == [[asset_key_for("Case")]]
 
 
-def test_an_edit_of_the_settings_file_reaches_the_next_tick_without_a_reload(org, tmp_path):
+def test_an_edit_of_the_settings_file_reaches_the_next_tick_without_a_reload(org, tmp_path, monkeypatch):
     """The lag is behaviour: the same loaded sensor reads it from the file at each tick. With an hour of lag a
     change made just now is not asked for; the file edited to 5 s, the next tick requests its window."""
     db, settings_file = tmp_path / "m.duckdb", write_suite_settings(tmp_path / "sonora.yaml",
@@ -166,6 +166,7 @@ def test_an_edit_of_the_settings_file_reaches_the_next_tick_without_a_reload(org
             [(today_key(org), [asset_key_for("Account")])]
         # A mistake in the file skips the tick with the file's own message, and requests nothing.
         settings_file.write_text("sync:\n  lag_seconds: soon\n", "utf-8")
+        monkeypatch.setenv("SONORA_CONFIG", str(settings_file))  # as deployed: the org resource reads it too
         broken = tick(org, db, instance, resources)
         assert not getattr(broken, "run_requests", None)
         assert "Not syncing" in message(broken) and "lag_seconds" in message(broken)
