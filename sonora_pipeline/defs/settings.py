@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from sonora_pipeline.settings import Settings, SettingsError, load_settings
 
@@ -21,22 +21,37 @@ SETTINGS: Settings = load_settings()
 
 
 class SettingsResource(dg.ConfigurableResource):
-    """The settings file, read and validated each time a run or a tick asks (`load`)."""
+    """The settings file, read and validated once per run (at setup; `for_run`) and at each sensor tick (`load`)."""
 
     path: str = Field(default="", description="The settings file; empty: SONORA_CONFIG when read, or the "
                                               "built-in defaults when that is unset")
+
+    _snapshot: Settings | SettingsError | None = PrivateAttr(default=None)
 
     def load(self) -> Settings:
         """The file as it is now; a mistake raises `SettingsError` with the same messages as at load."""
         return load_settings(Path(self.path) if self.path else None)
 
-    def for_run(self) -> Settings:
-        """`load` for a run: a mistake fails the run with its message (no traceback), before anything is
-        read or written."""
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # One read per run: its steps (a dozen model tables, every object) see the same settings even if the
+        # file is edited while the run is in progress. A mistake is kept and reported by the first step.
         try:
-            return self.load()
+            self._snapshot = self.load()
         except SettingsError as err:
-            raise dg.Failure(description=str(err)) from None
+            self._snapshot = err
+
+    def for_run(self) -> Settings:
+        """The settings the run started with (the file read at setup; read now outside a run): a mistake fails
+        the step with its message (no traceback), before anything is read or written."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            try:
+                snapshot = self.load()
+            except SettingsError as err:
+                snapshot = err
+        if isinstance(snapshot, SettingsError):
+            raise dg.Failure(description=str(snapshot)) from None
+        return snapshot
 
 
 def structure_changed(now: Settings) -> str | None:
