@@ -5,11 +5,12 @@ from datetime import UTC, timedelta
 import dagster as dg
 from pydantic import Field
 
+from sonora_pipeline.defs.orgs import MULTI_ORG, ORG_PARTITIONS, per_org_requests, step_org
 from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.salesforce.sensors import automation_status
 from sonora_pipeline.defs.salesforce.sync_job import salesforce_sync_job
-from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
+from sonora_pipeline.defs.settings import SETTINGS, SettingsResource, synced_objects
 from sonora_pipeline.salesforce.errors import SalesforceError, TooManyPurges
 from sonora_pipeline.sync.engine import reconcile_ids
 
@@ -32,21 +33,23 @@ class ReconcileConfig(dg.Config):
 @dg.op(description="Find records that are gone from Salesforce (hard deletes, purged recycle bin) with one "
                    "Id-only Bulk query per object, and mark them in the mirror. An object where more than "
                    "sync.max_purge_share of the live rows would be marked is left as it is, and the run fails "
-                   "naming it (the other objects are reconciled).", pool=DUCKDB_WRITER)
+                   "naming it (the other objects are reconciled).", pool=None if MULTI_ORG else DUCKDB_WRITER)
 def reconcile_deleted_ids(context: dg.OpExecutionContext, config: ReconcileConfig, salesforce: SalesforceResource,
                           warehouse: WarehouseResource, settings: SettingsResource) -> None:
+    org = step_org(context)
+    current = settings.for_run(org)
     share = config.max_purge_share
     if share is None:
-        share = settings.for_run().sync.max_purge_share
+        share = current.sync.max_purge_share
     try:
-        client = salesforce.client(context.log)
+        client = salesforce.client(context.log, org=org)
     except SalesforceError as err:
         raise dg.Failure(description=str(err)) from None
     total = 0
     refused: list[TooManyPurges] = []
-    for name in SETTINGS.sync.objects:
+    for name in synced_objects(org):
         try:
-            total += reconcile_ids(client, warehouse.db_path(), name, run_id=context.run.run_id, log=context.log,
+            total += reconcile_ids(client, warehouse.db_path(org), name, run_id=context.run.run_id, log=context.log,
                                    max_purge_share=share)
         except TooManyPurges as err:
             context.log.error(str(err))
@@ -59,7 +62,8 @@ def reconcile_deleted_ids(context: dg.OpExecutionContext, config: ReconcileConfi
             "refused_objects": ", ".join(err.object_name for err in refused), "records_marked_purged": total})
 
 
-@dg.job(description="Mark hard-deleted and purged records in the mirror (one Bulk job per object).")
+@dg.job(description="Mark hard-deleted and purged records in the mirror (one Bulk job per object).",
+        partitions_def=ORG_PARTITIONS if MULTI_ORG else None)
 def salesforce_reconcile_job() -> None:
     reconcile_deleted_ids()
 
@@ -72,8 +76,11 @@ def salesforce_reconcile_job() -> None:
 def salesforce_sync_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Why not `build_schedule_from_partitioned_job`: the windows include today (end_offset=1, so the sensor
     can keep today current), and that helper requests the newest partition, i.e. the day that has just
-    begun. The closed day is the one before the tick's own date."""
+    begun. The closed day is the one before the tick's own date. With a registry: one run per org, each
+    from its own committed cursor (the run queue spreads them under the per-org and global limits)."""
     closed = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date()
+    if MULTI_ORG:
+        return per_org_requests(context, closed.isoformat(), {"sonora/trigger": "salesforce_sync_schedule"})
     if closed < SETTINGS.sync.partitions_start:
         return dg.SkipReason(f"The day that closed ({closed}) is before sync.partitions_start "
                              f"({SETTINGS.sync.partitions_start}): no window to sync.")
@@ -88,9 +95,14 @@ def _schedule_status() -> dg.DefaultScheduleStatus:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    reconcile_schedule = dg.ScheduleDefinition(
-        name="salesforce_reconcile_schedule", job=salesforce_reconcile_job, cron_schedule="15 3 * * *",
-        execution_timezone="UTC", default_status=_schedule_status(),
-        description="Daily Id reconciliation for hard deletes and purges.")
+    @dg.schedule(name="salesforce_reconcile_schedule", job=salesforce_reconcile_job, cron_schedule="15 3 * * *",
+                 execution_timezone="UTC", default_status=_schedule_status(),
+                 description="Daily Id reconciliation for hard deletes and purges (with a registry: one run per org).")
+    def reconcile_schedule(context: dg.ScheduleEvaluationContext):
+        if MULTI_ORG:
+            day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
+            return per_org_requests(context, f"reconcile:{day}", {"sonora/trigger": "salesforce_reconcile_schedule"})
+        return dg.RunRequest()
+
     return dg.Definitions(jobs=[salesforce_sync_job, org_inventory_job, salesforce_reconcile_job],
                           schedules=[salesforce_sync_schedule, reconcile_schedule])

@@ -12,11 +12,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from sonora_pipeline.defs.orgs import OrgUnavailable, connection_for, registered, warehouse_path
 from sonora_pipeline.paths import checked_duckdb_path, duckdb_path
 from sonora_pipeline.salesforce.budget import ApiBudget
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import DEFAULT_API_VERSION, OrgConnection
 from sonora_pipeline.salesforce.environment import ENVIRONMENT, org_connection
+from sonora_pipeline.salesforce.errors import ConfigError
 from sonora_pipeline.salesforce.transport import OrgSession
 from sonora_pipeline.settings import SettingsError, load_settings
 
@@ -43,6 +45,10 @@ class SalesforceResource(dg.ConfigurableResource):
 
     _session: OrgSession | None = PrivateAttr(default=None)
     _budget: ApiBudget | None = PrivateAttr(default=None)
+    # With a registry (SONORA_ORGS): one session and one budget per org, from that org's own entry, secrets,
+    # settings and Sforce-Limit-Info; one org's refusal never touches another's.
+    _org_sessions: dict[str, OrgSession] = PrivateAttr(default_factory=dict)
+    _org_budgets: dict[str, ApiBudget] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -62,16 +68,24 @@ class SalesforceResource(dg.ConfigurableResource):
             if self._session is not None:
                 self._session.close()
                 self._session = None
+            for session in self._org_sessions.values():
+                session.close()
+            self._org_sessions.clear()
 
     def connection(self) -> OrgConnection:
         return org_connection(self.instance_url, self.consumer_key, self.consumer_secret,
                               api_version=self.api_version, ca_bundle=self.ca_bundle).validate()
 
-    def client(self, log=None, *, fail_fast: bool = False) -> SalesforceClient:
+    def client(self, log=None, *, fail_fast: bool = False, org: str | None = None) -> SalesforceClient:
         """A client over the run's shared session, token and budget (its own call count, for metadata).
 
         `fail_fast`: for a sensor tick, which must end within Dagster's sensor timeout (60 s): short timeouts,
-        one retry, and a quota pause raises `QuotaPaused` instead of waiting."""
+        one retry, and a quota pause raises `QuotaPaused` instead of waiting. `org`: a registered org (its
+        own session and budget); None: the org of the SALESFORCE_* variables."""
+        quick = dict(max_attempts=2, max_backoff_seconds=2.0, timeout=(3.0, 10.0), wait_for_quota=False)
+        if org is not None:
+            session, budget = self._org_session(org, log)
+            return SalesforceClient(session, budget, log=log, **(quick if fail_fast else {}))
         with self._lock:
             if self._session is None:
                 self._session = OrgSession(self.connection(), log=log)
@@ -80,13 +94,28 @@ class SalesforceResource(dg.ConfigurableResource):
             elif log is not None:
                 self._budget.log = log
             session, budget = self._session, self._budget
-        quick = dict(max_attempts=2, max_backoff_seconds=2.0, timeout=(3.0, 10.0), wait_for_quota=False)
         return SalesforceClient(session, budget, log=log, **(quick if fail_fast else {}))
 
-    def _new_budget(self, log) -> ApiBudget:
+    def _org_session(self, org: str, log) -> tuple[OrgSession, ApiBudget]:
+        """The org's session and budget, made at its first client of the run (or tick). Its entry, secrets
+        and settings are read then; a problem raises `ConfigError` with the reason (no secret in it)."""
+        with self._lock:
+            if org not in self._org_sessions:
+                try:
+                    entry = registered(org)
+                except OrgUnavailable as err:
+                    raise ConfigError(str(err)) from None
+                budget = self._new_budget(log, entry.settings_path)
+                self._org_sessions[org] = OrgSession(connection_for(entry), log=log)
+                self._org_budgets[org] = budget
+            elif log is not None:
+                self._org_budgets[org].log = log
+            return self._org_sessions[org], self._org_budgets[org]
+
+    def _new_budget(self, log, settings_path: Path | None = None) -> ApiBudget:
         share, pause = self.max_quota_share, self.quota_pause_seconds
         if share is None or pause is None:
-            sync = load_settings().sync  # the file as it is now: an edit counts from the next run on
+            sync = load_settings(settings_path).sync  # the file as it is now: an edit counts from the next run on
             share = sync.max_quota_share if share is None else share
             pause = sync.quota_pause_seconds if pause is None else pause
         return ApiBudget(max_share=share, pause_poll_seconds=pause, log=log)
@@ -102,7 +131,10 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str = Field(default="", description="DuckDB file; empty: SONORA_DUCKDB_PATH or data/warehouse.duckdb")
 
-    def db_path(self) -> Path:
+    def db_path(self, org: str | None = None) -> Path:
+        """The org's own file with a registry (`<warehouse_root>/<org>/warehouse.duckdb`); else the one file."""
+        if org is not None:
+            return warehouse_path(org)
         return checked_duckdb_path(Path(self.path)) if self.path else duckdb_path()
 
 

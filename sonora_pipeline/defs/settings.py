@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from sonora_pipeline.defs.orgs import OrgUnavailable, settings_path
 from sonora_pipeline.settings import Settings, SettingsError, load_settings
 
 SETTINGS: Settings = load_settings()
@@ -27,9 +28,17 @@ class SettingsResource(dg.ConfigurableResource):
                                               "built-in defaults when that is unset")
 
     _snapshot: Settings | SettingsError | None = PrivateAttr(default=None)
+    _org_snapshots: dict[str, Settings | SettingsError] = PrivateAttr(default_factory=dict)
 
-    def load(self) -> Settings:
-        """The file as it is now; a mistake raises `SettingsError` with the same messages as at load."""
+    def load(self, org: str | None = None) -> Settings:
+        """The file as it is now (`org`: that registered org's own file, or the deployment's when its entry
+        names none); a mistake raises `SettingsError` with the same messages as at load."""
+        if org is not None:
+            try:
+                path = settings_path(org)
+            except OrgUnavailable as err:
+                raise SettingsError(str(err)) from None
+            return load_settings(path)
         return load_settings(Path(self.path) if self.path else None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -40,9 +49,20 @@ class SettingsResource(dg.ConfigurableResource):
         except SettingsError as err:
             self._snapshot = err
 
-    def for_run(self) -> Settings:
+    def for_run(self, org: str | None = None) -> Settings:
         """The settings the run started with (the file read at setup; read now outside a run): a mistake fails
-        the step with its message (no traceback), before anything is read or written."""
+        the step with its message (no traceback), before anything is read or written. An org's file is read
+        at the run's first step for it, and that copy serves the run's other steps."""
+        if org is not None:
+            if org not in self._org_snapshots:
+                try:
+                    self._org_snapshots[org] = self.load(org)
+                except SettingsError as err:
+                    self._org_snapshots[org] = err
+            snapshot = self._org_snapshots[org]
+            if isinstance(snapshot, SettingsError):
+                raise dg.Failure(description=str(snapshot)) from None
+            return snapshot
         snapshot = self._snapshot
         if snapshot is None:
             try:
@@ -71,3 +91,15 @@ def structure_changed(now: Settings) -> str | None:
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(resources={"settings": SettingsResource()})
+
+
+def synced_objects(org: str | None) -> list[str]:
+    """The loaded objects (assets) an org syncs: with a registry, those its own settings list too (an org's
+    file may leave out a custom object another org has); else all of them. A broken file fails the step."""
+    if org is None:
+        return list(SETTINGS.sync.objects)
+    try:
+        own = SettingsResource().load(org).sync.objects
+    except SettingsError as err:
+        raise dg.Failure(description=str(err)) from None
+    return [name for name in SETTINGS.sync.objects if name in own]

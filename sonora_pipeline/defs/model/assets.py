@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
+from sonora_pipeline.defs.orgs import MULTI_ORG, ORG_PARTITIONS, org_of, step_org
 from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import WarehouseResource
 from sonora_pipeline.defs.salesforce.assets import asset_key_for
@@ -115,14 +116,19 @@ def build_model_asset(table: str) -> dg.AssetsDefinition:
         description=TABLES.get(table, ""),
         metadata={"dagster/table_name": f"{MODEL_SCHEMA}.{table}",
                   "dagster/column_schema": definition_column_schema(table)},
-        automation_condition=AUTOMATION,
-        pool=DUCKDB_WRITER,
+        # With a registry: one model per org (its partition), built in the org's sync run (the change sensor
+        # selects it after the objects), so no automation and no writer pool (each org has its own file).
+        automation_condition=None if MULTI_ORG else AUTOMATION,
+        pool=None if MULTI_ORG else DUCKDB_WRITER,
+        partitions_def=ORG_PARTITIONS if MULTI_ORG else None,
+        backfill_policy=dg.BackfillPolicy.multi_run(1) if MULTI_ORG else None,
     )
     def _model_asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                      settings: SettingsResource) -> dg.MaterializeResult:
-        current = settings.for_run()
+        org = step_org(context)
+        current = settings.for_run(org)
         try:
-            with write_connection(warehouse.db_path()) as conn:
+            with write_connection(warehouse.db_path(org)) as conn:
                 rows = build_table(conn, table, current, _today())
                 schema = _column_schema(conn, table)
         except (SettingsError, MirrorMissing) as err:
@@ -138,15 +144,16 @@ def build_model_asset(table: str) -> dg.AssetsDefinition:
 MODEL_ASSETS = [build_model_asset(t) for t in SPECS]
 
 
-def _scalar(warehouse: WarehouseResource, sql: str, params=None):
-    with read_connection(warehouse.db_path()) as conn:
+def _scalar(warehouse: WarehouseResource, sql: str, params=None, org: str | None = None):
+    with read_connection(warehouse.db_path(org)) as conn:
         return conn.execute(sql, params or []).fetchone()
 
 
 @dg.asset_check(asset=model_key("customers"), blocking=True,
                 description="Every customer appears once (external_id = Account Id is unique).")
-def customer_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    total, distinct = _scalar(warehouse, f"SELECT count(*), count(DISTINCT external_id) FROM {MODEL_SCHEMA}.customers")
+def customer_ids_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    total, distinct = _scalar(warehouse, f"SELECT count(*), count(DISTINCT external_id) FROM {MODEL_SCHEMA}.customers",
+                              org=org_of(context))
     return dg.AssetCheckResult(passed=total == distinct and total > 0 or total == 0,
                                metadata={"rows": total, "duplicates": total - distinct})
 
@@ -155,11 +162,12 @@ def _links_check(table: str, id_column: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=model_key(table), name=f"{table}_point_at_customers",
                     description=f"Every row of sonora.{table} points at an existing customer, or is flagged "
                                 "(has_customer = false).")
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         dangling, flagged, total = _scalar(warehouse, f"""
             SELECT count(*) FILTER (WHERE t.customer_id IS NOT NULL AND c.external_id IS NULL),
                    count(*) FILTER (WHERE NOT t.has_customer), count(*)
-            FROM {MODEL_SCHEMA}.{table} t LEFT JOIN {MODEL_SCHEMA}.customers c ON c.external_id = t.customer_id""")
+            FROM {MODEL_SCHEMA}.{table} t LEFT JOIN {MODEL_SCHEMA}.customers c ON c.external_id = t.customer_id""",
+                                           org=org_of(context))
         return dg.AssetCheckResult(passed=dangling == 0, metadata={
             "rows": total, "dangling": dangling, "flagged_without_customer": flagged})
 
@@ -168,21 +176,24 @@ def _links_check(table: str, id_column: str) -> dg.AssetChecksDefinition:
 
 @dg.asset_check(asset=model_key("health_scores"), description="Scores and their measures are within 0-100 and "
                 "bands agree with the settings' thresholds.")
-def health_scores_in_range(warehouse: WarehouseResource, settings: SettingsResource) -> dg.AssetCheckResult:
-    bands = settings.for_run().health.bands
+def health_scores_in_range(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
+                           settings: SettingsResource) -> dg.AssetCheckResult:
+    org = org_of(context)
+    bands = settings.for_run(org).health.bands
     green, yellow = bands.green, bands.yellow
     bad = _scalar(warehouse, f"""
         SELECT count(*) FROM {MODEL_SCHEMA}.health_scores WHERE
             (score IS NOT NULL AND (score < 0 OR score > 100))
             OR greatest(coalesce(engagement, 0), coalesce(support, 0), coalesce(commercial, 0), coalesce(sentiment, 0)) > 100
             OR least(coalesce(engagement, 0), coalesce(support, 0), coalesce(commercial, 0), coalesce(sentiment, 0)) < 0
-            OR (score >= ? AND band != 'green') OR (score < ? AND band != 'red')""", [green, yellow])[0]
+            OR (score >= ? AND band != 'green') OR (score < ? AND band != 'red')""", [green, yellow], org=org)[0]
     return dg.AssetCheckResult(passed=bad == 0, metadata={"out_of_range": bad})
 
 
 @dg.asset_check(asset=model_key("ecsat"), description="eCSAT is within 0-100.")
-def ecsat_in_range(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    bad = _scalar(warehouse, f"SELECT count(*) FROM {MODEL_SCHEMA}.ecsat WHERE ecsat < 0 OR ecsat > 100")[0]
+def ecsat_in_range(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    bad = _scalar(warehouse, f"SELECT count(*) FROM {MODEL_SCHEMA}.ecsat WHERE ecsat < 0 OR ecsat > 100",
+                  org=org_of(context))[0]
     return dg.AssetCheckResult(passed=bad == 0, metadata={"out_of_range": bad})
 
 
@@ -210,4 +221,4 @@ with warnings.catch_warnings():
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(assets=MODEL_ASSETS, asset_checks=MODEL_CHECKS, jobs=[customer_model_job],
-                          sensors=[customer_model_automation])
+                          sensors=[] if MULTI_ORG else [customer_model_automation])

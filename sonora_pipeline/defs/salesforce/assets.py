@@ -11,9 +11,11 @@ from datetime import timedelta
 
 import dagster as dg
 
+from sonora_pipeline.defs.orgs import MULTI_ORG, ORG_PARTITIONS, step_org
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
+from sonora_pipeline.defs.salesforce.org_sync import org_materialize_result, org_window
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
 from sonora_pipeline.mirror.names import RAW_SCHEMA, table_name_for
 from sonora_pipeline.mirror.tables import column_docs
@@ -135,7 +137,9 @@ def _window_to_read(context: dg.AssetExecutionContext, warehouse: WarehouseResou
 
 
 def _asset_decorator(object_name: str):
-    """`@dg.asset` for one object. `backfill_policy` is a Beta parameter in Dagster 1.13: it warns once per
+    """`@dg.asset` for one object, partitioned by sync window (one org) or by org (a registry: see
+    `defs/orgs.py`; one run per org, which the run queue's per-org limit counts, and no writer pool, since each
+    org has a DuckDB file of its own). `backfill_policy` is a Beta parameter in Dagster 1.13: it warns once per
     asset (a BetaWarning per object at import, eight in a test run), and nobody can act on that. The single-run
     policy is what the project relies on (a range of windows read in one pass), so the one warning is
     silenced here, where it is raised, and nowhere else."""
@@ -145,10 +149,10 @@ def _asset_decorator(object_name: str):
             key=asset_key_for(object_name),
             group_name="salesforce",
             kinds={"salesforce", "duckdb"},
-            partitions_def=sync_window,
-            backfill_policy=dg.BackfillPolicy.single_run(),
+            partitions_def=ORG_PARTITIONS if MULTI_ORG else sync_window,
+            backfill_policy=dg.BackfillPolicy.multi_run(1) if MULTI_ORG else dg.BackfillPolicy.single_run(),
             freshness_policy=FRESHNESS,
-            pool=DUCKDB_WRITER,
+            pool=None if MULTI_ORG else DUCKDB_WRITER,
             description=DESCRIPTIONS.get(object_name, f"Salesforce custom object {object_name}."),
             metadata={"dagster/table_name": f"{RAW_SCHEMA}.{table_name_for(object_name)}",
                       "sonora/salesforce_object": object_name, "sonora/freshness": FRESHNESS_TEXT},
@@ -163,6 +167,9 @@ def sync_settings(settings: Settings) -> SyncSettings:
 
 
 def build_object_asset(object_name: str) -> dg.AssetsDefinition:
+    if MULTI_ORG:
+        return build_org_object_asset(object_name)
+
     @_asset_decorator(object_name)
     def _object_asset(context: dg.AssetExecutionContext, config: SyncConfig, salesforce: SalesforceResource,
                       warehouse: WarehouseResource, settings: SettingsResource) -> dg.MaterializeResult:
@@ -187,6 +194,46 @@ def build_object_asset(object_name: str) -> dg.AssetsDefinition:
         return _materialize_result(result, context.partition_key_range)
 
     return _object_asset
+
+
+def build_org_object_asset(object_name: str) -> dg.AssetsDefinition:
+    """The object's asset with a registry: the run's partition is the org. It reads from the org's committed
+    cursor (less the overlap) to now, or the date range its run's tags ask for (a re-run after a mapping
+    change); the first run for an org does its initial import. An object that the org's own settings do not
+    sync is left alone (reported, not failed)."""
+
+    @_asset_decorator(object_name)
+    def _org_object_asset(context: dg.AssetExecutionContext, config: SyncConfig, salesforce: SalesforceResource,
+                          warehouse: WarehouseResource, settings: SettingsResource) -> dg.MaterializeResult:
+        org = step_org(context)
+        current = settings.for_run(org)
+        if object_name not in current.sync.objects:
+            context.log.info(f"{object_name}: not in org {org}'s sync.objects; nothing read or written")
+            return dg.MaterializeResult(metadata={"sonora/sync_kind": "not synced", "sonora/org": org,
+                                                  "sonora/covers": f"Org {org} does not sync {object_name} "
+                                                                   "(its settings' sync.objects)."})
+        effective = sync_settings(current)
+        if config.initial_import:
+            try:
+                effective = effective.model_copy(update={"initial_import": parse_initial_import(config.initial_import)})
+            except ValueError as err:
+                raise dg.Failure(description=f"Run config initial_import {err}") from None
+        db_path = warehouse.db_path(org)
+        window = org_window(context.run.tags, current_state(db_path, object_name))
+        try:
+            result = sync_object(
+                salesforce.client(context.log, org=org), db_path, object_name, effective, window=window,
+                partition_key=org, run_id=context.run.run_id, log=context.log,
+                force_initial=config.redo_initial_import)
+        except SalesforceError as err:
+            raise dg.Failure(description=f"Org {org}: {err}") from None
+        context.log.info(
+            f"{org} {object_name}: {result.rows_read:,} rows read, {result.rows_upserted:,} inserted or updated, "
+            f"{result.deletes:,} newly marked deleted; {result.rows_in_table:,} rows in the table; "
+            f"{result.api_calls} API calls via {result.method} in {result.seconds:.1f} s")
+        return org_materialize_result(result, org, window, column_schema)
+
+    return _org_object_asset
 
 
 OBJECT_ASSETS = [build_object_asset(name) for name in SETTINGS.sync.objects]  # structure: read at load

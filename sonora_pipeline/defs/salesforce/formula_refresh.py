@@ -6,27 +6,31 @@ Bulk job each) and updates only those columns; the sync cursor does not move. It
 the run's output metadata and an observation of each object's asset.
 """
 
+from datetime import UTC
+
 import dagster as dg
 
+from sonora_pipeline.defs.orgs import MULTI_ORG, ORG_PARTITIONS, per_org_requests, step_org
 from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.salesforce.sensors import automation_status
-from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.defs.settings import synced_objects
 from sonora_pipeline.salesforce.errors import SalesforceError
 from sonora_pipeline.sync.formulas import refresh_formulas
 
 
 @dg.op(description="Re-read the formula fields of every mirrored object that has them (one Bulk job per "
                    "object) and update those columns only; the sync cursor does not move.",
-       out=dg.Out(dg.Nothing), pool=DUCKDB_WRITER)
+       out=dg.Out(dg.Nothing), pool=None if MULTI_ORG else DUCKDB_WRITER)
 def refresh_formula_fields(context: dg.OpExecutionContext, salesforce: SalesforceResource,
                            warehouse: WarehouseResource):
-    client = salesforce.client(context.log)
+    org = step_org(context)
+    client = salesforce.client(context.log, org=org)
     refreshed = []
-    for name in SETTINGS.sync.objects:
+    for name in synced_objects(org):
         try:
-            result = refresh_formulas(client, warehouse.db_path(), name, run_id=context.run.run_id,
+            result = refresh_formulas(client, warehouse.db_path(org), name, run_id=context.run.run_id,
                                       log=context.log)
         except SalesforceError as err:
             raise dg.Failure(description=str(err)) from None
@@ -49,7 +53,7 @@ def refresh_formula_fields(context: dg.OpExecutionContext, salesforce: Salesforc
 
 
 @dg.job(description="Refresh formula fields in the mirror (their values change without SystemModstamp moving).",
-        tags={"sonora/kind": "formula_refresh"})
+        tags={"sonora/kind": "formula_refresh"}, partitions_def=ORG_PARTITIONS if MULTI_ORG else None)
 def salesforce_formula_refresh_job() -> None:
     refresh_formula_fields()
 
@@ -59,10 +63,15 @@ def _schedule_status() -> dg.DefaultScheduleStatus:
     return dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
 
 
-salesforce_formula_refresh_schedule = dg.ScheduleDefinition(
-    name="salesforce_formula_refresh_schedule", job=salesforce_formula_refresh_job, cron_schedule="45 0 * * *",
-    execution_timezone="UTC", default_status=_schedule_status(),
-    description="Daily formula refresh at 00:45 UTC, after the day has turned (TODAY() formulas move then).")
+@dg.schedule(name="salesforce_formula_refresh_schedule", job=salesforce_formula_refresh_job,
+             cron_schedule="45 0 * * *", execution_timezone="UTC", default_status=_schedule_status(),
+             description="Daily formula refresh at 00:45 UTC, after the day has turned (TODAY() formulas move "
+                         "then); with a registry, one run per org.")
+def salesforce_formula_refresh_schedule(context: dg.ScheduleEvaluationContext):
+    if MULTI_ORG:
+        day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
+        return per_org_requests(context, f"formulas:{day}", {"sonora/trigger": "salesforce_formula_refresh_schedule"})
+    return dg.RunRequest()
 
 
 @dg.definitions

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from sonora_pipeline.defs.orgs import MULTI_ORG, ORG_PARTITIONS, step_org
 from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from sonora_pipeline.defs.settings import SETTINGS
+from sonora_pipeline.defs.settings import synced_objects
 from sonora_pipeline.mirror.names import quote_literal
 from sonora_pipeline.mirror.warehouse import write_connection
 from sonora_pipeline.salesforce.errors import SalesforceError
@@ -29,19 +30,22 @@ TABLE_COMMENT = ("Record and field counts of every object Sonora syncs, as the r
     key=["salesforce", "org_inventory"],
     group_name="salesforce_meta",
     kinds={"salesforce", "duckdb"},
-    pool=DUCKDB_WRITER,
+    pool=None if MULTI_ORG else DUCKDB_WRITER,
+    partitions_def=ORG_PARTITIONS if MULTI_ORG else None,
     description="Record and field counts of every object Sonora syncs, as the run-as user sees them "
                 "(table salesforce_meta.org_inventory).",
 )
 def org_inventory(context: dg.AssetExecutionContext, salesforce: SalesforceResource,
                   warehouse: WarehouseResource) -> dg.MaterializeResult:
     rows = []
+    org = step_org(context)
+    db_path = warehouse.db_path(org)
     try:
-        client = salesforce.client(context.log)
-        for name in SETTINGS.sync.objects:
+        client = salesforce.client(context.log, org=org)
+        for name in synced_objects(org):
             fields = client.describe(name)["fields"]
             if not rows:
-                connected_org(client, warehouse.db_path(), context.log)  # another org's counts: not here
+                connected_org(client, db_path, context.log)  # another org's counts: not here
             rows.append({
                 "object_name": name,
                 "record_count": client.count(f"SELECT COUNT() FROM {name}", include_deleted=False),
@@ -54,7 +58,7 @@ def org_inventory(context: dg.AssetExecutionContext, salesforce: SalesforceResou
     import pandas as pd  # here, not at import: every run worker loads this module (pandas costs ~1.3 s)
 
     frame = pd.DataFrame(rows)
-    with write_connection(warehouse.db_path()) as conn:
+    with write_connection(db_path) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS salesforce_meta")
         conn.register("inventory", frame)
         conn.execute("CREATE OR REPLACE TABLE salesforce_meta.org_inventory AS SELECT * FROM inventory")

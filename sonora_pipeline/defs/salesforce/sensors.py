@@ -24,11 +24,15 @@ from urllib.parse import quote_plus
 
 import dagster as dg
 
+from sonora_pipeline.defs.orgs import MULTI_ORG
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.salesforce.assets import asset_key_for
+from sonora_pipeline.defs.salesforce.org_changes import org_changes_tick
 from sonora_pipeline.defs.salesforce.sync_job import salesforce_sync_job
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource, structure_changed
+from sonora_pipeline.model.build import SPECS
+from sonora_pipeline.model.statements import MODEL_SCHEMA
 from sonora_pipeline.salesforce.datetimes import parse_datetime
 from sonora_pipeline.salesforce.errors import (
     AuthError,
@@ -159,12 +163,19 @@ def quota_pause(settings: Settings, message: str) -> dg.SensorResult:
     job=salesforce_sync_job,  # runs show as salesforce_sync_job; each RunRequest selects its objects
     minimum_interval_seconds=tick_seconds(),
     default_status=automation_status(),
-    description="Asks the org (one API call) which objects changed since the mirror's committed cursors and "
-                "runs their due sync windows, one run per window, at most "
-                f"{RUNS_PER_TICK_CAP} runs per tick. Lag and overlap: the settings file as it is at the tick.",
+    description=("Keeps the org partitions in step with the registry (SONORA_ORGS) and asks every idle org (one "
+                 "API call each) what changed since its mirror's committed cursors: one run per org with changes "
+                 "(its changed objects, then its customer model). Each org's settings file as it is at the tick."
+                 if MULTI_ORG else
+                 "Asks the org (one API call) which objects changed since the mirror's committed cursors and "
+                 "runs their due sync windows, one run per window, at most "
+                 f"{RUNS_PER_TICK_CAP} runs per tick. Lag and overlap: the settings file as it is at the tick."),
 )
 def salesforce_changes(context: dg.SensorEvaluationContext, salesforce: SalesforceResource,
                        warehouse: WarehouseResource, settings: SettingsResource) -> dg.SensorResult | dg.SkipReason:
+    if MULTI_ORG:
+        return org_changes_tick(context, salesforce, warehouse, settings,
+                                [dg.AssetKey([MODEL_SCHEMA, t]) for t in SPECS], asset_key_for)
     try:
         current = settings.load()
     except SettingsError as err:

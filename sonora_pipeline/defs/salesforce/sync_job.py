@@ -7,11 +7,18 @@ Its own module because both the sensor (sensors.py) and the schedule (jobs.py, w
 
 import dagster as dg
 
+from sonora_pipeline.defs.orgs import MULTI_ORG
+
 SYNC_JOB_NAME = "salesforce_sync_job"
 
+# With a registry, a run is one org's: its objects, then its customer model (the change sensor selects the
+# changed objects and the model); without, one window's objects, and the model's automation follows.
 salesforce_sync_job = dg.define_asset_job(
     name=SYNC_JOB_NAME,
-    selection=dg.AssetSelection.groups("salesforce"),  # partitioned by sync window, like the assets it selects
-    description="Sync Salesforce objects for one window or a range of windows (the object's initial import "
-                "included the first time). A run may select a subset of the objects.",
+    selection=(dg.AssetSelection.groups("salesforce", "customer_model") if MULTI_ORG
+               else dg.AssetSelection.groups("salesforce")),  # partitioned like the assets it selects
+    description=("Sync one org's Salesforce objects (its initial import the first time), then rebuild its "
+                 "customer model. A run may select a subset of the objects." if MULTI_ORG else
+                 "Sync Salesforce objects for one window or a range of windows (the object's initial import "
+                 "included the first time). A run may select a subset of the objects."),
 )

@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from sonora_pipeline.defs.model.assets import model_key
+from sonora_pipeline.defs.orgs import MULTI_ORG, ORG_PARTITIONS, step_org
 from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
@@ -35,7 +36,9 @@ def _deps() -> list[dg.AssetKey]:
     key=WRITEBACK_KEY,
     group_name="writeback",
     kinds={"salesforce"},
-    pool=DUCKDB_WRITER,  # it commits its ledger to the warehouse
+    pool=None if MULTI_ORG else DUCKDB_WRITER,  # it commits its ledger to the warehouse (an org's own file)
+    partitions_def=ORG_PARTITIONS if MULTI_ORG else None,
+    backfill_policy=dg.BackfillPolicy.multi_run(1) if MULTI_ORG else None,
     deps=_deps(),
     description="Pushes model values (health score, eCSAT, band, ...) that changed since the last push to Account "
                 "fields in Salesforce (writeback.mappings). Off unless writeback.enabled; dry_run reports "
@@ -43,8 +46,10 @@ def _deps() -> list[dg.AssetKey]:
 )
 def account_scores(context: dg.AssetExecutionContext, config: WritebackConfig, salesforce: SalesforceResource,
                    warehouse: WarehouseResource, settings: SettingsResource) -> dg.MaterializeResult:
+    org = step_org(context)
     try:
-        report = run_writeback(lambda: salesforce.client(context.log), warehouse.db_path(), settings.for_run(),
+        report = run_writeback(lambda: salesforce.client(context.log, org=org), warehouse.db_path(org),
+                               settings.for_run(org),
                                run_id=context.run.run_id, dry_run=config.dry_run, log=context.log)
     except (SettingsError, SalesforceError) as err:
         raise dg.Failure(description=str(err)) from None

@@ -1,0 +1,187 @@
+"""The change sensor with a registry of orgs: one tick keeps the org partitions in step with the registry
+and asks every idle org, with at most one API call each, whether anything changed since its mirror's
+committed cursors.
+
+- Orgs added to the registry become partitions (`SensorResult.dynamic_partitions_requests`), and their first
+  run (the initial import) is requested in the same tick. Orgs removed lose their partition, and their queued
+  or running runs are cancelled through the run coordinator; their data stays until `orgs purge`.
+- An org with a run queued or in progress is not asked (its run will commit; the run queue's per-org limit
+  keeps one at a time anyway). One whose API usage is at its share of the allowance is paused for
+  `sync.quota_pause_seconds` of its own settings (kept in the sensor's cursor, per org).
+- A failure of one org (credentials, settings, quota, an unreachable org) is that org's skip reason in the
+  tick's log; the others go on. Orgs are asked in parallel, so a tick over 1,000 orgs ends well inside
+  Dagster's sensor timeout.
+- One run per org with changes: the changed objects and the customer model after them. At most
+  `ORG_RUNS_PER_TICK` runs are requested per tick; the orgs left over are first in line at the next tick.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import dagster as dg
+import duckdb
+
+from sonora_pipeline.defs.orgs import ORG_PARTITIONS, ORG_TAG, OrgUnavailable, current_registry
+from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
+from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
+from sonora_pipeline.mirror.state import read_all_states
+from sonora_pipeline.salesforce.errors import QuotaPaused, SalesforceError
+from sonora_pipeline.salesforce.soql import soql_datetime
+from sonora_pipeline.settings import SettingsError
+
+ORG_RUNS_PER_TICK = 50  # creating a run costs the tick ~20-50 ms of run storage; the queue bounds the rest
+PROBE_THREADS = 16
+BUSY_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                 dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+@dataclass(frozen=True)
+class OrgOutcome:
+    """What a tick found for one org: objects to sync (None: nothing to do), or why it was skipped."""
+
+    org: str
+    objects: tuple[str, ...] | None = None
+    reason: str = ""
+    initial: bool = False
+    pause_until: datetime | None = None
+
+
+def org_of_run(run: dg.DagsterRun) -> str | None:
+    return run.tags.get(ORG_TAG) or run.tags.get("dagster/partition")
+
+
+def busy_runs(instance: dg.DagsterInstance) -> dict[str, list[dg.DagsterRun]]:
+    """Queued or in-progress runs by org, whoever launched them."""
+    busy: dict[str, list[dg.DagsterRun]] = {}
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=BUSY_STATUSES)):
+        org = org_of_run(run)
+        if org:
+            busy.setdefault(org, []).append(run)
+    return busy
+
+
+def committed_cursors(db_path: Path, objects: tuple[str, ...]) -> dict[str, datetime] | None:
+    """The org's committed cursors, without waiting: None while a writer holds its file (a run of it, or
+    the CLI: the next tick asks again). An org never imported has none."""
+    if not db_path.exists():
+        return {}
+    try:
+        conn = duckdb.connect(str(db_path), read_only=True)
+    except duckdb.IOException:
+        return None
+    with conn:
+        states = read_all_states(conn, objects)
+    return {name: s.cursor_modstamp for name, s in states.items() if s.cursor_modstamp}
+
+
+def _probe(name: str, cursor: datetime, ready: datetime, api_version: str) -> dict:
+    return {"method": "GET", "url": f"v{api_version}/queryAll?q=" + quote_plus(
+        f"SELECT Id FROM {name} WHERE SystemModstamp > {soql_datetime(cursor)} "
+        f"AND SystemModstamp <= {soql_datetime(ready)} LIMIT 1")}
+
+
+def check_org(org: str, salesforce: SalesforceResource, warehouse: WarehouseResource,
+              settings: SettingsResource, log) -> OrgOutcome:
+    """One org's part of the tick: at most one API call (a composite batch of one probe per object)."""
+    try:
+        current = settings.load(org)
+        objects = tuple(n for n in current.sync.objects if n in SETTINGS.sync.objects)
+        cursors = committed_cursors(warehouse.db_path(org), objects)
+        if cursors is None:
+            return OrgOutcome(org, reason="its warehouse file is being written by another process")
+        if not cursors:
+            return OrgOutcome(org, objects=objects, initial=True)
+        names = [n for n in objects if n in cursors]
+        client = salesforce.client(log, fail_fast=True, org=org)
+        ready = client.server_now().replace(tzinfo=None) - timedelta(seconds=current.sync.lag_seconds)
+        answer = client.composite_batch([_probe(n, cursors[n], ready, client.connection.api_version)
+                                         for n in names])
+        changed = tuple(n for n, r in zip(names, answer["results"])
+                        if r["statusCode"] == 200 and r["result"]["records"])
+        missing = tuple(n for n in objects if n not in cursors)  # added to the org's settings since
+        if client.budget.over_share and (changed or missing):
+            return OrgOutcome(org, reason=f"API usage {client.budget.used}/{client.budget.max} is at its share "
+                                          f"({client.budget.max_share:.0%}); paused",
+                              pause_until=datetime.now(UTC) + timedelta(seconds=current.sync.quota_pause_seconds))
+        return OrgOutcome(org, objects=(changed + missing) or None)
+    except QuotaPaused as err:
+        pause = settings.load(org).sync.quota_pause_seconds
+        return OrgOutcome(org, reason=str(err), pause_until=datetime.now(UTC) + timedelta(seconds=pause))
+    except (SettingsError, SalesforceError, OrgUnavailable) as err:
+        return OrgOutcome(org, reason=str(err).splitlines()[0])
+    except OSError as err:  # the org's folder or file cannot be read
+        return OrgOutcome(org, reason=f"its warehouse cannot be read ({err})")
+
+
+def paused_orgs(cursor: str | None) -> dict[str, datetime]:
+    """Orgs paused for their quota at an earlier tick, and until when (the only state the cursor holds)."""
+    try:
+        raw = json.loads(cursor)["paused"] if cursor else {}
+        return {org: datetime.fromisoformat(until) for org, until in raw.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def run_request(outcome: OrgOutcome, model_keys: list[dg.AssetKey], object_key) -> dg.RunRequest:
+    objects = outcome.objects or ()
+    return dg.RunRequest(
+        partition_key=outcome.org,
+        asset_selection=[object_key(n) for n in objects] + model_keys,
+        tags={ORG_TAG: outcome.org, "sonora/trigger": "salesforce_changes", "sonora/objects": ",".join(objects),
+              "sonora/sync_kind": "initial" if outcome.initial else "incremental"})
+
+
+def org_changes_tick(context: dg.SensorEvaluationContext, salesforce: SalesforceResource,
+                     warehouse: WarehouseResource, settings: SettingsResource, model_keys: list[dg.AssetKey],
+                     object_key) -> dg.SensorResult | dg.SkipReason:
+    try:
+        registry = current_registry()
+    except OrgUnavailable as err:
+        return dg.SkipReason(f"Not syncing: {err}")
+    instance = context.instance
+    known = set(instance.get_dynamic_partitions(ORG_PARTITIONS.name))
+    orgs = list(registry.orgs)
+    added = [o for o in orgs if o not in known]
+    removed = sorted(known - set(orgs) - set(registry.problems))
+    busy = busy_runs(instance)
+    for org in removed:
+        for run in busy.pop(org, []):
+            instance.run_coordinator.cancel_run(run.run_id)
+            context.log.info(f"Org {org} left the registry: cancelled its run {run.run_id}")
+    for org, problem in registry.problems.items():
+        context.log.warning(f"Org {org}: {problem}")
+    now = datetime.now(UTC)
+    paused = {o: t for o, t in paused_orgs(context.cursor).items() if t > now and o in registry.orgs}
+    to_check = [o for o in orgs if o not in busy and o not in paused]
+    with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
+        outcomes = list(pool.map(lambda o: check_org(o, salesforce, warehouse, settings, context.log), to_check))
+    salesforce.close()
+    for outcome in outcomes:
+        if outcome.reason:
+            context.log.warning(f"Org {outcome.org} skipped this tick: {outcome.reason}")
+        if outcome.pause_until:
+            paused[outcome.org] = outcome.pause_until
+    due = [o for o in outcomes if o.objects]
+    requests = [run_request(o, model_keys, object_key) for o in due[:ORG_RUNS_PER_TICK]]
+    counts = Counter("run" if o.objects else "skipped" if o.reason else "no change" for o in outcomes)
+    summary = (f"{len(orgs)} org(s): {len(requests)} run(s) requested, {counts['no change']} without change, "
+               f"{len(busy)} with a run in flight, {len(paused)} paused for quota, {counts['skipped']} skipped "
+               f"(reasons in the log), {len(added)} added, {len(removed)} removed")
+    if len(due) > len(requests):
+        summary += f"; {len(due) - len(requests)} org(s) with changes left for the next tick"
+    context.log.info(summary)
+    cursor = json.dumps({"paused": {o: t.isoformat() for o, t in sorted(paused.items())}})
+    partition_requests = []
+    if added:
+        partition_requests.append(ORG_PARTITIONS.build_add_request(added))
+    if removed:
+        partition_requests.append(ORG_PARTITIONS.build_delete_request(removed))
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests or None,
+                           cursor=cursor, skip_reason=None if requests else summary)
