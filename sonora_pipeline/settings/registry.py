@@ -31,6 +31,7 @@ from sonora_pipeline.settings.source import _not_yaml, _read_yaml
 ENV_ORGS = "SONORA_ORGS"
 DEFAULT_WAREHOUSE_ROOT = Path("data") / "orgs"
 WAREHOUSE_FILE = "warehouse.duckdb"
+SNAPSHOT_FILE = "warehouse-analyst.duckdb"
 # A name is a Dagster partition key, a folder and a DuckDB ATTACH alias: plain lower-case identifiers only,
 # none that DuckDB or our schemas already use (an alias `sonora` would make `sonora.customers` ambiguous).
 ORG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -85,6 +86,10 @@ class Registry:
     def warehouse_path(self, name: str) -> Path:
         return self.org_folder(name) / WAREHOUSE_FILE
 
+    def snapshot_path(self, name: str) -> Path:
+        """The org's analyst snapshot, named as `sonora-pipeline snapshot` names one next to its warehouse."""
+        return self.org_folder(name) / SNAPSHOT_FILE
+
     def is_registered(self, name: str) -> bool:
         """True for a usable entry and for a wrong one alike: a typo in an entry must not make it look removed."""
         return name in self.orgs or name in self.problems
@@ -96,7 +101,7 @@ class Registry:
         except OSError:
             return []
         return [child.name for child in children
-                if ORG_NAME.match(child.name) and child.is_dir() and not self.is_registered(child.name)]
+                if org_name_problem(child.name) is None and child.is_dir() and not self.is_registered(child.name)]
 
 
 def registry_path() -> Path | None:
@@ -271,7 +276,8 @@ def _credentials(value: Any, present: bool, source: SettingsSource, here: Settin
     example = "credentials: {file: secrets/acme.json} or credentials: {env: ACME}"
     if not present or not isinstance(value, dict):
         what = "missing" if not present else f"{described(value)}, not a mapping"
-        problems.append(f"{locate(source, where, on_key=True)}: credentials is {what}; say where the secrets are "
+        problems.append(f"{locate(source, where if present else here, on_key=True)}: credentials is {what}; say "
+                        "where the secrets are "
                         f"with exactly one of file or env (e.g. {example})")
         return None, None
     for key in value:

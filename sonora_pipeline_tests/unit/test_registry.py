@@ -100,7 +100,7 @@ BAD_ENTRIES = {
     "no credentials": ("""\
       acme:
         instance_url: https://acme.my.salesforce.com
-    """, "line 8, column 3 (orgs.acme.credentials", ["credentials is missing", "exactly one of file or env"]),
+    """, "line 8, column 3 (orgs.acme)", ["credentials is missing", "exactly one of file or env"]),
     "both credentials sources": ("""\
       acme:
         instance_url: https://acme.my.salesforce.com
