@@ -9,6 +9,7 @@ import sys
 
 from sonora_pipeline.cli.connection import cmd_test_connection
 from sonora_pipeline.cli.localorg import cmd_demo, cmd_localorg, local_org_for
+from sonora_pipeline.cli.orgs import add_orgs_parser
 from sonora_pipeline.cli.sync import cmd_model, cmd_refresh_formulas, cmd_snapshot, cmd_sync
 
 DESCRIPTION = ("Mirror a Salesforce org into DuckDB and build the customer model from it; the local org and the demo "
@@ -82,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_refresh_formulas)
     t = sub.add_parser("test-connection", help="check credentials, URL, OAuth policy, API access and object access")
     t.set_defaults(func=cmd_test_connection)
+    add_orgs_parser(sub)
     return parser
 
 

@@ -7,13 +7,15 @@ Pure schema: this package imports nothing else of the project, so every layer ma
 
 Modules: `schema*` (the sections), `conditions` (a test on a field), `fields` (the strict base and the
 field-name type), `source` (reading the file with positions), `positions` (where a setting is),
-`messages` (pydantic's errors in the user's terms), `problems` (the errors raised).
+`messages` (pydantic's errors in the user's terms), `problems` (the errors raised), `registry` (the orgs of
+a many-org deployment, `SONORA_ORGS`).
 """
 
 from sonora_pipeline.settings.conditions import LIST_OPERATORS, NULL_OPERATORS, OPERATORS, TODAY, Condition, Scalar
 from sonora_pipeline.settings.messages import sort_problems, validate_settings
 from sonora_pipeline.settings.positions import SettingPath, SettingsSource, dotted, locate
 from sonora_pipeline.settings.problems import SettingsError
+from sonora_pipeline.settings.registry import OrgEntry, Registry, RegistryError, load_registry, registry_path
 from sonora_pipeline.settings.schema import Settings, model_required_fields
 from sonora_pipeline.settings.schema_model import (
     RESERVED_COLUMNS,
@@ -34,8 +36,9 @@ from sonora_pipeline.settings.source import load_settings, settings_path
 __all__ = [
     "LIST_OPERATORS", "NULL_OPERATORS", "OPERATORS", "RESERVED_COLUMNS", "STANDARD_OBJECTS", "TODAY",
     "WRITEBACK_TABLES", "AccountInclusion", "AccountsSettings", "Condition", "ContractsSettings",
-    "EcsatSettings", "HealthBands", "HealthSettings", "HealthWeights", "MappingSettings", "RenewalsSettings",
-    "Scalar", "SettingPath", "Settings", "SettingsError", "SettingsSource", "SyncSettings", "WritebackMapping",
-    "WritebackSettings", "dotted", "load_settings", "locate", "model_required_fields", "parse_initial_import",
-    "settings_path", "sort_problems", "validate_settings",
+    "EcsatSettings", "HealthBands", "HealthSettings", "HealthWeights", "MappingSettings", "OrgEntry", "Registry",
+    "RegistryError", "RenewalsSettings", "Scalar", "SettingPath", "Settings", "SettingsError", "SettingsSource",
+    "SyncSettings", "WritebackMapping", "WritebackSettings", "dotted", "load_registry", "load_settings", "locate",
+    "model_required_fields", "parse_initial_import", "registry_path", "settings_path", "sort_problems",
+    "validate_settings",
 ]

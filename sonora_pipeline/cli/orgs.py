@@ -1,0 +1,204 @@
+"""`sonora-pipeline orgs list | purge | sql`: the registry of orgs (`SONORA_ORGS`) as a person sees it.
+
+Why these three: removing an org from the registry stops its runs but keeps its data (a mistaken edit must
+cost nothing), so `list` shows what is registered, what is wrong and what was removed, and `purge` is the one
+explicit way to delete a removed org's folder, exactly that folder. `sql` prints the cross-org query for
+Sonora's staff: each org's file ATTACHed read-only and one view over them, a query rather than a copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from tabulate import tabulate
+
+PURGE_HINT = "sonora-pipeline orgs purge {name} --yes"
+
+
+def add_orgs_parser(sub: argparse._SubParsersAction) -> None:
+    """The `orgs` command and its three subcommands, on the main parser's subparsers."""
+    orgs = sub.add_parser("orgs", help="the registry of orgs (SONORA_ORGS): list them, purge a removed org's data, "
+                                       "print the cross-org SQL")
+    commands = orgs.add_subparsers(dest="orgs_command", required=True)
+    registry = argparse.ArgumentParser(add_help=False)
+    registry.add_argument("--registry", metavar="PATH", help="the registry file (default: $SONORA_ORGS)")
+    listing = commands.add_parser("list", parents=[registry], help="registered orgs, their credentials source, "
+                                  "settings and data folder; entries skipped and why; removed orgs' kept data")
+    listing.set_defaults(func=cmd_orgs_list)
+    purge = commands.add_parser("purge", parents=[registry], help="delete the data folder of an org removed from "
+                                "the registry (<warehouse_root>/NAME/ and nothing else)")
+    purge.add_argument("name", metavar="NAME")
+    purge.add_argument("--yes", action="store_true", help="really delete (without it, only say what would go)")
+    purge.set_defaults(func=cmd_orgs_purge)
+    sql = commands.add_parser("sql", parents=[registry], help="print SQL that ATTACHes every org's warehouse "
+                              "read-only and a view all_customers over them (pipe it into the DuckDB CLI)")
+    sql.add_argument("--snapshots", action="store_true", help="attach each org's analyst snapshot "
+                     "(warehouse-analyst.duckdb, from `sonora-pipeline snapshot`) instead of its live warehouse")
+    sql.set_defaults(func=cmd_orgs_sql)
+
+
+def _registry(args: argparse.Namespace):
+    """The registry, or None after saying why not (with the fix)."""
+    from sonora_pipeline.settings import RegistryError, load_registry
+
+    path = Path(args.registry) if args.registry else None
+    try:
+        return load_registry(path)
+    except RegistryError as err:
+        print(f"sonora-pipeline orgs {args.orgs_command}: {err}", file=sys.stderr)
+        return None
+
+
+def folder_size(folder: Path) -> tuple[int, int]:
+    """(files, bytes) under `folder`, not following symlinks."""
+    files = size = 0
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            try:
+                size += os.lstat(os.path.join(root, name)).st_size
+                files += 1
+            except OSError:
+                continue
+    return files, size
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def _data_state(folder: Path) -> str:
+    if not folder.is_dir():
+        return "none yet (the first sync creates it)"
+    return _count(*folder_size(folder))
+
+
+def _count(files: int, size: int) -> str:
+    return f"{human_size(size)} in {files} file{'s' if files != 1 else ''}"
+
+
+def _credentials_state(entry) -> str:
+    """Where the secrets are, and whether they are there from this shell; never their values."""
+    from sonora_pipeline.salesforce.secrets import env_names
+
+    if entry.credentials_file is not None:
+        return f"file {entry.credentials_file}" + ("" if entry.credentials_file.exists() else " (missing)")
+    names = env_names(entry.credentials_env)
+    unset = [name for name in names if not os.environ.get(name)]
+    return f"env {entry.credentials_env}_CONSUMER_KEY/_SECRET" + (" (not set in this shell)" if unset else "")
+
+
+def cmd_orgs_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if registry is None:
+        return 2
+    rows = [(entry.name, entry.instance_url, _credentials_state(entry),
+             str(entry.settings_path) if entry.settings_path else "default (SONORA_CONFIG or built-in)",
+             _data_state(registry.org_folder(entry.name))) for entry in registry.orgs.values()]
+    rows += [(name, "-", "-", "-", f"entry skipped (below); {_data_state(registry.org_folder(name))}")
+             for name in registry.problems]
+    removed = registry.unregistered_folders()
+    rows += [(name, "-", "-", "-", f"removed — data kept ({_data_state(registry.org_folder(name))}), purge with "
+              f"{PURGE_HINT.format(name=name)}") for name in removed]
+    print(f"Registry {registry.path}: {len(registry.orgs)} org(s) to sync, {len(registry.problems)} entr"
+          f"{'y' if len(registry.problems) == 1 else 'ies'} skipped, {len(removed)} removed; data folders under "
+          f"{registry.warehouse_root}")
+    if rows:
+        print(tabulate(rows, headers=["org", "instance URL", "credentials", "settings", "data"], tablefmt="plain"))
+    if registry.problems:
+        print(f"\nSkipped until fixed in {registry.path}:")
+        for name, problem in registry.problems.items():
+            print(f"  {name}: {problem}")
+    return 0
+
+
+def cmd_orgs_purge(args: argparse.Namespace) -> int:
+    from filelock import FileLock, Timeout
+
+    from sonora_pipeline.settings.registry import WAREHOUSE_FILE, org_name_problem
+
+    def refuse(message: str) -> int:
+        print(f"sonora-pipeline orgs purge: {message} Nothing was deleted.", file=sys.stderr)
+        return 2
+
+    name = args.name
+    bad_name = org_name_problem(name)
+    if bad_name:
+        return refuse(f"{bad_name}.")
+    registry = _registry(args)
+    if registry is None:
+        return 2
+    if registry.is_registered(name):
+        return refuse(f"org {name} is still in the registry {registry.path}. Fix: remove it from the registry "
+                      f"first (the sensor then stops its runs within one tick), then run {PURGE_HINT.format(name=name)}.")
+    folder = registry.org_folder(name)
+    root = registry.warehouse_root.resolve()
+    if not os.path.lexists(folder):
+        return refuse(f"there is no folder {folder} (org {name} has no data under {registry.warehouse_root}). "
+                      "Fix: check the name with `sonora-pipeline orgs list`.")
+    if folder.is_symlink() or not folder.is_dir() or folder.resolve().parent != root:
+        return refuse(f"{folder} is not a folder directly under {root} (a symlink or a file), so it is not an "
+                      "org's namespace this command may delete. Fix: remove it by hand if it is yours.")
+    files, size = folder_size(folder)
+    if not args.yes:
+        return refuse(f"this would delete {folder} ({_count(files, size)}: org {name}'s warehouse, "
+                      f"snapshots and spool). Fix: run {PURGE_HINT.format(name=name)} to delete it.")
+    # A run that started before the org left the registry may still be writing: its lock says so.
+    lock = FileLock(folder / f"{WAREHOUSE_FILE}.write.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return refuse(f"a run of org {name} is still writing {folder / WAREHOUSE_FILE}. Fix: wait for it to end "
+                      "(Dagster's Runs page) and purge again.")
+    try:
+        shutil.rmtree(folder)
+    finally:
+        lock.release()
+    print(f"Deleted {folder} ({_count(files, size)}): all of org {name}'s data. Nothing else was "
+          "touched.")
+    return 0
+
+
+def cross_org_sql(databases: dict[str, Path]) -> str:
+    """ATTACH each org's file read-only under its name, and a view of every org's customers with an `org`
+    column. UNION ALL BY NAME lines up columns by name, so orgs with different custom fields still combine
+    (a column one org lacks is NULL for its rows)."""
+    from sonora_pipeline.mirror.names import quote_identifier, quote_literal
+    from sonora_pipeline.model.statements import MODEL_SCHEMA
+
+    attach = [f"ATTACH {quote_literal(str(path))} AS {quote_identifier(name)} (READ_ONLY);"
+              for name, path in databases.items()]
+    selects = [f"SELECT {quote_literal(name)} AS org, * FROM {quote_identifier(name)}.{MODEL_SCHEMA}.customers"
+               for name in databases]
+    view = "CREATE OR REPLACE TEMP VIEW all_customers AS\n  " + "\nUNION ALL BY NAME\n  ".join(selects) + ";"
+    return "\n".join([*attach, view])
+
+
+def cmd_orgs_sql(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if registry is None:
+        return 2
+    paths = {name: (registry.snapshot_path(name) if args.snapshots else registry.warehouse_path(name))
+             for name in registry.orgs}
+    present = {name: path for name, path in paths.items() if path.exists()}
+    if not present:
+        what = "analyst snapshot" if args.snapshots else "warehouse"
+        print(f"sonora-pipeline orgs sql: no registered org has a {what} file yet under {registry.warehouse_root}. "
+              "Fix: let the first syncs run" + (" and take snapshots (`sonora-pipeline snapshot`)" if args.snapshots
+                                                else "") + ".", file=sys.stderr)
+        return 1
+    missing = sorted(set(paths) - set(present))
+    print(f"-- {len(present)} org(s) from {registry.path}"
+          + (f"; not yet synced, left out: {', '.join(missing)}" if missing else ""))
+    if not args.snapshots:
+        print("-- A read-only attach of a live warehouse makes its syncs wait while attached: detach soon, or use "
+              "`orgs sql --snapshots` for long sessions.")
+    print(cross_org_sql(present))
+    return 0
