@@ -23,7 +23,7 @@ from sonora_pipeline.localorg.auth import Authority, ClientApp
 from sonora_pipeline.localorg.bulk_api import BulkService
 from sonora_pipeline.localorg.clock import OrgClock
 from sonora_pipeline.localorg.faults import FaultPlan
-from sonora_pipeline.localorg.http import HttpsServer, Request, Response
+from sonora_pipeline.localorg.http import HttpsServer, Request, Response, SharedAcceptor
 from sonora_pipeline.localorg.ids import make_id
 from sonora_pipeline.localorg.limits import ApiQuota
 from sonora_pipeline.localorg.queries import QueryService
@@ -137,17 +137,22 @@ class LocalOrg:
     def now_timestamp(self) -> float:
         return self.clock.now().timestamp()
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> LocalOrg:
-        """Serve in a background thread; returns self so `org = LocalOrg(...).start()` reads well."""
-        if self.state_dir is None or self._own_dir is not None:
-            self.state_dir = Path(tempfile.mkdtemp(prefix="sonora-localorg-"))
-            self._own_dir = weakref.finalize(self, shutil.rmtree, self.state_dir, ignore_errors=True)
-        self._tls = LocalTls(self.state_dir)
+    def start(self, host: str = "127.0.0.1", port: int = 0, *, tls: LocalTls | None = None,
+              acceptor: SharedAcceptor | None = None) -> LocalOrg:
+        """Serve in a background thread; returns self so `org = LocalOrg(...).start()` reads well. A fleet
+        passes its shared CA (`tls`) and accepting thread (`acceptor`) instead (see `fleet.py`)."""
+        if tls is not None:
+            self._tls = tls
+        else:
+            if self.state_dir is None or self._own_dir is not None:
+                self.state_dir = Path(tempfile.mkdtemp(prefix="sonora-localorg-"))
+                self._own_dir = weakref.finalize(self, shutil.rmtree, self.state_dir, ignore_errors=True)
+            self._tls = LocalTls(self.state_dir)
         self._server = HttpsServer(self, self._tls.server_context(), host=host, port=port)
         shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
         self.instance_url = f"https://{shown_host}:{self._server.port}"
-        self._server.start()
-        log.info("local org serving at %s", self.instance_url)
+        self._server.start(acceptor)
+        log.log(logging.DEBUG if acceptor else logging.INFO, "local org serving at %s", self.instance_url)
         return self
 
     def stop(self) -> None:
