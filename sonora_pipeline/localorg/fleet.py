@@ -110,8 +110,9 @@ class LocalOrgFleet:
             self._tls = LocalTls(Path(self.state_dir))
             self._acceptor = SharedAcceptor()
             org_ids = self._org_ids()
+            templates = self._templates()
             for spec in self.specs:
-                org = self._build(spec, org_ids[spec.name])
+                org = self._build(spec, org_ids[spec.name], templates.get(_records_key(spec)))
                 self._orgs[spec.name] = org
                 org.start(self.host, spec.port, tls=self._tls, acceptor=self._acceptor)
         except BaseException:
@@ -151,11 +152,21 @@ class LocalOrgFleet:
             ids[spec.name] = org_id
         return ids
 
-    def _build(self, spec: OrgSpec, org_id: str) -> LocalOrg:
+    def _templates(self) -> dict[tuple, LocalOrg]:
+        """For each set of orgs with the same records (same records, seed, shape, schema and now): one org,
+        generated once and never served or written, whose records they all start from (copied into an org's
+        own database at its first write, see `OrgStore.fork`). An org whose records no other shares needs none."""
+        counts: dict[tuple, int] = {}
+        for spec in self.specs:
+            counts[_records_key(spec)] = counts.get(_records_key(spec), 0) + 1
+        return {key: LocalOrg(records=key[0], seed=key[1], shape=key[2], custom_fields=key[3], now=key[4])
+                for key, count in counts.items() if count > 1}
+
+    def _build(self, spec: OrgSpec, org_id: str, template: LocalOrg | None) -> LocalOrg:
         org = LocalOrg(records=spec.records, seed=spec.seed, shape=spec.shape, custom_fields=spec.custom_fields,
                        csv_nulls=spec.csv_nulls, daily_api_requests=spec.daily_api_requests,
                        hidden_fields=dict(spec.hidden_fields) if spec.hidden_fields else None, org_id=org_id,
-                       now=spec.now)
+                       now=spec.now, records_of=template)
         if spec.quota_window_seconds is not None:
             org.set_quota(window_seconds=spec.quota_window_seconds)
         return org
@@ -204,6 +215,10 @@ class LocalOrgFleet:
         path = directory / INDEX_FILE
         write_credentials(path, index)
         return path
+
+
+def _records_key(spec: OrgSpec) -> tuple:
+    return (spec.records, spec.seed, spec.shape, spec.custom_fields, spec.now)
 
 
 def read_index(directory: Path) -> dict[str, Any] | None:

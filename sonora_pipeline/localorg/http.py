@@ -101,6 +101,7 @@ class Transport:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall between
     server_version = "SFDC"
     sys_version = ""
     transport: Transport  # set on the subclass made per server

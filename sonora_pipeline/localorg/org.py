@@ -67,22 +67,31 @@ class LocalOrg:
                  consumer_key: str | None = None, consumer_secret: str | None = None,
                  catalog: Catalog | None = None, generate: bool = True, shape: str = "b2b",
                  org_id: str | None = None, custom_fields: bool = True, csv_nulls: str = "empty",
-                 hidden_fields: dict[str, list[str]] | None = None):
+                 hidden_fields: dict[str, list[str]] | None = None, records_of: LocalOrg | None = None):
         """Org varieties, so tests meet orgs unlike the demo: `custom_fields=False` is a fresh org's schema
         (standard objects and fields only); `csv_nulls` writes Bulk CSV nulls as empty fields ("empty") or
         as `""` ("quoted"); `hidden_fields` ({"Account": ["AnnualRevenue"]}) are fields the run-as user
-        cannot read (field-level security)."""
+        cannot read (field-level security). `records_of`: start with that (never served, never written)
+        org's schema and records instead of generating them, sharing its database until this org's first
+        write (a fleet's many orgs of one shape; `records`, `seed`, `shape`, `custom_fields` are then its)."""
         # An org id of its own per start, as two real orgs have: a warehouse synced from one refuses another.
         self.org_id = org_id or make_id("00D", 1 + secrets.randbelow(62 ** 9 - 1), pod="5g0")
         self.clock = OrgClock(now)
-        self.catalog = catalog or build_standard_catalog()
-        if not custom_fields:
-            self.catalog = without_custom_fields(self.catalog)
+        if records_of is not None:
+            self.catalog = records_of.catalog.fork()
+        else:
+            self.catalog = catalog or build_standard_catalog()
+            if not custom_fields:
+                self.catalog = without_custom_fields(self.catalog)
         self.set_csv_nulls(csv_nulls)
         for object_name, field_names in (hidden_fields or {}).items():
             for field_name in field_names:
                 self._hide(object_name, field_name)
-        self.store = OrgStore(self.catalog, self.clock)
+        if records_of is not None:
+            self.store = records_of.store.fork(self.catalog, self.clock)
+            generate = False
+        else:
+            self.store = OrgStore(self.catalog, self.clock)
         self.quota = ApiQuota(self.clock, daily_max=daily_api_requests)
         self.faults = FaultPlan()
         # Its TLS files (the CA clients trust): in `state_dir` when given (the caller's to keep or remove),
@@ -95,7 +104,9 @@ class LocalOrg:
             consumer_secret=consumer_secret or secrets.token_hex(32).upper(),
         )
         self.authority = Authority(self.org_id, app)
-        self.generated = None
+        self.generated = records_of.generated if records_of is not None else None
+        if self.generated is not None:
+            app.run_as_user_id = self.generated.run_as_user_id
         if generate:
             from sonora_pipeline.localorg.generator import generate_org
 

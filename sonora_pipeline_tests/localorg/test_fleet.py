@@ -167,3 +167,35 @@ def test_credentials_files_and_registry(tmp_path):
 def test_bad_specs_are_refused_before_anything_starts(specs, fix):
     with pytest.raises(ValueError, match=fix):
         LocalOrgFleet(specs).start()
+
+
+def test_orgs_of_one_shape_start_alike_and_part_at_their_first_write(tmp_path):
+    """Orgs with the same records share them until one is written to; then only that one changes."""
+    with LocalOrgFleet(tiny_specs(3, records=40), state_dir=tmp_path) as fleet:
+        first, second, third = (fleet.org(name) for name in fleet.names)
+        accounts = first.store.count("Account")
+        assert accounts > 0 and second.store.count("Account") == third.store.count("Account") == accounts
+        created = first.create("Account", {"Name": "Only in the first org"})
+        second.add_field("Account", "Only_Here__c", "string", "Only Here", length=20)
+        some_id = _query_ids(fleet, third, "SELECT Id FROM Account ORDER BY Id LIMIT 1")[0]
+        third.update("Account", some_id, {"Name": "Renamed in the third org"})
+
+        assert first.store.get("Account", created)["Name"] == "Only in the first org"
+        assert second.store.get("Account", created) is None and third.store.get("Account", created) is None
+        assert first.store.count("Account") == accounts + 1 and second.store.count("Account") == accounts
+        assert second.catalog.object("Account").field_named("Only_Here__c") is not None
+        assert first.catalog.object("Account").field_named("Only_Here__c") is None
+        assert _query_ids(fleet, second, "SELECT Id FROM Account WHERE Only_Here__c = null LIMIT 1")
+        assert third.store.get("Account", some_id)["Name"] == "Renamed in the third org"
+        assert first.store.get("Account", some_id)["Name"] != "Renamed in the third org"
+        # a new record's Id is fresh in each org (each continues the generator's numbering on its own)
+        assert second.create("Account", {"Name": "x"}) == created
+
+
+def _query_ids(fleet: LocalOrgFleet, org, soql: str) -> list[str]:
+    session = _session(fleet)
+    token = _token(session, org.instance_url, org.credentials.consumer_key,
+                   org.credentials.consumer_secret).json()["access_token"]
+    reply = _query(session, org.instance_url, token, soql)
+    assert reply.status_code == 200, reply.text
+    return [r["Id"] for r in reply.json()["records"]]
