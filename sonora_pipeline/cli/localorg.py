@@ -17,6 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
+DEFAULT_DEMO_RECORDS = 5000
 DEMO_SETTINGS = Path(__file__).resolve().parent.parent / "localorg" / "demo-settings.yaml"
 LOCALORG_EXTRA = ("lark", "trustme", "isal", "numpy")  # the `localorg` extra of pyproject.toml (import names)
 INSTALL_LOCALORG = "pip install -e '.[localorg]'"
@@ -62,11 +63,14 @@ def demo_org_id(seed: int) -> str:
 
 def cmd_localorg(args: argparse.Namespace) -> int:
     """Serve a local org until Ctrl-C/SIGTERM (the documented way to keep one running); its credentials go to
-    .sonora/localorg.json (mode 600), where SALESFORCE_INSTANCE_URL=local finds them, and are removed on exit."""
+    .sonora/localorg.json (mode 600), where SALESFORCE_INSTANCE_URL=local finds them, and are removed on exit.
+    With --orgs/--org-names/--fleet: many orgs in this one process (see `cmd_localorg_fleet`)."""
     refusal = missing_extra()
     if refusal:
         print(f"sonora-pipeline localorg: {refusal}", file=sys.stderr)
         return 2
+    if args.orgs or args.org_names or args.fleet:
+        return cmd_localorg_fleet(args)
     from sonora_pipeline.localorg import runtime
     from sonora_pipeline.salesforce.local_org_file import local_org_file, running_local_org
 
@@ -101,6 +105,181 @@ def cmd_localorg(args: argparse.Namespace) -> int:
         runtime.remove_credentials(path, credentials)
         org.stop()
     return 0
+
+
+# -- many orgs in one process -----------------------------------------------------------------------------
+
+REGISTRY_FILE = "orgs.yaml"
+
+
+def default_fleet_dir() -> Path:
+    """Where a fleet's credentials and registry go: beside the single org's file (`.sonora/localorgs/`)."""
+    from sonora_pipeline.salesforce.local_org_file import local_org_file
+
+    return local_org_file().with_name("localorgs")
+
+
+def write_registry(directory: Path, fleet) -> Path:
+    """`orgs.yaml` in the registry format of #13, its paths relative to `directory`: each org's URL, its
+    credentials file (the fleet's per-org JSON, mode 600) and the fleet's one CA bundle."""
+    import yaml
+
+    ca = os.path.relpath(fleet.ca_bundle, directory)
+    orgs = {name: {"instance_url": fleet.org(name).instance_url, "credentials": {"file": f"{name}.json"},
+                   "ca_bundle": ca} for name in fleet.names}
+    path = directory / REGISTRY_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("# Written by `sonora-pipeline localorg` for its local orgs; use it with SONORA_ORGS=" +
+                   f"{path}\n" + yaml.safe_dump({"orgs": orgs}, sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+def fleet_specs(args: argparse.Namespace) -> list:
+    """The orgs to serve: `--fleet FILE` (YAML/JSON: a list of orgs, or `orgs:` holding one), else `--orgs N`
+    named org01.. or `--org-names a,b`; the flags (--records, --seed, --shape, ...) are every org's defaults."""
+    from sonora_pipeline.localorg.fleet import OrgSpec
+
+    defaults = {"records": args.records, "seed": args.seed, "shape": args.shape, **_org_variety(args)}
+    if args.daily_api_requests is not None:
+        defaults["daily_api_requests"] = args.daily_api_requests
+    defaults = {k: v for k, v in defaults.items() if v is not None}
+    if args.fleet:
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(args.fleet).read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ValueError(f"cannot read the fleet spec {args.fleet}: {err}. Fix: name a readable YAML or JSON "
+                             "file listing orgs, e.g. `orgs: [{name: acme, records: 50}]`") from None
+        items = data.get("orgs") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise ValueError(f"the fleet spec {args.fleet} lists no orgs. Fix: write a list of orgs, or `orgs:` "
+                             "holding one, e.g. `orgs: [{name: acme, records: 50}]`")
+        return [OrgSpec.from_mapping({**defaults, **item} if isinstance(item, dict) else item, str(args.fleet))
+                for item in items]
+    if args.org_names:
+        names = [n.strip() for n in args.org_names.split(",") if n.strip()]
+    else:
+        if args.orgs < 1:
+            raise ValueError(f"--orgs takes a number of orgs ≥ 1, not {args.orgs}")
+        names = [f"org{i:0{max(2, len(str(args.orgs)))}d}" for i in range(1, args.orgs + 1)]
+    return [OrgSpec(name=name, **defaults) for name in names]
+
+
+def start_fleet(specs: list, directory: Path):
+    """Serve `specs` in this process, their CA in `directory`, and write there each org's credentials file,
+    `index.json` and the registry `orgs.yaml`; returns (fleet, registry_path). Stop it with `fleet.stop()`."""
+    from sonora_pipeline.localorg.fleet import LocalOrgFleet
+
+    directory.mkdir(parents=True, exist_ok=True)
+    fleet = LocalOrgFleet(specs, state_dir=directory).start()
+    try:
+        registry = write_registry(directory, fleet)
+        fleet.write_credentials(directory)
+    except BaseException:
+        fleet.stop()
+        raise
+    return fleet, registry
+
+
+DEMO_FLEET = ("acme", "globex", "initech")
+
+
+def start_demo_fleet(directory: Path, records: int = DEFAULT_DEMO_RECORDS, seed: int = 7,
+                     starved_quota: int = 150, quota_window_seconds: float = 300.0):
+    """The demo's three customers, each unlike the others: `acme` has the demo's custom fields, `globex` a
+    fresh org's standard fields only, `initech` a small API quota (`starved_quota` calls per
+    `quota_window_seconds`) that runs out mid-import and comes back. Org ids follow the seed, so a second
+    demo re-syncs the same orgs into their warehouses. Returns (fleet, registry_path)."""
+    from sonora_pipeline.localorg.fleet import OrgSpec
+    from sonora_pipeline.localorg.ids import make_id
+
+    def org_id(index: int) -> str:
+        return make_id("00D", 2_000_000 + seed * 10 + index, pod="dem")
+
+    specs = [
+        OrgSpec(name="acme", records=records, seed=seed, org_id=org_id(1)),
+        OrgSpec(name="globex", records=records, seed=seed + 1, custom_fields=False, org_id=org_id(2)),
+        OrgSpec(name="initech", records=records, seed=seed + 2, daily_api_requests=starved_quota,
+                quota_window_seconds=quota_window_seconds, org_id=org_id(3)),
+    ]
+    return start_fleet(specs, directory)
+
+
+def running_fleet(directory: Path) -> dict | None:
+    """The index of a fleet already serving from `directory` (its process alive), else None."""
+    from sonora_pipeline.localorg.fleet import read_index
+
+    index = read_index(directory)
+    if not index:
+        return None
+    try:
+        os.kill(int(index.get("pid", 0)), 0)
+    except (OSError, ValueError):
+        return None
+    return index
+
+
+def cmd_localorg_fleet(args: argparse.Namespace) -> int:
+    """`localorg --orgs N`: N orgs in this process until Ctrl-C/SIGTERM; each org's credentials (mode 600), the
+    fleet's index.json and its registry orgs.yaml in --fleet-dir; the credentials go when it stops."""
+    from sonora_pipeline.localorg import runtime
+
+    directory = Path(args.fleet_dir) if args.fleet_dir else default_fleet_dir()
+    already = running_fleet(directory)
+    if already:
+        print(f"Local orgs are already running from {directory} (pid {already.get('pid')}, "
+              f"{len(already.get('orgs', {}))} orgs); registry {directory / REGISTRY_FILE}. Stop them first "
+              f"(kill {already.get('pid')}) or use --fleet-dir for another folder.", file=sys.stderr)
+        return 0 if args.detach else 2
+    try:
+        specs = fleet_specs(args)
+    except (KeyError, TypeError, ValueError) as err:
+        print(f"sonora-pipeline localorg: {str(err).strip(chr(34) + chr(39))}", file=sys.stderr)
+        return 2
+    if args.detach:
+        index = runtime.start_detached_fleet(directory, _fleet_argv(args))
+        print(f"{len(index['orgs'])} local orgs running in the background (pid {index['pid']}); registry "
+              f"{directory / REGISTRY_FILE}, credentials in {directory} (mode 600), log in "
+              f"{runtime.log_file(directory / 'index.json')}. Use them with SONORA_ORGS={directory / REGISTRY_FILE};"
+              f" stop them with: kill {index['pid']}", flush=True)
+        return 0
+    try:
+        fleet, registry = start_fleet(specs, directory)
+    except (KeyError, TypeError, ValueError) as err:
+        print(f"sonora-pipeline localorg: {str(err).strip(chr(34) + chr(39))}", file=sys.stderr)
+        return 2
+    print(f"{len(fleet)} local orgs serving in this process: {fleet.names[0]} at {fleet.org(fleet.names[0]).instance_url}"
+          f"{' ...' if len(fleet) > 1 else ''}; registry {registry} (use it with SONORA_ORGS={registry}); "
+          f"credentials in {directory} (mode 600). Ctrl-C stops them.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for name in fleet.names:
+            (directory / f"{name}.json").unlink(missing_ok=True)
+        (directory / "index.json").unlink(missing_ok=True)
+        fleet.stop()
+    return 0
+
+
+def _fleet_argv(args: argparse.Namespace) -> list[str]:
+    """The same `localorg` fleet command, minus --detach, for the background process."""
+    argv = ["--records", str(args.records), "--seed", str(args.seed), "--shape", args.shape,
+            "--csv-nulls", args.csv_nulls]
+    for flag, value in (("--orgs", args.orgs), ("--org-names", args.org_names), ("--fleet", args.fleet),
+                        ("--daily-api-requests", args.daily_api_requests)):
+        if value:
+            argv += [flag, str(Path(value).resolve()) if flag == "--fleet" else str(value)]
+    if args.standard_fields_only:
+        argv.append("--standard-fields-only")
+    for item in args.hide_field or []:
+        argv += ["--hide-field", item]
+    return argv
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

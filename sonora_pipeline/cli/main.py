@@ -59,6 +59,15 @@ def parser() -> argparse.ArgumentParser:
                    help='how Bulk CSV results write a null: an empty field (default) or ""')
     p.add_argument("--hide-field", action="append", metavar="OBJECT.FIELD",
                    help="a field the run-as user cannot read (field-level security); repeatable")
+    p.add_argument("--orgs", type=int, default=0, metavar="N",
+                   help="serve N orgs (org01..) in this one process, each on its own port with its own org id, "
+                        "credentials and quota; the other flags apply to each")
+    p.add_argument("--org-names", metavar="A,B,C", help="serve these orgs (instead of --orgs N)")
+    p.add_argument("--fleet", metavar="FILE", help="serve the orgs a YAML/JSON file lists (name, records, seed, "
+                                                   "custom_fields, daily_api_requests, quota_window_seconds, ...)")
+    p.add_argument("--fleet-dir", metavar="DIR", help="with several orgs: where each org's credentials (mode 600) "
+                                                      "and the registry orgs.yaml go (default .sonora/localorgs)")
+    p.add_argument("--daily-api-requests", type=int, help="each org's daily API allowance (default 100000)")
     p.set_defaults(func=cmd_localorg)
     d = sub.add_parser("demo", help="start the local org, run the main job on it, open the Dagster UI")
     d.add_argument("--records", type=int, default=5000)

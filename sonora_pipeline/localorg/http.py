@@ -10,6 +10,8 @@ from __future__ import annotations
 import decimal
 import json
 import logging
+import os
+import selectors
 import socket
 import ssl
 import threading
@@ -99,6 +101,7 @@ class Transport:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall between
     server_version = "SFDC"
     sys_version = ""
     transport: Transport  # set on the subclass made per server
@@ -204,12 +207,37 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.open_connections: set[socket.socket] = set()  # closed by stop(), so no keep-alive outlives it
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self.open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections, self.open_connections = self.open_connections, set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s ended abruptly", client_address)
 
 
 class HttpsServer:
-    """Serves `transport` over TLS on (host, port) in a background thread."""
+    """Serves `transport` over TLS on (host, port): in a background thread of its own (`start()`), or through
+    a `SharedAcceptor` that accepts for many servers with one thread (`start(acceptor)`)."""
 
     def __init__(self, transport: Transport, ssl_context: ssl.SSLContext, host: str = "127.0.0.1", port: int = 0):
         handler = type("LocalOrgHandler", (_Handler,), {"transport": transport})
@@ -217,12 +245,17 @@ class HttpsServer:
         self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True,
                                                       do_handshake_on_connect=False)
         self._thread: threading.Thread | None = None
+        self._acceptor: SharedAcceptor | None = None
 
     @property
     def port(self) -> int:
         return self._server.server_address[1]
 
-    def start(self) -> None:
+    def start(self, acceptor: SharedAcceptor | None = None) -> None:
+        if acceptor is not None:
+            self._acceptor = acceptor
+            acceptor.add(self._server)
+            return
         self._thread = threading.Thread(target=self._server.serve_forever, name="localorg-https", daemon=True)
         self._thread.start()
 
@@ -230,7 +263,75 @@ class HttpsServer:
         self._server.serve_forever()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._acceptor is not None:
+            self._acceptor.remove(self._server)
+        else:
+            self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         if self._thread:
             self._thread.join(timeout=5)
+
+
+class SharedAcceptor:
+    """One thread that accepts connections for many servers (a selector over their listening sockets), so
+    1,000 orgs need one accepting thread, not 1,000 `serve_forever` loops each waking twice a second. Each
+    accepted connection is then served in its own thread as before (ThreadingHTTPServer), and its TLS
+    handshake happens there, so a slow client never holds up the others' accepts."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        self._selector.register(self._wake_read, selectors.EVENT_READ, None)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="localorg-acceptor", daemon=True)
+        self._thread.start()
+
+    def add(self, server: _Server) -> None:
+        server.socket.setblocking(False)  # an accept that lost a race returns at once instead of hanging
+        with self._lock:
+            self._selector.register(server.socket, selectors.EVENT_READ, server)
+        self._wake()
+
+    def remove(self, server: _Server) -> None:
+        with self._lock:
+            try:
+                self._selector.unregister(server.socket)
+            except (KeyError, ValueError):
+                pass
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write, b"x")
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        while not self._stopping:
+            events = self._selector.select(timeout=1.0)
+            for key, _ in events:
+                if key.data is None:
+                    try:
+                        os.read(self._wake_read, 4096)
+                    except OSError:
+                        pass
+                    continue
+                self._accept(key.data)
+
+    @staticmethod
+    def _accept(server: _Server) -> None:
+        try:
+            server._handle_request_noblock()  # accept, then ThreadingHTTPServer serves it in a new thread
+        except (BlockingIOError, OSError):
+            pass  # nothing to accept after all, or the server closed between select and accept
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake()
+        self._thread.join(timeout=5)
+        self._selector.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)

@@ -65,6 +65,16 @@ class IdAllocator:
             self._counters[prefix] = itertools.count(start + count)
             return start
 
+    def copy(self) -> IdAllocator:
+        """Another allocator continuing from where this one is (a forked org's: its own Ids from there)."""
+        twin = IdAllocator()
+        with self._lock:
+            for prefix, counter in self._counters.items():
+                n = next(counter)
+                self._counters[prefix] = itertools.count(n)
+                twin._counters[prefix] = itertools.count(n)
+        return twin
+
     def new_id(self, prefix: str) -> str:
         with self._lock:
             return make_id(prefix, self._next(prefix))

@@ -23,7 +23,7 @@ from sonora_pipeline.localorg.auth import Authority, ClientApp
 from sonora_pipeline.localorg.bulk_api import BulkService
 from sonora_pipeline.localorg.clock import OrgClock
 from sonora_pipeline.localorg.faults import FaultPlan
-from sonora_pipeline.localorg.http import HttpsServer, Request, Response
+from sonora_pipeline.localorg.http import HttpsServer, Request, Response, SharedAcceptor
 from sonora_pipeline.localorg.ids import make_id
 from sonora_pipeline.localorg.limits import ApiQuota
 from sonora_pipeline.localorg.queries import QueryService
@@ -67,22 +67,31 @@ class LocalOrg:
                  consumer_key: str | None = None, consumer_secret: str | None = None,
                  catalog: Catalog | None = None, generate: bool = True, shape: str = "b2b",
                  org_id: str | None = None, custom_fields: bool = True, csv_nulls: str = "empty",
-                 hidden_fields: dict[str, list[str]] | None = None):
+                 hidden_fields: dict[str, list[str]] | None = None, records_of: LocalOrg | None = None):
         """Org varieties, so tests meet orgs unlike the demo: `custom_fields=False` is a fresh org's schema
         (standard objects and fields only); `csv_nulls` writes Bulk CSV nulls as empty fields ("empty") or
         as `""` ("quoted"); `hidden_fields` ({"Account": ["AnnualRevenue"]}) are fields the run-as user
-        cannot read (field-level security)."""
+        cannot read (field-level security). `records_of`: start with that (never served, never written)
+        org's schema and records instead of generating them, sharing its database until this org's first
+        write (a fleet's many orgs of one shape; `records`, `seed`, `shape`, `custom_fields` are then its)."""
         # An org id of its own per start, as two real orgs have: a warehouse synced from one refuses another.
         self.org_id = org_id or make_id("00D", 1 + secrets.randbelow(62 ** 9 - 1), pod="5g0")
         self.clock = OrgClock(now)
-        self.catalog = catalog or build_standard_catalog()
-        if not custom_fields:
-            self.catalog = without_custom_fields(self.catalog)
+        if records_of is not None:
+            self.catalog = records_of.catalog.fork()
+        else:
+            self.catalog = catalog or build_standard_catalog()
+            if not custom_fields:
+                self.catalog = without_custom_fields(self.catalog)
         self.set_csv_nulls(csv_nulls)
         for object_name, field_names in (hidden_fields or {}).items():
             for field_name in field_names:
                 self._hide(object_name, field_name)
-        self.store = OrgStore(self.catalog, self.clock)
+        if records_of is not None:
+            self.store = records_of.store.fork(self.catalog, self.clock)
+            generate = False
+        else:
+            self.store = OrgStore(self.catalog, self.clock)
         self.quota = ApiQuota(self.clock, daily_max=daily_api_requests)
         self.faults = FaultPlan()
         # Its TLS files (the CA clients trust): in `state_dir` when given (the caller's to keep or remove),
@@ -95,7 +104,9 @@ class LocalOrg:
             consumer_secret=consumer_secret or secrets.token_hex(32).upper(),
         )
         self.authority = Authority(self.org_id, app)
-        self.generated = None
+        self.generated = records_of.generated if records_of is not None else None
+        if self.generated is not None:
+            app.run_as_user_id = self.generated.run_as_user_id
         if generate:
             from sonora_pipeline.localorg.generator import generate_org
 
@@ -137,17 +148,22 @@ class LocalOrg:
     def now_timestamp(self) -> float:
         return self.clock.now().timestamp()
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> LocalOrg:
-        """Serve in a background thread; returns self so `org = LocalOrg(...).start()` reads well."""
-        if self.state_dir is None or self._own_dir is not None:
-            self.state_dir = Path(tempfile.mkdtemp(prefix="sonora-localorg-"))
-            self._own_dir = weakref.finalize(self, shutil.rmtree, self.state_dir, ignore_errors=True)
-        self._tls = LocalTls(self.state_dir)
+    def start(self, host: str = "127.0.0.1", port: int = 0, *, tls: LocalTls | None = None,
+              acceptor: SharedAcceptor | None = None) -> LocalOrg:
+        """Serve in a background thread; returns self so `org = LocalOrg(...).start()` reads well. A fleet
+        passes its shared CA (`tls`) and accepting thread (`acceptor`) instead (see `fleet.py`)."""
+        if tls is not None:
+            self._tls = tls
+        else:
+            if self.state_dir is None or self._own_dir is not None:
+                self.state_dir = Path(tempfile.mkdtemp(prefix="sonora-localorg-"))
+                self._own_dir = weakref.finalize(self, shutil.rmtree, self.state_dir, ignore_errors=True)
+            self._tls = LocalTls(self.state_dir)
         self._server = HttpsServer(self, self._tls.server_context(), host=host, port=port)
         shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
         self.instance_url = f"https://{shown_host}:{self._server.port}"
-        self._server.start()
-        log.info("local org serving at %s", self.instance_url)
+        self._server.start(acceptor)
+        log.log(logging.DEBUG if acceptor else logging.INFO, "local org serving at %s", self.instance_url)
         return self
 
     def stop(self) -> None:

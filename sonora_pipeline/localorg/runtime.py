@@ -73,6 +73,24 @@ def start_detached(credentials_file: Path, records: int = DEFAULT_RECORDS, timeo
     raise RuntimeError(f"the local org did not start within {timeout:.0f} s; see {log_file(credentials_file)}")
 
 
+def start_detached_fleet(directory: Path, fleet_argv: list[str], timeout: float = 600.0) -> dict:
+    """`sonora-pipeline localorg --orgs N --detach`: the fleet in a background process of its own session
+    until killed; returns its index once every org answers (it writes index.json last)."""
+    index_file = directory / "index.json"
+    index_file.unlink(missing_ok=True)
+    log = os.fdopen(open_private(log_file(index_file), os.O_WRONLY | os.O_APPEND), "ab")
+    with log:
+        subprocess.Popen([sys.executable, "-m", "sonora_pipeline.cli", "localorg", *fleet_argv,
+                          "--fleet-dir", str(directory)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(index_file.read_text())
+        time.sleep(0.2)
+    raise RuntimeError(f"the local orgs did not start within {timeout:.0f} s; see {log_file(index_file)}")
+
+
 @contextlib.contextmanager
 def org_for_command(running: dict | None = None, records: int = DEFAULT_RECORDS, log=None) -> Iterator[dict]:
     """Credentials of a local org for one command: `running` (the credentials of the org already running, which

@@ -16,8 +16,11 @@ class LocalTls:
         self.cert = self.ca.issue_cert(*hostnames)
         self.ca_bundle = directory / "localorg-ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_bundle))
+        self._context: ssl.SSLContext | None = None
 
     def server_context(self) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.cert.configure_cert(ctx)
-        return ctx
+        """One context for every server this CA serves (a fleet's 1,000 orgs share it, and one CA file)."""
+        if self._context is None:
+            self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.cert.configure_cert(self._context)
+        return self._context
