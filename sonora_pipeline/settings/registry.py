@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -66,10 +67,10 @@ class OrgEntry:
 
     @property
     def credentials_source(self) -> str:
-        """Where the secrets come from, as shown to a person: `file <path>` or `env ACME_CONSUMER_KEY/...`."""
+        """Where the secrets come from, as shown to a person: `file <path>` or `env ACME_CONSUMER_KEY/_SECRET`."""
         if self.credentials_file is not None:
             return f"file {self.credentials_file}"
-        return f"env {self.credentials_env}_CONSUMER_KEY, {self.credentials_env}_CONSUMER_SECRET"
+        return f"env {self.credentials_env}_CONSUMER_KEY/_SECRET"
 
 
 @dataclass(frozen=True)
@@ -238,11 +239,11 @@ def _entry(name: str, entry: Any, source: SettingsSource, base: str, problems: l
             problems.append(f"{locate(source, (*here, key), on_key=True)}: unknown setting '{key}'"
                             f"{did_you_mean(str(key), ENTRY_KEYS)}; an org's entry has: {', '.join(ENTRY_KEYS)}")
     url = entry.get("instance_url")
-    if not isinstance(url, str) or not url.strip().lower().startswith(("https://", "http://")):
+    url_problem = _url_problem(url, "instance_url" in entry)
+    if url_problem:
         missing = "instance_url" not in entry
         where = locate(source, here if missing else (*here, "instance_url"), on_key=missing)
-        problems.append(f"{where}: instance_url is {'missing' if missing else 'not an https:// address'}; add "
-                        "the org's My Domain address (e.g. instance_url: https://acme.my.salesforce.com)")
+        problems.append(f"{where}: {url_problem}")
     file, env = _credentials(entry.get("credentials"), "credentials" in entry, source, here, base, problems)
     settings = _file_path(entry, "settings", source, here, base, problems)
     ca_bundle = _file_path(entry, "ca_bundle", source, here, base, problems)
@@ -257,6 +258,24 @@ def _entry(name: str, entry: Any, source: SettingsSource, base: str, problems: l
     return OrgEntry(name=name, instance_url=url.strip().rstrip("/"), credentials_file=file, credentials_env=env,
                     settings_path=settings, ca_bundle=str(ca_bundle) if ca_bundle else None,
                     api_version=api_version)
+
+
+def _url_problem(url: Any, present: bool) -> str | None:
+    """What is wrong with an instance URL (never quoting it: `orgs list` shows it, so no user:password@ or
+    query string may be in it); the full check of the host is the connection's, before the first request."""
+    example = "add the org's My Domain address (e.g. instance_url: https://acme.my.salesforce.com)"
+    if not present:
+        return f"instance_url is missing; {example}"
+    if not isinstance(url, str) or not url.strip().lower().startswith(("https://", "http://")):
+        return f"instance_url is not an https:// address; {example}"
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return f"instance_url is not a valid URL; {example}"
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        return ("instance_url holds a user name, password or query string; write only https:// and the host "
+                f"({SECRETS_REFUSED})")
+    return None
 
 
 def _secret_keys(entry: dict, here: SettingPath) -> list[SettingPath]:
@@ -293,7 +312,8 @@ def _credentials(value: Any, present: bool, source: SettingsSource, here: Settin
     if given == ["env"]:
         prefix = value["env"]
         if not isinstance(prefix, str) or not _ENV_PREFIX.match(prefix):
-            problems.append(f"{locate(source, (*where, 'env'))}: {described(prefix)} is not an environment variable "
+            # Not echoed: a secret pasted here by mistake must not reach a log.
+            problems.append(f"{locate(source, (*where, 'env'))}: credentials.env is not an environment variable "
                             "prefix; write letters, digits and _ (e.g. env: ACME reads ACME_CONSUMER_KEY and "
                             "ACME_CONSUMER_SECRET)")
             return None, None

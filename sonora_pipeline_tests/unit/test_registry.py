@@ -97,6 +97,11 @@ BAD_ENTRIES = {
         instance_url: acme.my.salesforce.com
         credentials: {env: ACME}
     """, "line 9, column 19 (orgs.acme.instance_url)", ["not an https:// address"]),
+    "instance_url with a password": ("""\
+      acme:
+        instance_url: https://admin:CANARYpw@acme.my.salesforce.com
+        credentials: {env: ACME}
+    """, "line 9, column 19 (orgs.acme.instance_url)", ["user name, password or query string", "secrets never"]),
     "no credentials": ("""\
       acme:
         instance_url: https://acme.my.salesforce.com
@@ -158,6 +163,7 @@ def test_a_wrong_entry_is_skipped_with_its_line_and_fix_and_the_others_load(tmp_
     assert f"{path} line " in problem and place in problem, problem
     for word in words:
         assert word in problem, problem
+    assert "CANARY" not in problem and "ACME-1" not in problem  # a value that may be a secret is never quoted
     assert registry.is_registered(name)  # a wrong entry is still registered: its data must not look removed
 
 
