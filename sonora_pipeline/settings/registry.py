@@ -42,7 +42,7 @@ CREDENTIALS_KEYS = ("file", "env")
 TOP_KEYS = ("warehouse_root", "orgs")
 _ENV_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _API_VERSION = re.compile(r"^\d{2,3}\.\d$")
-_SECRET_WORDS = ("secret", "password", "passwd", "token", "private_key", "consumer_key", "client_key", "api_key")
+_SECRET_KEY = re.compile(r"secret|password|passwd|token|private_key|consumer_key|client_key|api_key", re.IGNORECASE)
 SECRETS_REFUSED = "secrets never live in the registry; use credentials.file or credentials.env"
 # libyaml when installed (PyYAML's wheels have it): 1,000 orgs read in ~0.1 s instead of ~1 s.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -122,13 +122,14 @@ def org_name_problem(name: Any) -> str | None:
     return None
 
 
-_cache: dict[tuple, Registry] = {}
+_cache: dict[str, tuple[tuple, Registry]] = {}  # absolute path -> (the file's stamp, its registry)
 _cache_lock = threading.Lock()
 
 
 def load_registry(path: Path | None = None) -> Registry:
-    """Read and check the registry at `path` (default `SONORA_ORGS`). Cached by the file's path, mtime, size
-    and the current directory; each call gets its own `orgs`/`problems` dicts."""
+    """Read and check the registry at `path` (default `SONORA_ORGS`). Cached while the file's inode, size,
+    mtime and ctime and the current directory stay the same; each call gets its own `orgs`/`problems` dicts."""
+    named_by = "" if path else f" (from {ENV_ORGS})"
     path = path or registry_path()
     if path is None:
         raise RegistryError(f"No registry of orgs: {ENV_ORGS} is not set. Fix: set {ENV_ORGS} to your orgs.yaml, "
@@ -136,20 +137,22 @@ def load_registry(path: Path | None = None) -> Registry:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise RegistryError(f"Registry of orgs {path} (from {ENV_ORGS}) does not exist. Fix: point {ENV_ORGS} at "
-                            "your orgs.yaml, or unset it to serve the single org of the SALESFORCE_* "
-                            "variables.") from None
+        raise RegistryError(f"Registry of orgs {path}{named_by} does not exist. Fix: point {ENV_ORGS} (or "
+                            "--registry) at your orgs.yaml, or unset SONORA_ORGS to serve the single org of the "
+                            "SALESFORCE_* variables.") from None
     except OSError as err:
-        raise RegistryError(f"Registry of orgs {path} cannot be read ({err.strerror}). Fix: make it a readable "
-                            "file.") from None
-    key = (str(path.absolute()), stat.st_mtime_ns, stat.st_size, os.getcwd())
+        raise RegistryError(f"Registry of orgs {path}{named_by} cannot be read ({err.strerror}). Fix: make it a "
+                            "readable file.") from None
+    key = str(path.absolute())
+    stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, os.getcwd())
     with _cache_lock:
-        cached = _cache.get(key)
-    if cached is None:
+        cached_stamp, cached = _cache.get(key, (None, None))
+    if cached is None or cached_stamp != stamp:
         cached = _parse(path)
         with _cache_lock:
-            _cache.clear()  # only the newest version of a file is worth keeping
-            _cache[key] = cached
+            if len(_cache) >= 16:  # a deployment has one registry; tests make many
+                _cache.clear()
+            _cache[key] = (stamp, cached)
     return replace(cached, orgs=dict(cached.orgs), problems=dict(cached.problems))
 
 
@@ -282,7 +285,7 @@ def _secret_keys(entry: dict, here: SettingPath) -> list[SettingPath]:
     """Paths of keys in the entry (any depth) whose name says they hold a secret."""
     found: list[SettingPath] = []
     for key, value in entry.items():
-        if any(word in str(key).lower() for word in _SECRET_WORDS):
+        if _SECRET_KEY.search(str(key)):
             found.append((*here, key))
         elif isinstance(value, dict):
             found += _secret_keys(value, (*here, key))

@@ -221,7 +221,7 @@ def test_a_file_that_is_no_registry_raises_with_the_fix(tmp_path, case):
 @pytest.mark.bad_input
 def test_a_missing_registry_names_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("SONORA_ORGS", str(tmp_path / "nowhere.yaml"))
-    with pytest.raises(RegistryError, match="nowhere.yaml .*does not exist. Fix: point SONORA_ORGS"):
+    with pytest.raises(RegistryError, match=r"nowhere.yaml \(from SONORA_ORGS\) does not exist. Fix: point SONORA_ORGS"):
         load_registry()
     monkeypatch.delenv("SONORA_ORGS")
     with pytest.raises(RegistryError, match="SONORA_ORGS is not set"):
@@ -233,8 +233,13 @@ def test_an_edit_is_seen_at_the_next_load(tmp_path):
     first = load_registry(path)
     first.orgs.clear()  # a caller's change to its copy does not reach the cache
     assert list(load_registry(path).orgs) == ["good"]
-    path.write_text("orgs:\n" + GOOD_ENTRY + GOOD_ENTRY.replace("good", "newer"))
-    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a new mtime even on a coarse clock
+    stat = path.stat()
+    path.write_text("orgs:\n" + GOOD_ENTRY.replace("good", "gold"))  # same size, and the same mtime below
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert list(load_registry(path).orgs) == ["gold"]  # the ctime moved
+    replacement = path.with_name("new.yaml")  # an editor's save: a new file renamed over the old one
+    replacement.write_text("orgs:\n" + GOOD_ENTRY + GOOD_ENTRY.replace("good", "newer"))
+    os.replace(replacement, path)
     assert list(load_registry(path).orgs) == ["good", "newer"]
 
 
