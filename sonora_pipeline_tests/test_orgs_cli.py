@@ -111,6 +111,15 @@ def test_purge_refuses_and_deletes_nothing(deployment, args, words):
 
 
 @pytest.mark.bad_input
+def test_purge_refuses_while_the_registry_is_unreadable(deployment):
+    (deployment / "conf" / "orgs.yaml").write_text("orgs: [acme\n")  # cannot tell whether `gone` is registered
+    before = tree(deployment)
+    result = orgs_cli(deployment, "purge", "gone", "--yes")
+    assert result.returncode == 2 and "not valid YAML" in result.stderr, result.stderr
+    assert tree(deployment) == before
+
+
+@pytest.mark.bad_input
 def test_purge_refuses_a_symlink_out_of_the_warehouse_root(deployment):
     outside = deployment / "precious"
     outside.mkdir()

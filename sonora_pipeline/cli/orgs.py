@@ -89,10 +89,11 @@ def _credentials_state(entry) -> str:
     from sonora_pipeline.salesforce.secrets import env_names
 
     if entry.credentials_file is not None:
-        return f"file {entry.credentials_file}" + ("" if entry.credentials_file.exists() else " (missing)")
-    names = env_names(entry.credentials_env)
-    unset = [name for name in names if not os.environ.get(name)]
-    return f"env {entry.credentials_env}_CONSUMER_KEY/_SECRET" + (" (not set in this shell)" if unset else "")
+        absent = not entry.credentials_file.exists()
+    else:
+        absent = any(not os.environ.get(name) for name in env_names(entry.credentials_env))
+    return entry.credentials_source + ((" (missing)" if entry.credentials_file else " (not set in this shell)")
+                                       if absent else "")
 
 
 def cmd_orgs_list(args: argparse.Namespace) -> int:

@@ -107,3 +107,15 @@ def secrets_from_env(prefix: str, environ: Mapping[str, str] | None = None) -> C
                           f"set {' and '.join(missing)} in the environment of Dagster and the command line to the "
                           "External Client App's Consumer Key and Secret, or use credentials.file instead.")
     return ClientCredentials(*values)
+
+
+def read_client_credentials(file: Path | str | None, env_prefix: str | None,
+                            environ: Mapping[str, str] | None = None) -> ClientCredentials:
+    """The credentials from the one source a registry entry names (`OrgEntry.credentials_file` or
+    `.credentials_env`), so every caller reads them the same way."""
+    if file is not None:
+        return read_secrets_file(file)
+    if env_prefix:
+        return secrets_from_env(env_prefix, environ)
+    raise ConfigError("No credentials source: neither a secrets file nor an environment prefix was given.",
+                      "give the org's registry entry credentials: {file: ...} or credentials: {env: ...}.")

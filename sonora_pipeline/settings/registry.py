@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -41,7 +42,7 @@ CREDENTIALS_KEYS = ("file", "env")
 TOP_KEYS = ("warehouse_root", "orgs")
 _ENV_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _API_VERSION = re.compile(r"^\d{2,3}\.\d$")
-_SECRET_WORDS = ("secret", "password", "passwd", "token", "private_key", "consumer_key", "client_key", "api_key")
+_SECRET_KEY = re.compile(r"secret|password|passwd|token|private_key|consumer_key|client_key|api_key", re.IGNORECASE)
 SECRETS_REFUSED = "secrets never live in the registry; use credentials.file or credentials.env"
 # libyaml when installed (PyYAML's wheels have it): 1,000 orgs read in ~0.1 s instead of ~1 s.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -66,10 +67,10 @@ class OrgEntry:
 
     @property
     def credentials_source(self) -> str:
-        """Where the secrets come from, as shown to a person: `file <path>` or `env ACME_CONSUMER_KEY/...`."""
+        """Where the secrets come from, as shown to a person: `file <path>` or `env ACME_CONSUMER_KEY/_SECRET`."""
         if self.credentials_file is not None:
             return f"file {self.credentials_file}"
-        return f"env {self.credentials_env}_CONSUMER_KEY, {self.credentials_env}_CONSUMER_SECRET"
+        return f"env {self.credentials_env}_CONSUMER_KEY/_SECRET"
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,14 @@ def org_name_problem(name: Any) -> str | None:
     return None
 
 
-_cache: dict[tuple, Registry] = {}
+_cache: dict[str, tuple[tuple, Registry]] = {}  # absolute path -> (the file's stamp, its registry)
 _cache_lock = threading.Lock()
 
 
 def load_registry(path: Path | None = None) -> Registry:
-    """Read and check the registry at `path` (default `SONORA_ORGS`). Cached by the file's path, mtime, size
-    and the current directory; each call gets its own `orgs`/`problems` dicts."""
+    """Read and check the registry at `path` (default `SONORA_ORGS`). Cached while the file's inode, size,
+    mtime and ctime and the current directory stay the same; each call gets its own `orgs`/`problems` dicts."""
+    named_by = "" if path else f" (from {ENV_ORGS})"
     path = path or registry_path()
     if path is None:
         raise RegistryError(f"No registry of orgs: {ENV_ORGS} is not set. Fix: set {ENV_ORGS} to your orgs.yaml, "
@@ -135,20 +137,22 @@ def load_registry(path: Path | None = None) -> Registry:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise RegistryError(f"Registry of orgs {path} (from {ENV_ORGS}) does not exist. Fix: point {ENV_ORGS} at "
-                            "your orgs.yaml, or unset it to serve the single org of the SALESFORCE_* "
-                            "variables.") from None
+        raise RegistryError(f"Registry of orgs {path}{named_by} does not exist. Fix: point {ENV_ORGS} (or "
+                            "--registry) at your orgs.yaml, or unset SONORA_ORGS to serve the single org of the "
+                            "SALESFORCE_* variables.") from None
     except OSError as err:
-        raise RegistryError(f"Registry of orgs {path} cannot be read ({err.strerror}). Fix: make it a readable "
-                            "file.") from None
-    key = (str(path.absolute()), stat.st_mtime_ns, stat.st_size, os.getcwd())
+        raise RegistryError(f"Registry of orgs {path}{named_by} cannot be read ({err.strerror}). Fix: make it a "
+                            "readable file.") from None
+    key = str(path.absolute())
+    stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, os.getcwd())
     with _cache_lock:
-        cached = _cache.get(key)
-    if cached is None:
+        cached_stamp, cached = _cache.get(key, (None, None))
+    if cached is None or cached_stamp != stamp:
         cached = _parse(path)
         with _cache_lock:
-            _cache.clear()  # only the newest version of a file is worth keeping
-            _cache[key] = cached
+            if len(_cache) >= 16:  # a deployment has one registry; tests make many
+                _cache.clear()
+            _cache[key] = (stamp, cached)
     return replace(cached, orgs=dict(cached.orgs), problems=dict(cached.problems))
 
 
@@ -238,11 +242,11 @@ def _entry(name: str, entry: Any, source: SettingsSource, base: str, problems: l
             problems.append(f"{locate(source, (*here, key), on_key=True)}: unknown setting '{key}'"
                             f"{did_you_mean(str(key), ENTRY_KEYS)}; an org's entry has: {', '.join(ENTRY_KEYS)}")
     url = entry.get("instance_url")
-    if not isinstance(url, str) or not url.strip().lower().startswith(("https://", "http://")):
+    url_problem = _url_problem(url, "instance_url" in entry)
+    if url_problem:
         missing = "instance_url" not in entry
         where = locate(source, here if missing else (*here, "instance_url"), on_key=missing)
-        problems.append(f"{where}: instance_url is {'missing' if missing else 'not an https:// address'}; add "
-                        "the org's My Domain address (e.g. instance_url: https://acme.my.salesforce.com)")
+        problems.append(f"{where}: {url_problem}")
     file, env = _credentials(entry.get("credentials"), "credentials" in entry, source, here, base, problems)
     settings = _file_path(entry, "settings", source, here, base, problems)
     ca_bundle = _file_path(entry, "ca_bundle", source, here, base, problems)
@@ -259,11 +263,29 @@ def _entry(name: str, entry: Any, source: SettingsSource, base: str, problems: l
                     api_version=api_version)
 
 
+def _url_problem(url: Any, present: bool) -> str | None:
+    """What is wrong with an instance URL (never quoting it: `orgs list` shows it, so no user:password@ or
+    query string may be in it); the full check of the host is the connection's, before the first request."""
+    example = "add the org's My Domain address (e.g. instance_url: https://acme.my.salesforce.com)"
+    if not present:
+        return f"instance_url is missing; {example}"
+    if not isinstance(url, str) or not url.strip().lower().startswith(("https://", "http://")):
+        return f"instance_url is not an https:// address; {example}"
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return f"instance_url is not a valid URL; {example}"
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        return ("instance_url holds a user name, password or query string; write only https:// and the host "
+                f"({SECRETS_REFUSED})")
+    return None
+
+
 def _secret_keys(entry: dict, here: SettingPath) -> list[SettingPath]:
     """Paths of keys in the entry (any depth) whose name says they hold a secret."""
     found: list[SettingPath] = []
     for key, value in entry.items():
-        if any(word in str(key).lower() for word in _SECRET_WORDS):
+        if _SECRET_KEY.search(str(key)):
             found.append((*here, key))
         elif isinstance(value, dict):
             found += _secret_keys(value, (*here, key))
@@ -293,7 +315,8 @@ def _credentials(value: Any, present: bool, source: SettingsSource, here: Settin
     if given == ["env"]:
         prefix = value["env"]
         if not isinstance(prefix, str) or not _ENV_PREFIX.match(prefix):
-            problems.append(f"{locate(source, (*where, 'env'))}: {described(prefix)} is not an environment variable "
+            # Not echoed: a secret pasted here by mistake must not reach a log.
+            problems.append(f"{locate(source, (*where, 'env'))}: credentials.env is not an environment variable "
                             "prefix; write letters, digits and _ (e.g. env: ACME reads ACME_CONSUMER_KEY and "
                             "ACME_CONSUMER_SECRET)")
             return None, None

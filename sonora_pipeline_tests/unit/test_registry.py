@@ -97,6 +97,11 @@ BAD_ENTRIES = {
         instance_url: acme.my.salesforce.com
         credentials: {env: ACME}
     """, "line 9, column 19 (orgs.acme.instance_url)", ["not an https:// address"]),
+    "instance_url with a password": ("""\
+      acme:
+        instance_url: https://admin:CANARYpw@acme.my.salesforce.com
+        credentials: {env: ACME}
+    """, "line 9, column 19 (orgs.acme.instance_url)", ["user name, password or query string", "secrets never"]),
     "no credentials": ("""\
       acme:
         instance_url: https://acme.my.salesforce.com
@@ -158,6 +163,7 @@ def test_a_wrong_entry_is_skipped_with_its_line_and_fix_and_the_others_load(tmp_
     assert f"{path} line " in problem and place in problem, problem
     for word in words:
         assert word in problem, problem
+    assert "CANARY" not in problem and "ACME-1" not in problem  # a value that may be a secret is never quoted
     assert registry.is_registered(name)  # a wrong entry is still registered: its data must not look removed
 
 
@@ -215,7 +221,7 @@ def test_a_file_that_is_no_registry_raises_with_the_fix(tmp_path, case):
 @pytest.mark.bad_input
 def test_a_missing_registry_names_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("SONORA_ORGS", str(tmp_path / "nowhere.yaml"))
-    with pytest.raises(RegistryError, match="nowhere.yaml .*does not exist. Fix: point SONORA_ORGS"):
+    with pytest.raises(RegistryError, match=r"nowhere.yaml \(from SONORA_ORGS\) does not exist. Fix: point SONORA_ORGS"):
         load_registry()
     monkeypatch.delenv("SONORA_ORGS")
     with pytest.raises(RegistryError, match="SONORA_ORGS is not set"):
@@ -227,8 +233,13 @@ def test_an_edit_is_seen_at_the_next_load(tmp_path):
     first = load_registry(path)
     first.orgs.clear()  # a caller's change to its copy does not reach the cache
     assert list(load_registry(path).orgs) == ["good"]
-    path.write_text("orgs:\n" + GOOD_ENTRY + GOOD_ENTRY.replace("good", "newer"))
-    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))  # a new mtime even on a coarse clock
+    stat = path.stat()
+    path.write_text("orgs:\n" + GOOD_ENTRY.replace("good", "gold"))  # same size, and the same mtime below
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert list(load_registry(path).orgs) == ["gold"]  # the ctime moved
+    replacement = path.with_name("new.yaml")  # an editor's save: a new file renamed over the old one
+    replacement.write_text("orgs:\n" + GOOD_ENTRY + GOOD_ENTRY.replace("good", "newer"))
+    os.replace(replacement, path)
     assert list(load_registry(path).orgs) == ["good", "newer"]
 
 

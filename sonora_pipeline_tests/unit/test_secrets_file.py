@@ -106,3 +106,14 @@ def test_the_process_environment_is_the_default(monkeypatch):
     monkeypatch.setenv("GLOBEX_CONSUMER_KEY", "k")
     monkeypatch.setenv("GLOBEX_CONSUMER_SECRET", CANARY)
     assert secrets_from_env("GLOBEX") == ("k", CANARY)
+
+
+def test_the_one_source_a_registry_entry_names_is_read(tmp_path):
+    from sonora_pipeline.salesforce.secrets import read_client_credentials
+
+    path = secrets(tmp_path, json.dumps({"consumer_key": "from-file", "consumer_secret": CANARY}))
+    env = {"ACME_CONSUMER_KEY": "from-env", "ACME_CONSUMER_SECRET": CANARY}
+    assert read_client_credentials(path, None, env) == ("from-file", CANARY)
+    assert read_client_credentials(None, "ACME", env) == ("from-env", CANARY)
+    with pytest.raises(ConfigError, match="No credentials source"):
+        read_client_credentials(None, None, env)
