@@ -293,6 +293,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sonora_pipeline.cli.demo import run_demo
     from sonora_pipeline.localorg.runtime import exit_on_sigterm
 
+    if args.orgs:
+        return _demo_orgs(args)
     os.environ.setdefault("SONORA_CONFIG", str(DEMO_SETTINGS))
     print(f"Settings: {os.environ['SONORA_CONFIG']}", flush=True)
     print(f"Starting the local org with {args.records:,} records ...", flush=True)
@@ -302,6 +304,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return run_demo(args, org)
         finally:
             org.stop()
+
+
+def _demo_orgs(args: argparse.Namespace) -> int:
+    """`demo --orgs 3`: the demo's three customers in one local org process, synced by the daemon."""
+    from sonora_pipeline.cli.demo_orgs import run_demo_orgs
+    from sonora_pipeline.localorg.runtime import exit_on_sigterm
+
+    if args.orgs != len(DEMO_FLEET):
+        print(f"sonora-pipeline demo: --orgs {args.orgs}: the demo has {len(DEMO_FLEET)} customers "
+              f"({', '.join(DEMO_FLEET)}). Fix: --orgs {len(DEMO_FLEET)}; for more orgs serve them with "
+              "`sonora-pipeline localorg --orgs N` and use its orgs.yaml as SONORA_ORGS.", file=sys.stderr)
+        return 2
+    directory = Path(".sonora") / "demo-orgs"
+    print(f"Starting {args.orgs} local orgs in one process ({', '.join(DEMO_FLEET)}), {args.records:,} records "
+          "each ...", flush=True)
+    with exit_on_sigterm():
+        fleet, registry = start_demo_fleet(directory.resolve(), records=args.records, seed=args.seed,
+                                           quota_window_seconds=60.0)
+        try:
+            return run_demo_orgs(args, registry, DEMO_SETTINGS)
+        finally:
+            fleet.stop()
 
 
 ORG_COMMANDS = ("sync", "test-connection")  # the commands that talk to an org

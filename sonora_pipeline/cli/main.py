@@ -76,6 +76,10 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--ui-port", type=int, default=3000)
     d.add_argument("--no-ui", action="store_true", help="stop after the initial sync instead of opening the UI")
     d.add_argument("--lookback", default="all", help="initial import for the demo (default: all)")
+    d.add_argument("--orgs", type=int, default=0, metavar="3",
+                   help="three customers' orgs (one with the demo's custom fields, one standard-only, one with a "
+                        "small API quota) in one local org process, synced side by side by the Dagster daemon "
+                        "from a registry (SONORA_ORGS)")
     d.set_defaults(func=cmd_demo)
     s = sub.add_parser("sync", help="materialize every object's due sync windows in process")
     s.add_argument("--lookback", help="initial import: all | active | YYYY-MM-DD (overrides sync.initial_import)")
