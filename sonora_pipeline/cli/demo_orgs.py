@@ -21,6 +21,8 @@ from tabulate import tabulate
 from sonora_pipeline.cli.ui import PROJECT_ROOT, demo_dagster_home, let_runs_in_flight_finish, ui_command
 
 IMPORT_WAIT_SECONDS = 900
+SHOWN_AS = {"NOT_STARTED": "queued", "QUEUED": "queued", "STARTING": "running", "STARTED": "running",
+            "SUCCESS": "done", "FAILURE": "failed", "CANCELING": "cancelled", "CANCELED": "cancelled"}
 # A fresh org's settings: no custom field, the whole history (the demo's lookback).
 STANDARD_SETTINGS = {"sync": {"initial_import": "all"}}
 SUMMARY_QUERY = """
@@ -53,7 +55,7 @@ def _first_imports(instance, orgs: list[str]) -> dict[str, str]:
     for org in orgs:
         runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": org,
                                                              "sonora/sync_kind": "initial"}), limit=1)
-        status[org] = runs[0].status.value if runs else "waiting"
+        status[org] = SHOWN_AS.get(runs[0].status.value, runs[0].status.value) if runs else "waiting"
     return status
 
 
@@ -67,9 +69,9 @@ def wait_for_imports(orgs: list[str], daemon: subprocess.Popen) -> dict[str, str
             status = _first_imports(instance, orgs)
             for org, state in status.items():
                 if shown.get(org) != state:
-                    print(f"  {org}: initial import {state.lower()}", flush=True)
+                    print(f"  {org}: initial import {state}", flush=True)
             shown = status
-            if all(s in ("SUCCESS", "FAILURE", "CANCELED") for s in status.values()):
+            if all(s in ("done", "failed", "cancelled") for s in status.values()):
                 break
             time.sleep(2)
     return shown
@@ -119,7 +121,7 @@ def run_demo_orgs(args: argparse.Namespace, registry: Path, demo_settings: Path)
     daemon = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=log)
     try:
         status = wait_for_imports(orgs, daemon)
-        done = [o for o, s in status.items() if s == "SUCCESS"]
+        done = [o for o, s in status.items() if s == "done"]
         if done:
             print_summary(root, done)
         for org in set(orgs) - set(done):
