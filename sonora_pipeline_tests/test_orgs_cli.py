@@ -17,7 +17,7 @@ from filelock import FileLock
 CANARY = "CANARYorgscli3b7e21"
 
 REGISTRY = """\
-warehouse_root: warehouses
+warehouse_root: ../warehouses  # relative to this file's folder (conf/)
 orgs:
   acme:
     instance_url: https://acme.my.salesforce.com

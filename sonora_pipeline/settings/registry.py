@@ -8,8 +8,9 @@ YAML, no `orgs:` mapping, an org named twice) raises `RegistryError`. Secrets ne
 holding one is refused, without echoing it. Loads are cached by the file's (path, mtime, size), so a tick
 over 1,000 orgs costs one `stat` when nothing changed.
 
-Paths in an entry (`credentials.file`, `settings`, `ca_bundle`) are relative to the registry file's folder;
-`warehouse_root` is relative to the current directory, like `SONORA_DUCKDB_PATH` (default `data/orgs`).
+Every relative path (`warehouse_root`, default `data/orgs`, and an entry's `credentials.file`, `settings`,
+`ca_bundle`) is relative to the registry file's folder, not to a current directory: the CLI, the daemon, the
+code server and the run workers start in different folders, and must all find the same files.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def _parse(path: Path) -> Registry:
     if not isinstance(orgs, dict):
         file_problems.append(f"{locate(source, ('orgs',))}: 'orgs' must be a mapping of org name to its entry, "
                              f"not {described(orgs)}")
-    root = _warehouse_root(raw.get("warehouse_root", None), source, file_problems)
+    root = _warehouse_root(raw.get("warehouse_root", None), source, file_problems, path.parent.absolute())
     if file_problems:
         header = f"Registry of orgs {path} has {len(file_problems)} problems:" if len(file_problems) > 1 else None
         raise RegistryError(*file_problems, header=header)
@@ -212,16 +213,15 @@ def _split_duplicates(duplicates: list[str]) -> tuple[list[str], dict[str, list[
     return whole, per_org
 
 
-def _warehouse_root(value: Any, source: SettingsSource, problems: list[str]) -> Path:
-    """Relative to the current directory (like SONORA_DUCKDB_PATH), so the same registry finds the same data
-    from wherever Dagster and the CLI run when they run from the project's folder."""
+def _warehouse_root(value: Any, source: SettingsSource, problems: list[str], base: Path) -> Path:
+    """Relative to the registry's folder (`base`), so every process finds the same data wherever it started."""
     if value is None:
-        return (Path.cwd() / DEFAULT_WAREHOUSE_ROOT).absolute()
+        return Path(os.path.abspath(base / DEFAULT_WAREHOUSE_ROOT))
     if not isinstance(value, str) or not value.strip():
         problems.append(f"{locate(source, ('warehouse_root',))}: warehouse_root must be a folder path, not "
                         f"{described(value)} (e.g. warehouse_root: data/orgs)")
         return Path()
-    return Path(os.path.abspath(Path(value.strip()).expanduser()))
+    return Path(os.path.abspath(base / Path(value.strip()).expanduser()))
 
 
 def _entry(name: str, entry: Any, source: SettingsSource, base: str, problems: list[str]) -> OrgEntry | None:

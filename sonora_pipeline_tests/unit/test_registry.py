@@ -52,17 +52,18 @@ def test_a_good_registry(tmp_path, monkeypatch):
     assert registry.orgs["globex_sandbox"].credentials_env == "GLOBEX"
     assert registry.orgs["globex_sandbox"].credentials_file is None
     assert registry.orgs["globex_sandbox"].settings_path is None
-    # warehouse_root is relative to the current directory (like SONORA_DUCKDB_PATH), not to the registry.
-    assert registry.warehouse_root == tmp_path / "warehouses"
-    assert registry.org_folder("acme") == tmp_path / "warehouses" / "acme"
-    assert registry.warehouse_path("acme") == tmp_path / "warehouses" / "acme" / "warehouse.duckdb"
+    # warehouse_root is relative to the registry's folder, whatever the current directory (the daemon, the code
+    # server and the CLI start in different ones).
+    assert registry.warehouse_root == conf / "warehouses"
+    assert registry.org_folder("acme") == conf / "warehouses" / "acme"
+    assert registry.warehouse_path("acme") == conf / "warehouses" / "acme" / "warehouse.duckdb"
 
 
 def test_the_default_warehouse_root_and_an_empty_orgs_section(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     registry = load_registry(write(tmp_path, "orgs:\n"))
     assert registry.orgs == {} and registry.problems == {}
-    assert registry.warehouse_root == tmp_path / "data" / "orgs"
+    assert registry.warehouse_root == registry.path.parent / "data" / "orgs"  # beside the registry, not the cwd
 
 
 def test_registry_path_comes_from_sonora_orgs(monkeypatch, tmp_path):
