@@ -4,8 +4,14 @@ credentials, records, quota), none accepts another's credentials, and stop() clo
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -199,3 +205,47 @@ def _query_ids(fleet: LocalOrgFleet, org, soql: str) -> list[str]:
     reply = _query(session, org.instance_url, token, soql)
     assert reply.status_code == 200, reply.text
     return [r["Id"] for r in reply.json()["records"]]
+
+
+def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.run([sys.executable, "-m", "sonora_pipeline.cli", "localorg", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_serves_a_fleet_spec_in_the_background_until_killed(tmp_path):
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text("orgs:\n  - {name: acme, records: 30, seed: 1}\n  - {name: globex, custom_fields: false}\n"
+                    "  - {name: initech, daily_api_requests: 5}\n")
+    folder = tmp_path / "orgs"
+    done = _cli("--fleet", str(spec), "--records", "10", "--detach", "--fleet-dir", str(folder), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    index = json.loads((folder / "index.json").read_text())
+    try:
+        registry = yaml.safe_load((folder / "orgs.yaml").read_text())
+        assert list(registry["orgs"]) == ["acme", "globex", "initech"]
+        session = requests.Session()
+        session.trust_env = False
+        for name, entry in registry["orgs"].items():
+            session.verify = str(folder / entry["ca_bundle"])
+            creds = json.loads((folder / entry["credentials"]["file"]).read_text())
+            reply = _token(session, entry["instance_url"], creds["consumer_key"], creds["consumer_secret"])
+            assert reply.status_code == 200, reply.text
+            assert f"/id/{index['orgs'][name]['org_id']}/" in reply.json()["id"]
+        again = _cli("--orgs", "2", "--fleet-dir", str(folder), cwd=tmp_path)
+        assert again.returncode == 2 and "already running" in again.stderr
+    finally:
+        os.kill(index["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while (folder / "acme.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (folder / "acme.json").exists() and not (folder / "index.json").exists()
+
+
+def test_cli_refuses_a_fleet_spec_with_an_unknown_key(tmp_path):
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text("- {name: acme, recrods: 30}\n")
+    done = _cli("--fleet", str(spec), "--fleet-dir", str(tmp_path / "orgs"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "recrods" in done.stderr and "Fix:" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "orgs").exists()
