@@ -121,16 +121,16 @@ def default_fleet_dir() -> Path:
 
 def write_registry(directory: Path, fleet) -> Path:
     """`orgs.yaml` in the registry format of #13, its paths relative to `directory`: each org's URL, its
-    credentials file (the fleet's per-org JSON, mode 600) and the fleet's one CA bundle."""
-    import yaml
-
-    ca = os.path.relpath(fleet.ca_bundle, directory)
-    orgs = {name: {"instance_url": fleet.org(name).instance_url, "credentials": {"file": f"{name}.json"},
-                   "ca_bundle": ca} for name in fleet.names}
+    credentials file (the fleet's per-org JSON, mode 600) and the fleet's one CA bundle. Written by hand (JSON
+    strings are YAML scalars; org names are checked plain words): yaml.safe_dump takes seconds at 1,000 orgs."""
+    ca = json.dumps(os.path.relpath(fleet.ca_bundle, directory))
     path = directory / REGISTRY_FILE
+    lines = [f"# Written by `sonora-pipeline localorg` for its local orgs; use it with SONORA_ORGS={path}", "orgs:"]
+    for name in fleet.names:
+        lines += [f"  {name}:", f"    instance_url: {json.dumps(fleet.org(name).instance_url)}",
+                  f"    credentials: {{file: {json.dumps(name + '.json')}}}", f"    ca_bundle: {ca}"]
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("# Written by `sonora-pipeline localorg` for its local orgs; use it with SONORA_ORGS=" +
-                   f"{path}\n" + yaml.safe_dump({"orgs": orgs}, sort_keys=False))
+    tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
     return path
 
@@ -169,7 +169,8 @@ def fleet_specs(args: argparse.Namespace) -> list:
 
 def start_fleet(specs: list, directory: Path):
     """Serve `specs` in this process, their CA in `directory`, and write there each org's credentials file,
-    `index.json` and the registry `orgs.yaml`; returns (fleet, registry_path). Stop it with `fleet.stop()`."""
+    `index.json` and the registry `orgs.yaml`; returns (fleet, registry_path). `fleet.stop()` stops it and
+    removes the credentials files (the registry stays, naming them)."""
     from sonora_pipeline.localorg.fleet import LocalOrgFleet
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -260,10 +261,7 @@ def cmd_localorg_fleet(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for name in fleet.names:
-            (directory / f"{name}.json").unlink(missing_ok=True)
-        (directory / "index.json").unlink(missing_ok=True)
-        fleet.stop()
+        fleet.stop()  # removes the credentials files and the index
     return 0
 
 

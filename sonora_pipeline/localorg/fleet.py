@@ -98,6 +98,7 @@ class LocalOrgFleet:
         self._orgs: dict[str, LocalOrg] = {}
         self._tls: LocalTls | None = None
         self._acceptor: SharedAcceptor | None = None
+        self._written: list[Path] = []  # credentials files, removed at stop(): no org answers them after
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> LocalOrgFleet:
@@ -121,7 +122,11 @@ class LocalOrgFleet:
         return self
 
     def stop(self) -> None:
-        """Close every port and connection and the accepting thread; a temp folder of its own goes too."""
+        """Close every port and connection and the accepting thread; the credentials files it wrote and a temp
+        folder of its own go too."""
+        for path in self._written:
+            path.unlink(missing_ok=True)
+        self._written = []
         for org in self._orgs.values():
             org.stop()
         if self._acceptor is not None:
@@ -202,7 +207,8 @@ class LocalOrgFleet:
 
     def write_credentials(self, directory: Path, *, pid: int | None = None) -> Path:
         """One `<name>.json` per org (mode 600; usable as is as a registry's `credentials: {file: ...}`), then
-        `index.json` naming them all, written last, so a reader that sees the index sees every file."""
+        `index.json` naming them all, written last, so a reader that sees the index sees every file. stop()
+        removes them."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         index: dict[str, Any] = {"ca_bundle": self.ca_bundle, "pid": pid if pid is not None else os.getpid(),
@@ -210,10 +216,12 @@ class LocalOrgFleet:
         for name in self._orgs:
             credentials = self.credentials(name)
             write_credentials(directory / f"{name}.json", credentials)
+            self._written.append(directory / f"{name}.json")
             index["orgs"][name] = {"instance_url": credentials["instance_url"], "org_id": credentials["org_id"],
                                    "credentials_file": f"{name}.json"}
         path = directory / INDEX_FILE
         write_credentials(path, index)
+        self._written.append(path)
         return path
 
 

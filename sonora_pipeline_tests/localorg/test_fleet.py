@@ -163,6 +163,8 @@ def test_credentials_files_and_registry(tmp_path):
         assert fleet.org("initech").quota.snapshot().max < fleet.org("acme").quota.snapshot().max
     finally:
         fleet.stop()
+    # the secrets go with the orgs they open; the registry stays
+    assert not list(folder.glob("*.json")) and registry.exists()
 
 
 @pytest.mark.parametrize(("specs", "fix"), [
