@@ -56,7 +56,7 @@ def measure(orgs: int, records: int) -> dict:
             session = requests.Session()
             session.verify, session.trust_env = index["ca_bundle"], False
             t0 = time.perf_counter()
-            for name, entry in index["orgs"].items():
+            for entry in index["orgs"].values():
                 creds = json.loads((folder / entry["credentials_file"]).read_text())
                 token = session.post(f"{entry['instance_url']}/services/oauth2/token",
                                      data={"grant_type": "client_credentials"},
