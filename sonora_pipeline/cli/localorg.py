@@ -119,16 +119,19 @@ def default_fleet_dir() -> Path:
     return local_org_file().with_name("localorgs")
 
 
-def write_registry(directory: Path, fleet) -> Path:
+def write_registry(directory: Path, fleet, settings: dict[str, Path] | None = None) -> Path:
     """`orgs.yaml` in the registry format of #13, its paths relative to `directory`: each org's URL, its
-    credentials file (the fleet's per-org JSON, mode 600) and the fleet's one CA bundle. Written by hand (JSON
-    strings are YAML scalars; org names are checked plain words): yaml.safe_dump takes seconds at 1,000 orgs."""
+    credentials file (the fleet's per-org JSON, mode 600), the fleet's one CA bundle, and the org's settings
+    file when `settings` names one. Written by hand (JSON strings are YAML scalars; org names are checked
+    plain words): yaml.safe_dump takes seconds at 1,000 orgs."""
     ca = json.dumps(os.path.relpath(fleet.ca_bundle, directory))
     path = directory / REGISTRY_FILE
     lines = [f"# Written by `sonora-pipeline localorg` for its local orgs; use it with SONORA_ORGS={path}", "orgs:"]
     for name in fleet.names:
         lines += [f"  {name}:", f"    instance_url: {json.dumps(fleet.org(name).instance_url)}",
                   f"    credentials: {{file: {json.dumps(name + '.json')}}}", f"    ca_bundle: {ca}"]
+        if settings and name in settings:
+            lines.append(f"    settings: {json.dumps(os.path.relpath(Path(settings[name]).resolve(), directory))}")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
@@ -167,16 +170,17 @@ def fleet_specs(args: argparse.Namespace) -> list:
     return [OrgSpec(name=name, **defaults) for name in names]
 
 
-def start_fleet(specs: list, directory: Path):
+def start_fleet(specs: list, directory: Path, settings: dict[str, Path] | None = None):
     """Serve `specs` in this process, their CA in `directory`, and write there each org's credentials file,
-    `index.json` and the registry `orgs.yaml`; returns (fleet, registry_path). `fleet.stop()` stops it and
-    removes the credentials files (the registry stays, naming them)."""
+    `index.json` and the registry `orgs.yaml` (with each org's settings file that `settings` names); returns
+    (fleet, registry_path). `fleet.stop()` stops it and removes the credentials files (the registry stays)."""
     from sonora_pipeline.localorg.fleet import LocalOrgFleet
 
+    directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     fleet = LocalOrgFleet(specs, state_dir=directory).start()
     try:
-        registry = write_registry(directory, fleet)
+        registry = write_registry(directory, fleet, settings)
         fleet.write_credentials(directory)
     except BaseException:
         fleet.stop()
@@ -188,11 +192,14 @@ DEMO_FLEET = ("acme", "globex", "initech")
 
 
 def start_demo_fleet(directory: Path, records: int = DEFAULT_DEMO_RECORDS, seed: int = 7,
-                     starved_quota: int = 150, quota_window_seconds: float = 300.0):
+                     starved_quota: int = 20, quota_window_seconds: float = 120.0,
+                     settings: dict[str, Path] | None = None):
     """The demo's three customers, each unlike the others: `acme` has the demo's custom fields, `globex` a
     fresh org's standard fields only, `initech` a small API quota (`starved_quota` calls per
-    `quota_window_seconds`) that runs out mid-import and comes back. Org ids follow the seed, so a second
-    demo re-syncs the same orgs into their warehouses. Returns (fleet, registry_path)."""
+    `quota_window_seconds`) that runs out mid-import and comes back (the initial import of a 5,000-record demo
+    org takes ~39 API calls through `sonora-pipeline sync`). Org ids follow the seed, so a second
+    demo re-syncs the same orgs into their warehouses. `settings` ({"globex": path}) goes into the registry as
+    those orgs' settings files. Returns (fleet, registry_path); `fleet.stop()` ends it."""
     from sonora_pipeline.localorg.fleet import OrgSpec
     from sonora_pipeline.localorg.ids import make_id
 
@@ -205,7 +212,7 @@ def start_demo_fleet(directory: Path, records: int = DEFAULT_DEMO_RECORDS, seed:
         OrgSpec(name="initech", records=records, seed=seed + 2, daily_api_requests=starved_quota,
                 quota_window_seconds=quota_window_seconds, org_id=org_id(3)),
     ]
-    return start_fleet(specs, directory)
+    return start_fleet(specs, directory, settings)
 
 
 def running_fleet(directory: Path) -> dict | None:

@@ -142,11 +142,14 @@ def test_two_hundred_tiny_orgs_in_one_process_all_answer(tmp_path):
 
 
 def test_credentials_files_and_registry(tmp_path):
-    fleet, registry = start_demo_fleet(tmp_path / "orgs", records=20)
+    standard_only = tmp_path / "standard.yaml"
+    fleet, registry = start_demo_fleet(tmp_path / "orgs", records=20, settings={"globex": standard_only})
     try:
         folder = tmp_path / "orgs"
         data = yaml.safe_load(registry.read_text())
         assert set(data["orgs"]) == {"acme", "globex", "initech"}
+        assert (folder / data["orgs"]["globex"]["settings"]).resolve() == standard_only
+        assert "settings" not in data["orgs"]["acme"]
         index = json.loads((folder / "index.json").read_text())
         session = _session(fleet)
         for name, entry in data["orgs"].items():
