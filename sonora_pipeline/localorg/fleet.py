@@ -27,6 +27,7 @@ from sonora_pipeline.localorg.http import SharedAcceptor
 from sonora_pipeline.localorg.ids import make_id
 from sonora_pipeline.localorg.org import DEFAULT_DAILY_API_REQUESTS, LocalOrg
 from sonora_pipeline.localorg.runtime import write_credentials
+from sonora_pipeline.localorg.schema import Catalog, build_standard_catalog
 from sonora_pipeline.localorg.tls import LocalTls
 
 # The registry's rule for an org name (it is a file name here, a partition key and a folder there).
@@ -99,6 +100,7 @@ class LocalOrgFleet:
         self._tls: LocalTls | None = None
         self._acceptor: SharedAcceptor | None = None
         self._written: list[Path] = []  # credentials files, removed at stop(): no org answers them after
+        self._catalog: Catalog | None = None  # the standard schema, forked for each org that generates its own
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> LocalOrgFleet:
@@ -164,14 +166,22 @@ class LocalOrgFleet:
         counts: dict[tuple, int] = {}
         for spec in self.specs:
             counts[_records_key(spec)] = counts.get(_records_key(spec), 0) + 1
-        return {key: LocalOrg(records=key[0], seed=key[1], shape=key[2], custom_fields=key[3], now=key[4])
+        return {key: LocalOrg(records=key[0], seed=key[1], shape=key[2], custom_fields=key[3], now=key[4],
+                              catalog=self._standard_catalog().fork())
                 for key, count in counts.items() if count > 1}
+
+    def _standard_catalog(self) -> Catalog:
+        """Built once (~200 ms) and forked for each org or template that generates records (microseconds)."""
+        if self._catalog is None:
+            self._catalog = build_standard_catalog()
+        return self._catalog
 
     def _build(self, spec: OrgSpec, org_id: str, template: LocalOrg | None) -> LocalOrg:
         org = LocalOrg(records=spec.records, seed=spec.seed, shape=spec.shape, custom_fields=spec.custom_fields,
                        csv_nulls=spec.csv_nulls, daily_api_requests=spec.daily_api_requests,
                        hidden_fields=dict(spec.hidden_fields) if spec.hidden_fields else None, org_id=org_id,
-                       now=spec.now, records_of=template)
+                       now=spec.now, records_of=template,
+                       catalog=self._standard_catalog().fork() if template is None else None)
         if spec.quota_window_seconds is not None:
             org.set_quota(window_seconds=spec.quota_window_seconds)
         return org
