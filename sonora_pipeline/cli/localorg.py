@@ -141,6 +141,17 @@ def write_registry(directory: Path, fleet, settings: dict[str, Path] | None = No
 def fleet_specs(args: argparse.Namespace) -> list:
     """The orgs to serve: `--fleet FILE` (YAML/JSON: a list of orgs, or `orgs:` holding one), else `--orgs N`
     named org01.. or `--org-names a,b`; the flags (--records, --seed, --shape, ...) are every org's defaults."""
+    from sonora_pipeline.localorg.fleet import check_specs
+
+    if args.port:
+        raise ValueError("--port serves one org; each of several orgs takes a free port of its own. Fix: drop "
+                         "--port, or give each org its `port` in a --fleet file")
+    specs = _specs_from_args(args)
+    check_specs(specs)  # names, counts and shapes, before anything is written or started
+    return specs
+
+
+def _specs_from_args(args: argparse.Namespace) -> list:
     from sonora_pipeline.localorg.fleet import OrgSpec
 
     defaults = {"records": args.records, "seed": args.seed, "shape": args.shape, **_org_variety(args)}

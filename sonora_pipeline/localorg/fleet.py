@@ -23,11 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sonora_pipeline.localorg.generator import SHAPES
 from sonora_pipeline.localorg.http import SharedAcceptor
 from sonora_pipeline.localorg.ids import make_id
 from sonora_pipeline.localorg.org import DEFAULT_DAILY_API_REQUESTS, LocalOrg
 from sonora_pipeline.localorg.runtime import write_credentials
 from sonora_pipeline.localorg.schema import Catalog, build_standard_catalog
+from sonora_pipeline.localorg.soql.results import CSV_NULL_FORMS
 from sonora_pipeline.localorg.tls import LocalTls
 
 # The registry's rule for an org name (it is a file name here, a partition key and a folder there).
@@ -80,6 +82,12 @@ def check_specs(specs: list[OrgSpec]) -> None:
         seen.add(spec.name)
         if not isinstance(spec.records, int) or spec.records < 0:
             raise ValueError(f"org {spec.name!r}: records must be a whole number ≥ 0, not {spec.records!r}")
+        if spec.shape not in SHAPES:
+            raise ValueError(f"org {spec.name!r}: shape {spec.shape!r} is not one the local org knows. Fix: use "
+                             f"one of {', '.join(SHAPES)}")
+        if spec.csv_nulls not in CSV_NULL_FORMS:
+            raise ValueError(f"org {spec.name!r}: csv_nulls {spec.csv_nulls!r} is not known. Fix: use one of "
+                             f"{', '.join(CSV_NULL_FORMS)}")
         if not isinstance(spec.daily_api_requests, int) or spec.daily_api_requests < 0:
             raise ValueError(f"org {spec.name!r}: daily_api_requests must be a whole number ≥ 0, not "
                              f"{spec.daily_api_requests!r}")

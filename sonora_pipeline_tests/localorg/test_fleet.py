@@ -174,6 +174,8 @@ def test_credentials_files_and_registry(tmp_path):
     ([OrgSpec(name="Acme")], "lower-case letter"),
     ([OrgSpec(name="acme"), OrgSpec(name="acme")], "appears twice"),
     ([OrgSpec(name="a", org_id="00D5g0000000001AAA"), OrgSpec(name="b", org_id="00D5g0000000001AAA")], "same org_id"),
+    ([OrgSpec(name="acme", shape="b2c")], "shape 'b2c'"),
+    ([OrgSpec(name="acme", records=-1)], "records must be"),
 ])
 def test_bad_specs_are_refused_before_anything_starts(specs, fix):
     with pytest.raises(ValueError, match=fix):
@@ -247,10 +249,14 @@ def test_cli_serves_a_fleet_spec_in_the_background_until_killed(tmp_path):
     assert not (folder / "acme.json").exists() and not (folder / "index.json").exists()
 
 
-def test_cli_refuses_a_fleet_spec_with_an_unknown_key(tmp_path):
-    spec = tmp_path / "fleet.yaml"
-    spec.write_text("- {name: acme, recrods: 30}\n")
-    done = _cli("--fleet", str(spec), "--fleet-dir", str(tmp_path / "orgs"), cwd=tmp_path)
+@pytest.mark.parametrize(("args", "named"), [
+    (["--fleet", "fleet.yaml"], "recrods"),
+    (["--org-names", "acme,Globex"], "'Globex'"),
+    (["--orgs", "3", "--port", "8443"], "--port"),
+])
+def test_cli_refuses_a_bad_fleet_before_anything_is_written(tmp_path, args, named):
+    (tmp_path / "fleet.yaml").write_text("- {name: acme, recrods: 30}\n")
+    done = _cli(*args, "--fleet-dir", str(tmp_path / "orgs"), cwd=tmp_path)
     assert done.returncode == 2
-    assert "recrods" in done.stderr and "Fix:" in done.stderr and "Traceback" not in done.stderr
+    assert named in done.stderr and "Fix:" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "orgs").exists()
