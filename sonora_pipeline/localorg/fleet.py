@@ -161,8 +161,8 @@ class LocalOrgFleet:
         ids = {}
         for spec in self.specs:
             org_id = spec.org_id
-            while org_id is None or (not spec.org_id and org_id in taken):
-                org_id = make_id("00D", 1 + secrets.randbelow(62 ** 9 - 1), pod="5g0")
+            while org_id is None or org_id in taken and not spec.org_id:
+                org_id = make_id("00D", 1 + secrets.randbelow(62 ** 9 - 1), pod="5g0")  # as LocalOrg makes one
             taken.add(org_id)
             ids[spec.name] = org_id
         return ids
@@ -170,7 +170,7 @@ class LocalOrgFleet:
     def _templates(self) -> dict[tuple, LocalOrg]:
         """For each set of orgs with the same records (same records, seed, shape, schema and now): one org,
         generated once and never served or written, whose records they all start from (copied into an org's
-        own database at its first write, see `OrgStore.fork`). An org whose records no other shares needs none."""
+        own database at its first write, see `store_fork.py`). An org whose records no other shares needs none."""
         counts: dict[tuple, int] = {}
         for spec in self.specs:
             counts[_records_key(spec)] = counts.get(_records_key(spec), 0) + 1
