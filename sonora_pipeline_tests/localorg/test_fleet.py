@@ -260,3 +260,20 @@ def test_cli_refuses_a_bad_fleet_before_anything_is_written(tmp_path, args, name
     assert done.returncode == 2
     assert named in done.stderr and "Fix:" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "orgs").exists()
+
+
+def test_an_all_or_none_write_over_the_api_changes_only_its_own_org(tmp_path):
+    with LocalOrgFleet(tiny_specs(2, records=40), state_dir=tmp_path) as fleet:
+        writer, other = fleet.org("org01"), fleet.org("org02")
+        session = _session(fleet)
+        token = _token(session, writer.instance_url, writer.credentials.consumer_key,
+                       writer.credentials.consumer_secret).json()["access_token"]
+        reply = session.post(f"{writer.instance_url}/services/data/v{V}/composite/sobjects",
+                             headers={"Authorization": f"Bearer {token}"},
+                             json={"allOrNone": True, "records": [
+                                 {"attributes": {"type": "Account"}, "Name": "Written over the API"},
+                                 {"attributes": {"type": "Account"}, "Name": "And its sibling"}]})
+        assert reply.status_code == 200 and all(r["success"] for r in reply.json()), reply.text
+        soql = "SELECT Id FROM Account WHERE Name = 'Written over the API'"
+        assert len(_query_ids(fleet, writer, soql)) == 1
+        assert _query_ids(fleet, other, soql) == []
