@@ -119,18 +119,21 @@ def default_fleet_dir() -> Path:
     return local_org_file().with_name("localorgs")
 
 
-def write_registry(directory: Path, fleet) -> Path:
+def write_registry(directory: Path, fleet, settings: dict[str, Path] | None = None) -> Path:
     """`orgs.yaml` in the registry format of #13, its paths relative to `directory`: each org's URL, its
-    credentials file (the fleet's per-org JSON, mode 600) and the fleet's one CA bundle."""
-    import yaml
-
-    ca = os.path.relpath(fleet.ca_bundle, directory)
-    orgs = {name: {"instance_url": fleet.org(name).instance_url, "credentials": {"file": f"{name}.json"},
-                   "ca_bundle": ca} for name in fleet.names}
+    credentials file (the fleet's per-org JSON, mode 600), the fleet's one CA bundle, and the org's settings
+    file when `settings` names one. Written by hand (JSON strings are YAML scalars; org names are checked
+    plain words): yaml.safe_dump takes seconds at 1,000 orgs."""
+    ca = json.dumps(os.path.relpath(fleet.ca_bundle, directory))
     path = directory / REGISTRY_FILE
+    lines = [f"# Written by `sonora-pipeline localorg` for its local orgs; use it with SONORA_ORGS={path}", "orgs:"]
+    for name in fleet.names:
+        lines += [f"  {name}:", f"    instance_url: {json.dumps(fleet.org(name).instance_url)}",
+                  f"    credentials: {{file: {json.dumps(name + '.json')}}}", f"    ca_bundle: {ca}"]
+        if settings and name in settings:
+            lines.append(f"    settings: {json.dumps(os.path.relpath(Path(settings[name]).resolve(), directory))}")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("# Written by `sonora-pipeline localorg` for its local orgs; use it with SONORA_ORGS=" +
-                   f"{path}\n" + yaml.safe_dump({"orgs": orgs}, sort_keys=False))
+    tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)
     return path
 
@@ -138,6 +141,17 @@ def write_registry(directory: Path, fleet) -> Path:
 def fleet_specs(args: argparse.Namespace) -> list:
     """The orgs to serve: `--fleet FILE` (YAML/JSON: a list of orgs, or `orgs:` holding one), else `--orgs N`
     named org01.. or `--org-names a,b`; the flags (--records, --seed, --shape, ...) are every org's defaults."""
+    from sonora_pipeline.localorg.fleet import check_specs
+
+    if args.port:
+        raise ValueError("--port serves one org; each of several orgs takes a free port of its own. Fix: drop "
+                         "--port, or give each org its `port` in a --fleet file")
+    specs = _specs_from_args(args)
+    check_specs(specs)  # names, counts and shapes, before anything is written or started
+    return specs
+
+
+def _specs_from_args(args: argparse.Namespace) -> list:
     from sonora_pipeline.localorg.fleet import OrgSpec
 
     defaults = {"records": args.records, "seed": args.seed, "shape": args.shape, **_org_variety(args)}
@@ -167,15 +181,17 @@ def fleet_specs(args: argparse.Namespace) -> list:
     return [OrgSpec(name=name, **defaults) for name in names]
 
 
-def start_fleet(specs: list, directory: Path):
+def start_fleet(specs: list, directory: Path, settings: dict[str, Path] | None = None):
     """Serve `specs` in this process, their CA in `directory`, and write there each org's credentials file,
-    `index.json` and the registry `orgs.yaml`; returns (fleet, registry_path). Stop it with `fleet.stop()`."""
+    `index.json` and the registry `orgs.yaml` (with each org's settings file that `settings` names); returns
+    (fleet, registry_path). `fleet.stop()` stops it and removes the credentials files (the registry stays)."""
     from sonora_pipeline.localorg.fleet import LocalOrgFleet
 
+    directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     fleet = LocalOrgFleet(specs, state_dir=directory).start()
     try:
-        registry = write_registry(directory, fleet)
+        registry = write_registry(directory, fleet, settings)
         fleet.write_credentials(directory)
     except BaseException:
         fleet.stop()
@@ -187,11 +203,14 @@ DEMO_FLEET = ("acme", "globex", "initech")
 
 
 def start_demo_fleet(directory: Path, records: int = DEFAULT_DEMO_RECORDS, seed: int = 7,
-                     starved_quota: int = 150, quota_window_seconds: float = 300.0):
+                     starved_quota: int = 20, quota_window_seconds: float = 120.0,
+                     settings: dict[str, Path] | None = None):
     """The demo's three customers, each unlike the others: `acme` has the demo's custom fields, `globex` a
     fresh org's standard fields only, `initech` a small API quota (`starved_quota` calls per
-    `quota_window_seconds`) that runs out mid-import and comes back. Org ids follow the seed, so a second
-    demo re-syncs the same orgs into their warehouses. Returns (fleet, registry_path)."""
+    `quota_window_seconds`) that runs out mid-import and comes back (the initial import of a 5,000-record demo
+    org takes ~39 API calls through `sonora-pipeline sync`). Org ids follow the seed, so a second
+    demo re-syncs the same orgs into their warehouses. `settings` ({"globex": path}) goes into the registry as
+    those orgs' settings files. Returns (fleet, registry_path); `fleet.stop()` ends it."""
     from sonora_pipeline.localorg.fleet import OrgSpec
     from sonora_pipeline.localorg.ids import make_id
 
@@ -204,7 +223,7 @@ def start_demo_fleet(directory: Path, records: int = DEFAULT_DEMO_RECORDS, seed:
         OrgSpec(name="initech", records=records, seed=seed + 2, daily_api_requests=starved_quota,
                 quota_window_seconds=quota_window_seconds, org_id=org_id(3)),
     ]
-    return start_fleet(specs, directory)
+    return start_fleet(specs, directory, settings)
 
 
 def running_fleet(directory: Path) -> dict | None:
@@ -260,10 +279,7 @@ def cmd_localorg_fleet(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for name in fleet.names:
-            (directory / f"{name}.json").unlink(missing_ok=True)
-        (directory / "index.json").unlink(missing_ok=True)
-        fleet.stop()
+        fleet.stop()  # removes the credentials files and the index
     return 0
 
 

@@ -23,10 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sonora_pipeline.localorg.generator import SHAPES
 from sonora_pipeline.localorg.http import SharedAcceptor
 from sonora_pipeline.localorg.ids import make_id
 from sonora_pipeline.localorg.org import DEFAULT_DAILY_API_REQUESTS, LocalOrg
 from sonora_pipeline.localorg.runtime import write_credentials
+from sonora_pipeline.localorg.schema import Catalog, build_standard_catalog
+from sonora_pipeline.localorg.soql.results import CSV_NULL_FORMS
 from sonora_pipeline.localorg.tls import LocalTls
 
 # The registry's rule for an org name (it is a file name here, a partition key and a folder there).
@@ -79,6 +82,12 @@ def check_specs(specs: list[OrgSpec]) -> None:
         seen.add(spec.name)
         if not isinstance(spec.records, int) or spec.records < 0:
             raise ValueError(f"org {spec.name!r}: records must be a whole number ≥ 0, not {spec.records!r}")
+        if spec.shape not in SHAPES:
+            raise ValueError(f"org {spec.name!r}: shape {spec.shape!r} is not one the local org knows. Fix: use "
+                             f"one of {', '.join(SHAPES)}")
+        if spec.csv_nulls not in CSV_NULL_FORMS:
+            raise ValueError(f"org {spec.name!r}: csv_nulls {spec.csv_nulls!r} is not known. Fix: use one of "
+                             f"{', '.join(CSV_NULL_FORMS)}")
         if not isinstance(spec.daily_api_requests, int) or spec.daily_api_requests < 0:
             raise ValueError(f"org {spec.name!r}: daily_api_requests must be a whole number ≥ 0, not "
                              f"{spec.daily_api_requests!r}")
@@ -98,6 +107,8 @@ class LocalOrgFleet:
         self._orgs: dict[str, LocalOrg] = {}
         self._tls: LocalTls | None = None
         self._acceptor: SharedAcceptor | None = None
+        self._written: list[Path] = []  # credentials files, removed at stop(): no org answers them after
+        self._catalog: Catalog | None = None  # the standard schema, forked for each org that generates its own
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> LocalOrgFleet:
@@ -121,7 +132,11 @@ class LocalOrgFleet:
         return self
 
     def stop(self) -> None:
-        """Close every port and connection and the accepting thread; a temp folder of its own goes too."""
+        """Close every port and connection and the accepting thread; the credentials files it wrote and a temp
+        folder of its own go too."""
+        for path in self._written:
+            path.unlink(missing_ok=True)
+        self._written = []
         for org in self._orgs.values():
             org.stop()
         if self._acceptor is not None:
@@ -146,8 +161,8 @@ class LocalOrgFleet:
         ids = {}
         for spec in self.specs:
             org_id = spec.org_id
-            while org_id is None or (not spec.org_id and org_id in taken):
-                org_id = make_id("00D", 1 + secrets.randbelow(62 ** 9 - 1), pod="5g0")
+            while org_id is None or org_id in taken and not spec.org_id:
+                org_id = make_id("00D", 1 + secrets.randbelow(62 ** 9 - 1), pod="5g0")  # as LocalOrg makes one
             taken.add(org_id)
             ids[spec.name] = org_id
         return ids
@@ -155,18 +170,26 @@ class LocalOrgFleet:
     def _templates(self) -> dict[tuple, LocalOrg]:
         """For each set of orgs with the same records (same records, seed, shape, schema and now): one org,
         generated once and never served or written, whose records they all start from (copied into an org's
-        own database at its first write, see `OrgStore.fork`). An org whose records no other shares needs none."""
+        own database at its first write, see `store_fork.py`). An org whose records no other shares needs none."""
         counts: dict[tuple, int] = {}
         for spec in self.specs:
             counts[_records_key(spec)] = counts.get(_records_key(spec), 0) + 1
-        return {key: LocalOrg(records=key[0], seed=key[1], shape=key[2], custom_fields=key[3], now=key[4])
+        return {key: LocalOrg(records=key[0], seed=key[1], shape=key[2], custom_fields=key[3], now=key[4],
+                              catalog=self._standard_catalog().fork())
                 for key, count in counts.items() if count > 1}
+
+    def _standard_catalog(self) -> Catalog:
+        """Built once (~200 ms) and forked for each org or template that generates records (microseconds)."""
+        if self._catalog is None:
+            self._catalog = build_standard_catalog()
+        return self._catalog
 
     def _build(self, spec: OrgSpec, org_id: str, template: LocalOrg | None) -> LocalOrg:
         org = LocalOrg(records=spec.records, seed=spec.seed, shape=spec.shape, custom_fields=spec.custom_fields,
                        csv_nulls=spec.csv_nulls, daily_api_requests=spec.daily_api_requests,
                        hidden_fields=dict(spec.hidden_fields) if spec.hidden_fields else None, org_id=org_id,
-                       now=spec.now, records_of=template)
+                       now=spec.now, records_of=template,
+                       catalog=self._standard_catalog().fork() if template is None else None)
         if spec.quota_window_seconds is not None:
             org.set_quota(window_seconds=spec.quota_window_seconds)
         return org
@@ -202,7 +225,8 @@ class LocalOrgFleet:
 
     def write_credentials(self, directory: Path, *, pid: int | None = None) -> Path:
         """One `<name>.json` per org (mode 600; usable as is as a registry's `credentials: {file: ...}`), then
-        `index.json` naming them all, written last, so a reader that sees the index sees every file."""
+        `index.json` naming them all, written last, so a reader that sees the index sees every file. stop()
+        removes them."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         index: dict[str, Any] = {"ca_bundle": self.ca_bundle, "pid": pid if pid is not None else os.getpid(),
@@ -210,10 +234,12 @@ class LocalOrgFleet:
         for name in self._orgs:
             credentials = self.credentials(name)
             write_credentials(directory / f"{name}.json", credentials)
+            self._written.append(directory / f"{name}.json")
             index["orgs"][name] = {"instance_url": credentials["instance_url"], "org_id": credentials["org_id"],
                                    "credentials_file": f"{name}.json"}
         path = directory / INDEX_FILE
         write_credentials(path, index)
+        self._written.append(path)
         return path
 
 

@@ -30,6 +30,7 @@ from sonora_pipeline.localorg.queries import QueryService
 from sonora_pipeline.localorg.schema import Catalog, build_standard_catalog, without_custom_fields
 from sonora_pipeline.localorg.soql.results import CSV_NULL_FORMS
 from sonora_pipeline.localorg.store import OrgStore
+from sonora_pipeline.localorg.store_fork import fork_store
 from sonora_pipeline.localorg.tls import LocalTls
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class LocalOrg:
             for field_name in field_names:
                 self._hide(object_name, field_name)
         if records_of is not None:
-            self.store = records_of.store.fork(self.catalog, self.clock)
+            self.store = fork_store(records_of.store, self.catalog, self.clock)
             generate = False
         else:
             self.store = OrgStore(self.catalog, self.clock)

@@ -50,29 +50,6 @@ class RecordError(Exception):
         return {"statusCode": self.status_code, "message": self.message, "fields": self.fields}
 
 
-class _CopyOnFirstWrite:
-    """A forked store's `write_lock`: every write already takes it first, so its first taking is where the
-    fork gets a database of its own (see `OrgStore.fork`). Reentrant, as the plain lock it stands for."""
-
-    def __init__(self, store: OrgStore):
-        self._lock = threading.RLock()
-        self._store: OrgStore | None = store
-
-    def __enter__(self) -> _CopyOnFirstWrite:
-        self._lock.acquire()
-        if self._store is not None:
-            try:
-                self._store._copy_database()
-            except BaseException:
-                self._lock.release()
-                raise
-            self._store = None
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._lock.release()
-
-
 def _naive_utc(value: datetime) -> datetime:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
@@ -96,39 +73,6 @@ class OrgStore:
         self.conn.execute(
             f"CREATE TABLE {DELETED_LOG} (ObjectName VARCHAR, Id VARCHAR, DeletedDate TIMESTAMP)"
         )
-
-    # -- forks: many orgs, one database until each one's first write ---------------------------------------
-    def fork(self, catalog: Catalog, clock: OrgClock) -> OrgStore:
-        """A store with this one's records for another org (its own catalog, clock and Ids), reading this
-        store's database until its first write, which copies the records into a database of its own. So a
-        fleet's 1,000 tiny orgs of one shape hold one database, not 1,000 (DuckDB keeps ~30 KB per column of
-        a table with any row: ~12 MB for a 20-record org). This store must not be written once forked."""
-        forked = OrgStore.__new__(OrgStore)
-        forked.catalog, forked.clock = catalog, clock
-        forked.ids = self.ids.copy()
-        forked.conn = self.conn
-        forked.admin_user_id = self.admin_user_id
-        forked.validation_rules = dict(self.validation_rules)
-        forked.write_lock = _CopyOnFirstWrite(forked)
-        return forked
-
-    def _copy_database(self) -> None:
-        """The fork's first write: its own database, with the same tables (keys included) and rows."""
-        source = self.conn.cursor()
-        own = duckdb.connect(":memory:", config={"threads": 2})
-        try:
-            tables = source.execute("SELECT table_name, sql FROM duckdb_tables() "
-                                    "WHERE database_name = current_database()").fetchall()
-            for name, sql in tables:
-                own.execute(sql)
-                rows = source.execute(f"SELECT * FROM {quote_ident(name)}").to_arrow_table()
-                if rows.num_rows:
-                    own.register("__rows", rows)
-                    own.execute(f"INSERT INTO {quote_ident(name)} SELECT * FROM __rows")
-                    own.unregister("__rows")
-        finally:
-            source.close()
-        self.conn = own
 
     # -- connections ----------------------------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:

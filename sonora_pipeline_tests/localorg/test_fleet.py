@@ -4,8 +4,14 @@ credentials, records, quota), none accepts another's credentials, and stop() clo
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -136,11 +142,14 @@ def test_two_hundred_tiny_orgs_in_one_process_all_answer(tmp_path):
 
 
 def test_credentials_files_and_registry(tmp_path):
-    fleet, registry = start_demo_fleet(tmp_path / "orgs", records=20)
+    standard_only = tmp_path / "standard.yaml"
+    fleet, registry = start_demo_fleet(tmp_path / "orgs", records=20, settings={"globex": standard_only})
     try:
         folder = tmp_path / "orgs"
         data = yaml.safe_load(registry.read_text())
         assert set(data["orgs"]) == {"acme", "globex", "initech"}
+        assert (folder / data["orgs"]["globex"]["settings"]).resolve() == standard_only
+        assert "settings" not in data["orgs"]["acme"]
         index = json.loads((folder / "index.json").read_text())
         session = _session(fleet)
         for name, entry in data["orgs"].items():
@@ -157,12 +166,16 @@ def test_credentials_files_and_registry(tmp_path):
         assert fleet.org("initech").quota.snapshot().max < fleet.org("acme").quota.snapshot().max
     finally:
         fleet.stop()
+    # the secrets go with the orgs they open; the registry stays
+    assert not list(folder.glob("*.json")) and registry.exists()
 
 
 @pytest.mark.parametrize(("specs", "fix"), [
     ([OrgSpec(name="Acme")], "lower-case letter"),
     ([OrgSpec(name="acme"), OrgSpec(name="acme")], "appears twice"),
     ([OrgSpec(name="a", org_id="00D5g0000000001AAA"), OrgSpec(name="b", org_id="00D5g0000000001AAA")], "same org_id"),
+    ([OrgSpec(name="acme", shape="b2c")], "shape 'b2c'"),
+    ([OrgSpec(name="acme", records=-1)], "records must be"),
 ])
 def test_bad_specs_are_refused_before_anything_starts(specs, fix):
     with pytest.raises(ValueError, match=fix):
@@ -199,3 +212,68 @@ def _query_ids(fleet: LocalOrgFleet, org, soql: str) -> list[str]:
     reply = _query(session, org.instance_url, token, soql)
     assert reply.status_code == 200, reply.text
     return [r["Id"] for r in reply.json()["records"]]
+
+
+def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.run([sys.executable, "-m", "sonora_pipeline.cli", "localorg", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_serves_a_fleet_spec_in_the_background_until_killed(tmp_path):
+    spec = tmp_path / "fleet.yaml"
+    spec.write_text("orgs:\n  - {name: acme, records: 30, seed: 1}\n  - {name: globex, custom_fields: false}\n"
+                    "  - {name: initech, daily_api_requests: 5}\n")
+    folder = tmp_path / "orgs"
+    done = _cli("--fleet", str(spec), "--records", "10", "--detach", "--fleet-dir", str(folder), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    index = json.loads((folder / "index.json").read_text())
+    try:
+        registry = yaml.safe_load((folder / "orgs.yaml").read_text())
+        assert list(registry["orgs"]) == ["acme", "globex", "initech"]
+        session = requests.Session()
+        session.trust_env = False
+        for name, entry in registry["orgs"].items():
+            session.verify = str(folder / entry["ca_bundle"])
+            creds = json.loads((folder / entry["credentials"]["file"]).read_text())
+            reply = _token(session, entry["instance_url"], creds["consumer_key"], creds["consumer_secret"])
+            assert reply.status_code == 200, reply.text
+            assert f"/id/{index['orgs'][name]['org_id']}/" in reply.json()["id"]
+        again = _cli("--orgs", "2", "--fleet-dir", str(folder), cwd=tmp_path)
+        assert again.returncode == 2 and "already running" in again.stderr
+    finally:
+        os.kill(index["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while (folder / "acme.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (folder / "acme.json").exists() and not (folder / "index.json").exists()
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--fleet", "fleet.yaml"], "recrods"),
+    (["--org-names", "acme,Globex"], "'Globex'"),
+    (["--orgs", "3", "--port", "8443"], "--port"),
+])
+def test_cli_refuses_a_bad_fleet_before_anything_is_written(tmp_path, args, named):
+    (tmp_path / "fleet.yaml").write_text("- {name: acme, recrods: 30}\n")
+    done = _cli(*args, "--fleet-dir", str(tmp_path / "orgs"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert named in done.stderr and "Fix:" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "orgs").exists()
+
+
+def test_an_all_or_none_write_over_the_api_changes_only_its_own_org(tmp_path):
+    with LocalOrgFleet(tiny_specs(2, records=40), state_dir=tmp_path) as fleet:
+        writer, other = fleet.org("org01"), fleet.org("org02")
+        session = _session(fleet)
+        token = _token(session, writer.instance_url, writer.credentials.consumer_key,
+                       writer.credentials.consumer_secret).json()["access_token"]
+        reply = session.post(f"{writer.instance_url}/services/data/v{V}/composite/sobjects",
+                             headers={"Authorization": f"Bearer {token}"},
+                             json={"allOrNone": True, "records": [
+                                 {"attributes": {"type": "Account"}, "Name": "Written over the API"},
+                                 {"attributes": {"type": "Account"}, "Name": "And its sibling"}]})
+        assert reply.status_code == 200 and all(r["success"] for r in reply.json()), reply.text
+        soql = "SELECT Id FROM Account WHERE Name = 'Written over the API'"
+        assert len(_query_ids(fleet, writer, soql)) == 1
+        assert _query_ids(fleet, other, soql) == []
