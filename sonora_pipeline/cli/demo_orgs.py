@@ -19,6 +19,7 @@ import yaml
 from tabulate import tabulate
 
 from sonora_pipeline.cli.ui import PROJECT_ROOT, demo_dagster_home, let_runs_in_flight_finish, ui_command
+from sonora_pipeline.settings.registry import load_registry
 
 IMPORT_WAIT_SECONDS = 900
 SHOWN_AS = {"NOT_STARTED": "queued", "QUEUED": "queued", "STARTING": "running", "STARTED": "running",
@@ -100,7 +101,7 @@ def run_demo_orgs(args: argparse.Namespace, registry: Path, demo_settings: Path)
     """The fleet is already serving and `registry` names it; runs the daemon over it."""
     chosen = with_settings(registry, demo_settings)
     orgs = list(chosen)
-    root = Path.cwd() / "data" / "orgs"
+    root = load_registry(registry).warehouse_root
     os.environ.update({"SONORA_ORGS": str(registry), "SONORA_AUTOMATION": "on"})
     os.environ.setdefault("SONORA_TICK_SECONDS", "10")
     home = demo_dagster_home()

@@ -119,14 +119,18 @@ def default_fleet_dir() -> Path:
     return local_org_file().with_name("localorgs")
 
 
-def write_registry(directory: Path, fleet, settings: dict[str, Path] | None = None) -> Path:
+def write_registry(directory: Path, fleet, settings: dict[str, Path] | None = None,
+                   warehouse_root: Path | None = None) -> Path:
     """`orgs.yaml` in the registry format of #13, its paths relative to `directory`: each org's URL, its
     credentials file (the fleet's per-org JSON, mode 600), the fleet's one CA bundle, and the org's settings
-    file when `settings` names one. Written by hand (JSON strings are YAML scalars; org names are checked
-    plain words): yaml.safe_dump takes seconds at 1,000 orgs."""
+    file when `settings` names one. The warehouses go to `warehouse_root` (default `data/orgs` under the
+    current directory, where a single org's warehouse goes, not beside the credentials). Written by hand (JSON
+    strings are YAML scalars; org names are checked plain words): yaml.safe_dump takes seconds at 1,000 orgs."""
     ca = json.dumps(os.path.relpath(fleet.ca_bundle, directory))
     path = directory / REGISTRY_FILE
-    lines = [f"# Written by `sonora-pipeline localorg` for its local orgs; use it with SONORA_ORGS={path}", "orgs:"]
+    root = Path(warehouse_root or Path.cwd() / "data" / "orgs").resolve()
+    lines = [f"# Written by `sonora-pipeline localorg` for its local orgs; use it with SONORA_ORGS={path}",
+             f"warehouse_root: {json.dumps(str(root))}", "orgs:"]
     for name in fleet.names:
         lines += [f"  {name}:", f"    instance_url: {json.dumps(fleet.org(name).instance_url)}",
                   f"    credentials: {{file: {json.dumps(name + '.json')}}}", f"    ca_bundle: {ca}"]
