@@ -78,19 +78,26 @@ def wait_for_imports(orgs: list[str], daemon: subprocess.Popen) -> dict[str, str
     return shown
 
 
-def print_summary(root: Path, orgs: list[str]) -> None:
+def print_summary(registry: Path, orgs: list[str]) -> None:
+    """The cross-org query over each org's analyst snapshot (taken between two commits: the sensor may already
+    be syncing an org again, and a live file is not to be held open beside its writer)."""
     import duckdb
 
+    from sonora_pipeline.mirror.warehouse import publish_snapshot
+
+    entries = load_registry(registry)
     conn = duckdb.connect()
     for org in orgs:
-        conn.execute(f"ATTACH '{root / org / 'warehouse.duckdb'}' AS {org} (READ_ONLY)")
+        snapshot = publish_snapshot(entries.warehouse_path(org), entries.snapshot_path(org))
+        conn.execute(f"ATTACH '{snapshot}' AS {org} (READ_ONLY)")
     union = " UNION ALL BY NAME ".join(f"SELECT '{o}' AS org, * FROM {o}.sonora.customers" for o in orgs)
     health = " UNION ALL BY NAME ".join(f"SELECT '{o}' AS org, customer_id AS external_id, band "
                                         f"FROM {o}.sonora.health_scores" for o in orgs)
     conn.execute(f"CREATE TEMP VIEW all_customers AS {union}")
     conn.execute(f"CREATE TEMP VIEW all_health AS {health}")
     rows = conn.execute(SUMMARY_QUERY).fetchall()
-    print("\nThree customers, three DuckDB files, one query (`sonora-pipeline orgs sql` writes the ATTACHes):")
+    print("\nThree customers, three DuckDB files (their snapshots), one query (`sonora-pipeline orgs sql "
+          "--snapshots` writes the ATTACHes):")
     table = tabulate(rows, headers=["org", "customers", "paying", "at risk (red)", "ARR"], tablefmt="plain",
                      floatfmt=",.0f", missingval="-")
     print("\n".join(f"  {line}" for line in table.splitlines()))
@@ -124,7 +131,7 @@ def run_demo_orgs(args: argparse.Namespace, registry: Path, demo_settings: Path)
         status = wait_for_imports(orgs, daemon)
         done = [o for o, s in status.items() if s == "done"]
         if done:
-            print_summary(root, done)
+            print_summary(registry, done)
         for org in set(orgs) - set(done):
             print(f"  {org}: not imported ({status.get(org, 'waiting')}); see its run in the UI", flush=True)
         if args.no_ui:
