@@ -111,3 +111,25 @@ def pytest_terminal_summary(terminalreporter):
         marked = [outcome for outcome, keywords in outcomes.values() if name in keywords]
         failed = len(marked) - marked.count("passed")
         terminalreporter.write_line(f"{marked.count('passed'):>4} {label}" + (f", {failed} FAILED" if failed else ""))
+
+
+# -- the order files run in under `--dist loadfile` --------------------------------------------------------------
+
+# Files measured to take longest (summed test time of one run), longest first; the rest keep collection order.
+# With `--dist loadfile` a file runs whole on one worker, and xdist by default queues the files with the most
+# tests first (pyproject turns that off: `--no-loadscope-reorder`), so the one-test files of minutes (daemon, UI,
+# demo) came last, one after another on one worker while the other sat idle. Longest first lets the many short
+# files fill in around them, and both workers finish together. A file missing here only runs later.
+LONGEST_FIRST = tuple(f"sonora_pipeline_tests/{name}" for name in (
+    "test_model_catches_up.py", "test_quiet_start.py", "sync/test_initial_import_status.py",
+    "sync/test_concurrency.py", "writeback/test_writeback.py", "sync/test_fault_matrix.py",
+    "sync/test_dagster_sync.py", "sync/test_kill_and_rerun.py", "sync/test_engine.py", "test_secrets.py",
+    "sync/test_sensor.py", "test_cli.py", "sync/test_org_varieties.py", "test_dagster_ui.py",
+    "writeback/test_writeback_sigkill.py", "model/test_column_comments.py", "test_project.py",
+    "sync/test_formula_refresh.py",
+))
+
+
+def pytest_collection_modifyitems(items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: the rest keep order
