@@ -51,6 +51,7 @@ class OrgOutcome:
     reason: str = ""
     initial: bool = False
     pause_until: datetime | None = None
+    warning: str = ""
 
 
 def org_of_run(run: dg.DagsterRun) -> str | None:
@@ -93,11 +94,15 @@ def check_org(org: str, salesforce: SalesforceResource, warehouse: WarehouseReso
     try:
         current = settings.load(org)
         objects = tuple(n for n in current.sync.objects if n in SETTINGS.sync.objects)
+        unknown = [n for n in current.sync.objects if n not in SETTINGS.sync.objects]
+        warning = (f"its settings sync {', '.join(unknown)}, which the loaded definitions have no asset for: add "
+                   "them to the deployment's settings (SONORA_CONFIG sync.custom_objects) and reload the code "
+                   "location; until then they are not synced" if unknown else "")
         cursors = committed_cursors(warehouse.db_path(org), objects)
         if cursors is None:
             return OrgOutcome(org, reason="its warehouse file is being written by another process")
         if not cursors:
-            return OrgOutcome(org, objects=objects, initial=True)
+            return OrgOutcome(org, objects=objects, initial=True, warning=warning)
         names = [n for n in objects if n in cursors]
         client = salesforce.client(log, fail_fast=True, org=org)
         ready = client.server_now().replace(tzinfo=None) - timedelta(seconds=current.sync.lag_seconds)
@@ -110,7 +115,7 @@ def check_org(org: str, salesforce: SalesforceResource, warehouse: WarehouseReso
             return OrgOutcome(org, reason=f"API usage {client.budget.used}/{client.budget.max} is at its share "
                                           f"({client.budget.max_share:.0%}); paused",
                               pause_until=datetime.now(UTC) + timedelta(seconds=current.sync.quota_pause_seconds))
-        return OrgOutcome(org, objects=(changed + missing) or None)
+        return OrgOutcome(org, objects=(changed + missing) or None, warning=warning)
     except QuotaPaused as err:
         pause = settings.load(org).sync.quota_pause_seconds
         return OrgOutcome(org, reason=str(err), pause_until=datetime.now(UTC) + timedelta(seconds=pause))
@@ -164,6 +169,8 @@ def org_changes_tick(context: dg.SensorEvaluationContext, salesforce: Salesforce
         outcomes = list(pool.map(lambda o: check_org(o, salesforce, warehouse, settings, context.log), to_check))
     salesforce.close()
     for outcome in outcomes:
+        if outcome.warning:
+            context.log.warning(f"Org {outcome.org}: {outcome.warning}")
         if outcome.reason:
             context.log.warning(f"Org {outcome.org} skipped this tick: {outcome.reason}")
         if outcome.pause_until:
