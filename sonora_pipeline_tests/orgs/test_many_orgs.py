@@ -44,9 +44,9 @@ def file_digest(path: Path) -> str:
 
 @pytest.mark.timeout(600)
 def test_three_orgs_side_by_side_through_the_daemon(tmp_path):
-    specs = [OrgSpec(name="acme", records=300, seed=3),  # the demo's custom fields
-             OrgSpec(name="globex", records=300, seed=4, custom_fields=False),  # a fresh org: standard only
-             OrgSpec(name="initech", records=300, seed=5, daily_api_requests=STARVED_QUOTA,
+    specs = [OrgSpec(name="acme", records=150, seed=3),  # the demo's custom fields
+             OrgSpec(name="globex", records=150, seed=4, custom_fields=False),  # a fresh org: standard only
+             OrgSpec(name="initech", records=150, seed=5, daily_api_requests=STARVED_QUOTA,
                      quota_window_seconds=QUOTA_WINDOW)]
     root = tmp_path / "orgs"
     registry = tmp_path / "orgs.yaml"
