@@ -87,8 +87,8 @@ def sync(orgs: list[str], tags: dict[str, str], assets: list[str]) -> dict[str, 
             for event in result.all_events:
                 if event.is_step_failure:
                     data = event.step_failure_data
-                    failures.append((data.user_failure_data.description if data.user_failure_data
-                                     and data.user_failure_data.description else data.error.message))
+                    failures.append(data.user_failure_data.description if data.user_failure_data
+                                     and data.user_failure_data.description else data.error.message)
             results[org] = {
                 "success": result.success, "run_id": result.run_id, "failures": failures,
                 "materialized": sorted(e.asset_key.to_user_string() for e in result.get_asset_materialization_events()),
