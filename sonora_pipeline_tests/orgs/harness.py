@@ -2,10 +2,12 @@
 (they are structure, chosen at import from SONORA_ORGS, and the suite's process has the single-org ones).
 
     SONORA_ORGS=orgs.yaml DAGSTER_HOME=home python -m sonora_pipeline_tests.orgs.harness tick [--cursor JSON]
+    SONORA_ORGS=orgs.yaml DAGSTER_HOME=home python -m sonora_pipeline_tests.orgs.harness clients ORG [ORG ...]
     SONORA_ORGS=orgs.yaml DAGSTER_HOME=home python -m sonora_pipeline_tests.orgs.harness sync ORG [ORG ...]
         [--tag KEY=VALUE ...] [--asset Account ...]
 
-`tick` evaluates one `salesforce_changes` tick; `sync` executes `salesforce_sync_job` in process for each
+`tick` evaluates one `salesforce_changes` tick; `clients` makes one call per org through one
+`SalesforceResource` and reports each org's budget; `sync` executes `salesforce_sync_job` in process for each
 org partition in turn (adding the partitions first, as the sensor would). Each prints one JSON document on
 its last stdout line: what the test asserts on (run requests, skip message, cursor, every log line; the
 run's success, step failures and log). `run_harness` is the test side.
@@ -68,6 +70,26 @@ def tick(cursor: str | None) -> dict[str, Any]:
     }
 
 
+def clients(orgs: list[str]) -> dict[str, Any]:
+    """One resource, as a tick or a run holds it: one API call per org, in the order given, then each org's
+    budget as the resource sees it at the end."""
+    from sonora_pipeline.salesforce.errors import SalesforceError
+
+    salesforce = _resources()["salesforce"]
+    calls, made = {}, {}
+    for org in orgs:
+        try:
+            made[org] = client = salesforce.client(None, fail_fast=True, org=org)
+            client.limits()
+            calls[org] = "ok"
+        except SalesforceError as err:
+            calls[org] = f"{type(err).__name__}: {err}"
+    budgets = {org: {"used": c.budget.used, "max": c.budget.max, "over_share": c.budget.over_share}
+               for org, c in made.items()}
+    salesforce.close()
+    return {"calls": calls, "budgets": budgets}
+
+
 def sync(orgs: list[str], tags: dict[str, str], assets: list[str]) -> dict[str, Any]:
     import dagster as dg
 
@@ -102,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     tick_parser = commands.add_parser("tick")
     tick_parser.add_argument("--cursor", default=None)
+    clients_parser = commands.add_parser("clients")
+    clients_parser.add_argument("orgs", nargs="+")
     sync_parser = commands.add_parser("sync")
     sync_parser.add_argument("orgs", nargs="+")
     sync_parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
@@ -112,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(None if name == "root" else name).addHandler(collect)
     if args.command == "tick":
         output = tick(args.cursor)
+    elif args.command == "clients":
+        output = clients(args.orgs)
     else:
         output = sync(args.orgs, dict(t.split("=", 1) for t in args.tag), args.asset)
     output = {"result": output, "python_log": collect.lines}

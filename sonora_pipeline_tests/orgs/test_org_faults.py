@@ -210,6 +210,17 @@ def test_each_org_has_its_own_token_and_budget(world, tmp_path):
         spent = {o: usage(world.fleet.org(o)) - calls[o] for o in calls}
         assert 1 <= spent["globex"] <= 2 and spent["acme"] <= 2, spent  # a probe each, at most
         assert re.search(r"Org acme skipped this tick: .*share", text), text[-3000:]
+
+        # One resource, one call each in turn: acme's Sforce-Limit-Info (over its share) neither holds back
+        # globex's call nor becomes globex's usage, and globex's does not clear acme's.
+        issued = {o: tokens(world.fleet.org(o)) for o in ("acme", "globex")}
+        out, text = run_harness(registry, world.home, "clients", "acme", "globex")
+        result = out["result"]
+        assert result["calls"] == {"acme": "ok", "globex": "ok"}, result
+        assert result["budgets"]["acme"]["over_share"] and result["budgets"]["acme"]["used"] >= 0.9 * share
+        assert not result["budgets"]["globex"]["over_share"]
+        assert result["budgets"]["globex"]["used"] == usage(globex), result
+        assert {o: tokens(world.fleet.org(o)) - issued[o] for o in issued} == {"acme": 1, "globex": 1}
     finally:
         acme.set_quota(used=0)
 
