@@ -28,7 +28,14 @@ from urllib.parse import quote_plus
 import dagster as dg
 import duckdb
 
-from sonora_pipeline.defs.orgs import ORG_PARTITIONS, ORG_TAG, OrgUnavailable, current_registry
+from sonora_pipeline.defs.orgs import (
+    ORG_PARTITIONS,
+    ORG_TAG,
+    OrgUnavailable,
+    connection_for,
+    current_registry,
+    registered,
+)
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
 from sonora_pipeline.mirror.state import read_all_states
@@ -102,6 +109,9 @@ def check_org(org: str, salesforce: SalesforceResource, warehouse: WarehouseReso
         if cursors is None:
             return OrgOutcome(org, reason="its warehouse file is being written by another process")
         if not cursors:
+            # No call to make yet, but its secrets and address are read now (locally): a broken one is this
+            # tick's skip reason, not its first run's failure.
+            connection_for(registered(org))
             return OrgOutcome(org, objects=objects, initial=True, warning=warning)
         names = [n for n in objects if n in cursors]
         client = salesforce.client(log, fail_fast=True, org=org)
@@ -112,9 +122,12 @@ def check_org(org: str, salesforce: SalesforceResource, warehouse: WarehouseReso
                         if r["statusCode"] == 200 and r["result"]["records"])
         missing = tuple(n for n in objects if n not in cursors)  # added to the org's settings since
         if client.budget.over_share and (changed or missing):
+            until = datetime.now(UTC) + timedelta(seconds=current.sync.quota_pause_seconds)
             return OrgOutcome(org, reason=f"API usage {client.budget.used}/{client.budget.max} is at its share "
-                                          f"({client.budget.max_share:.0%}); paused",
-                              pause_until=datetime.now(UTC) + timedelta(seconds=current.sync.quota_pause_seconds))
+                                          f"({client.budget.max_share:.0%}); paused until {until:%H:%M:%S} UTC "
+                                          "(sync.quota_pause_seconds). Fix: nothing if other integrations spend its "
+                                          "allowance for a while; otherwise raise sync.max_quota_share in its "
+                                          "settings or ask Salesforce for a higher allowance.", pause_until=until)
         return OrgOutcome(org, objects=(changed + missing) or None, warning=warning)
     except QuotaPaused as err:
         pause = settings.load(org).sync.quota_pause_seconds
