@@ -13,10 +13,13 @@ seconds (first visit, then the median of the next visits) to:
 
 `dg dev` (webserver, daemon, code servers) runs with the registry set, as the demo runs it; the orgs do not
 answer (loading pages never calls an org) and sensors stay stopped. Chromium is the system's (/usr/bin/chromium).
+The machine's load average is printed with each org count: these are wall-clock seconds of a shared machine,
+so compare the columns of one run, not runs of different days.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -66,7 +69,8 @@ def measure(orgs: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="ui-orgs-") as tmp:
         started = time.perf_counter()
         with many_orgs_ui(Path(tmp), orgs, PAST_RUNS) as (base_url, _instance):
-            print(f"{orgs} orgs: dg dev answered after {time.perf_counter() - started:.0f} s", flush=True)
+            print(f"{orgs} orgs: dg dev answered after {time.perf_counter() - started:.0f} s "
+                  f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
             org = org_names(orgs)[-1]
             results: dict[str, list[float]] = {step: [] for step in STEPS}
             with sync_playwright() as p:
@@ -76,6 +80,7 @@ def measure(orgs: int) -> dict[str, list[float]]:
                     for step, seconds in visit(page, base_url, orgs, org).items():
                         results[step].append(seconds)
                 browser.close()
+            print(f"{orgs} orgs measured (load average {os.getloadavg()[0]:.1f})", flush=True)
             return results
 
 
