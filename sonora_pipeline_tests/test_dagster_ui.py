@@ -91,7 +91,7 @@ def server_environment(org: LocalOrg, tmp_path: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def dagster_dev(env: dict[str, str], cwd: Path) -> Iterator[str]:
+def dagster_dev(env: dict[str, str], cwd: Path, start_seconds: float = SERVER_START_SECONDS) -> Iterator[str]:
     """`dg dev` on a loopback port; yields the UI's URL once it answers.
 
     The daemon is needed, not only the webserver: the instance queues runs (the default QueuedRunCoordinator;
@@ -105,14 +105,15 @@ def dagster_dev(env: dict[str, str], cwd: Path) -> Iterator[str]:
             start_new_session=True)  # one process group: webserver, daemon, code servers, run workers
     try:
         base_url = f"http://127.0.0.1:{port}"
-        wait_for_server(base_url, server, log_path)
+        wait_for_server(base_url, server, log_path, start_seconds)
         yield base_url
     finally:
         stop_process_group(server)
 
 
-def wait_for_server(base_url: str, server: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_SECONDS
+def wait_for_server(base_url: str, server: subprocess.Popen, log_path: Path,
+                    start_seconds: float = SERVER_START_SECONDS) -> None:
+    deadline = time.monotonic() + start_seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
             pytest.fail(f"dg dev exited with {server.returncode}:\n{log_path.read_text()[-4000:]}")
@@ -120,7 +121,7 @@ def wait_for_server(base_url: str, server: subprocess.Popen, log_path: Path) -> 
             if requests.get(f"{base_url}/server_info", timeout=2).ok:
                 return
         time.sleep(0.5)
-    pytest.fail(f"dg dev did not answer on {base_url} within {SERVER_START_SECONDS} s:\n"
+    pytest.fail(f"dg dev did not answer on {base_url} within {start_seconds:.0f} s:\n"
                 f"{log_path.read_text()[-4000:]}")
 
 
