@@ -122,6 +122,7 @@ def pytest_terminal_summary(terminalreporter):
 # files fill in around them, and both workers finish together. A file missing here only runs later.
 LONGEST_FIRST = tuple(f"sonora_pipeline_tests/{name}" for name in (
     "test_model_catches_up.py", "orgs/test_many_orgs.py", "orgs/test_org_faults.py", "test_quiet_start.py",
+    "orgs/test_ui_many_orgs.py",
     "sync/test_initial_import_status.py", "test_orgs_cli.py",
     "sync/test_concurrency.py", "writeback/test_writeback.py", "sync/test_fault_matrix.py",
     "sync/test_dagster_sync.py", "sync/test_kill_and_rerun.py", "sync/test_engine.py", "test_secrets.py",
