@@ -61,6 +61,14 @@ def demo_org_id(seed: int) -> str:
     return make_id("00D", 1_000_000 + seed, pod="dem")
 
 
+def wait_for_stop() -> None:
+    """Serve until Ctrl-C or SIGTERM (the caller's `finally` stops the org(s) and removes their files)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+
+
 def cmd_localorg(args: argparse.Namespace) -> int:
     """Serve a local org until Ctrl-C/SIGTERM (the documented way to keep one running); its credentials go to
     .sonora/localorg.json (mode 600), where SALESFORCE_INSTANCE_URL=local finds them, and are removed on exit.
@@ -95,12 +103,8 @@ def cmd_localorg(args: argparse.Namespace) -> int:
     else:
         runtime.write_credentials(path, credentials)
     print(json.dumps(credentials), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        wait_for_stop()
     finally:
         runtime.remove_credentials(path, credentials)
         org.stop()
@@ -276,12 +280,8 @@ def cmd_localorg_fleet(args: argparse.Namespace) -> int:
     print(f"{len(fleet)} local orgs serving in this process: {fleet.names[0]} at {fleet.org(fleet.names[0]).instance_url}"
           f"{' ...' if len(fleet) > 1 else ''}; registry {registry} (use it with SONORA_ORGS={registry}); "
           f"credentials in {directory} (mode 600). Ctrl-C stops them.", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        wait_for_stop()
     finally:
         fleet.stop()  # removes the credentials files and the index
     return 0

@@ -59,36 +59,31 @@ def start_detached(credentials_file: Path, records: int = DEFAULT_RECORDS, timeo
     """`sonora-pipeline localorg --detach`: a local org in the background (its own session, so it survives the
     terminal) until killed; returns its credentials once it answers (it writes them to `credentials_file` only
     then). Asked for explicitly, never implied; the caller checks first that none is running."""
-    credentials_file.unlink(missing_ok=True)
-    log = os.fdopen(open_private(log_file(credentials_file), os.O_WRONLY | os.O_APPEND), "ab")
+    return _start_in_background(["--records", str(records), "--credentials-file", str(credentials_file)],
+                                credentials_file, timeout, "the local org")
+
+
+def _start_in_background(localorg_argv: list[str], answer_file: Path, timeout: float, what: str) -> dict:
+    """`sonora-pipeline localorg <argv>` in a session of its own (it survives the terminal), its log beside
+    `answer_file` (mode 600); returns the JSON it writes to `answer_file` once it answers."""
+    answer_file.unlink(missing_ok=True)
+    log = os.fdopen(open_private(log_file(answer_file), os.O_WRONLY | os.O_APPEND), "ab")
     with log:
-        subprocess.Popen([sys.executable, "-m", "sonora_pipeline.cli", "localorg", "--records", str(records),
-                          "--credentials-file", str(credentials_file)], stdout=log, stderr=log,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+        subprocess.Popen([sys.executable, "-m", "sonora_pipeline.cli", "localorg", *localorg_argv], stdout=log,
+                         stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError):
-            return json.loads(credentials_file.read_text())
+            return json.loads(answer_file.read_text())
         time.sleep(0.2)
-    raise RuntimeError(f"the local org did not start within {timeout:.0f} s; see {log_file(credentials_file)}")
+    raise RuntimeError(f"{what} did not start within {timeout:.0f} s; see {log_file(answer_file)}")
 
 
 def start_detached_fleet(directory: Path, fleet_argv: list[str], timeout: float = 600.0) -> dict:
     """`sonora-pipeline localorg --orgs N --detach`: the fleet in a background process of its own session
     until killed; returns its index once every org answers (it writes index.json last)."""
-    index_file = directory / "index.json"
-    index_file.unlink(missing_ok=True)
-    log = os.fdopen(open_private(log_file(index_file), os.O_WRONLY | os.O_APPEND), "ab")
-    with log:
-        subprocess.Popen([sys.executable, "-m", "sonora_pipeline.cli", "localorg", *fleet_argv,
-                          "--fleet-dir", str(directory)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            return json.loads(index_file.read_text())
-        time.sleep(0.2)
-    raise RuntimeError(f"the local orgs did not start within {timeout:.0f} s; see {log_file(index_file)}")
+    return _start_in_background([*fleet_argv, "--fleet-dir", str(directory)], directory / "index.json", timeout,
+                                "the local orgs")
 
 
 @contextlib.contextmanager
