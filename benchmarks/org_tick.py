@@ -36,7 +36,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from orgs_common import (  # noqa: E402
-    ROOT,
     FleetAdmin,
     dagster_home,
     environment,
@@ -47,6 +46,13 @@ from orgs_common import (  # noqa: E402
 )
 
 SETTINGS = {"sync": {"initial_import": "all", "lag_seconds": 5}}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def seed_first_org(work: Path, fleet_dir: Path, name: str) -> tuple[Path, float]:
@@ -70,6 +76,7 @@ def seed_first_org(work: Path, fleet_dir: Path, name: str) -> tuple[Path, float]
 
 CHILD = r'''
 import json, sys, time, os
+from pathlib import Path
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 started = time.perf_counter()
@@ -89,24 +96,47 @@ with dg.DagsterInstance.from_ref(InstanceRef.from_dir(os.environ["DAGSTER_HOME"]
         sys.stdin.readline()  # the parent has read every org's usage
         with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources,
                                   repository_def=repo) as context:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             data = sensor.evaluate_tick(context)
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         for request in data.dynamic_partitions_requests or []:
             if isinstance(request, dg.AddDynamicPartitionsRequest):
                 instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         cursor = data.cursor
         hwm = next(int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
         skip = data.skip_message or ""
-        sys.stdout.write(json.dumps({"tick": label, "seconds": seconds, "runs": len(data.run_requests or []),
+        sys.stdout.write(json.dumps({"tick": label, "seconds": seconds, "cpu_s": cpu, "runs": len(data.run_requests or []),
                                      "partitions": len(instance.get_dynamic_partitions("salesforce_orgs")),
                                      "peak_rss_mb": hwm, "summary": skip[:300] }) + "\n")
         sys.stdout.flush()
+profiled = int(os.environ.get("BENCH_PROFILE", "0"))
+if profiled:
+    # Where one org's share of a tick goes, in CPU seconds of this process (load-independent): the tick's own
+    # check_org, one org after another in this thread, under cProfile with a CPU clock.
+    import cProfile, io, pstats
+    from sonora_pipeline.defs.salesforce.org_changes import check_org
+    from sonora_pipeline.defs.orgs import current_registry
+    orgs = list(current_registry().orgs)[:profiled]
+    salesforce, warehouse, settings = resources["salesforce"], resources["warehouse"], resources["settings"]
+    log = dg.get_dagster_logger()
+    profile = cProfile.Profile(time.process_time)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    profile.enable()
+    for org in orgs:
+        check_org(org, salesforce, warehouse, settings, log)
+    profile.disable()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    salesforce.close()
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(40)
+    (Path(os.environ["BENCH_WORK"]) / "profile.txt").write_text(
+        f"{len(orgs)} orgs checked one after another: {cpu / len(orgs) * 1000:.1f} ms CPU and "
+        f"{wall / len(orgs) * 1000:.1f} ms wall per org\n" + text.getvalue())
 sys.stdout.write(json.dumps({"load_s": load_s}) + "\n")
 '''
 
 
-def measure(orgs: int, records: int, work: Path) -> dict:
+def measure(orgs: int, records: int, work: Path, profile: int = 0) -> dict:
     fleet_dir = work / "fleet"
     fleet, fleet_s = start_fleet(fleet_dir, orgs, records)
     try:
@@ -122,7 +152,7 @@ def measure(orgs: int, records: int, work: Path) -> dict:
             shutil.copyfile(seed, root / name / "warehouse.duckdb")
         copy_s = time.perf_counter() - t0
         home = dagster_home(work)
-        child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=work, env=environment(registry, home),
+        child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=work, env=environment(registry, home, BENCH_PROFILE=str(profile), BENCH_WORK=str(work)),
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(work / "child.log", "w"),
                                  text=True)
         ticks = []
@@ -130,18 +160,21 @@ def measure(orgs: int, records: int, work: Path) -> dict:
             ready = child.stdout.readline()
             if not ready:
                 raise RuntimeError(f"the sensor process ended: {(work / 'child.log').read_text()[-3000:]}")
-            before = admin.usage()
+            before, fleet_cpu = admin.usage(), cpu_seconds(fleet.pid)
             child.stdin.write("\n")
             child.stdin.flush()
             line = child.stdout.readline()
             if not line:
                 raise RuntimeError(f"the sensor process ended: {(work / 'child.log').read_text()[-3000:]}")
             tick = json.loads(line)
+            tick["fleet_cpu_s"] = cpu_seconds(fleet.pid) - fleet_cpu
             after = admin.usage()
             tick["calls"] = Counter(after[n] - before[n] for n in names)
             ticks.append(tick)
         load = json.loads(child.stdout.readline())
-        child.wait(timeout=60)
+        child.wait(timeout=600)
+        if profile:
+            print((work / "profile.txt").read_text()[:6000])
         return {"orgs": orgs, "fleet_start_s": fleet_s, "seed_s": seed_s, "copy_s": copy_s, "ticks": ticks, **load}
     finally:
         stop(fleet)
@@ -151,13 +184,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orgs", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--records", type=int, default=20)
+    parser.add_argument("--profile", type=int, default=0, metavar="K",
+                        help="after the ticks, profile K orgs' checks one by one (CPU time) and print it")
     parser.add_argument("--json", help="also write the raw figures here")
     args = parser.parse_args()
     results = []
     for orgs in args.orgs:
         print(f"\n{orgs} orgs (load average {load_average()}, 2 cores)", flush=True)
         with tempfile.TemporaryDirectory(prefix="sonora-org-tick-") as tmp:
-            r = measure(orgs, args.records, Path(tmp))
+            r = measure(orgs, args.records, Path(tmp), args.profile)
         results.append(r)
         print(f"  fleet started in {r['fleet_start_s']:.1f} s; org 1 synced by `sonora-pipeline sync` in "
               f"{r['seed_s']:.1f} s, its file copied into the other {orgs - 1} orgs' folders in {r['copy_s']:.1f} s "
@@ -165,7 +200,9 @@ def main() -> None:
         print(f"  definitions loaded in {r['load_s']:.1f} s (sensor process)")
         for tick in r["ticks"]:
             calls = ", ".join(f"{n} call(s): {c} org(s)" for n, c in sorted(tick["calls"].items()))
-            print(f"  {tick['tick']:>9} tick: {tick['seconds']:6.2f} s, {tick['runs']} run(s) requested, "
+            print(f"  {tick['tick']:>9} tick: {tick['seconds']:6.2f} s wall, {tick.get('cpu_s', 0):.2f} s CPU in the "
+                  f"sensor process, {tick.get('fleet_cpu_s', 0):.2f} s CPU in the local org process, "
+                  f"{tick['runs']} run(s) requested, "
                   f"{tick['partitions']} partitions; API calls per org: {calls}; sensor process peak RSS "
                   f"{tick['peak_rss_mb']} MB", flush=True)
             print(f"            {tick['summary']}")
