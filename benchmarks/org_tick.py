@@ -48,6 +48,15 @@ from orgs_common import (  # noqa: E402
 SETTINGS = {"sync": {"initial_import": "all", "lag_seconds": 5}}
 
 
+def json_line(stream) -> dict | None:
+    """The child's next JSON line (anything else a library prints to stdout is passed through)."""
+    for line in stream:
+        if line.startswith("{"):
+            return json.loads(line)
+        print("  (sensor process) " + line.rstrip())
+    return None
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far (/proc/<pid>/stat)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
@@ -117,7 +126,9 @@ if profiled:
     from sonora_pipeline.defs.salesforce.org_changes import check_org
     from sonora_pipeline.defs.orgs import current_registry
     orgs = list(current_registry().orgs)[:profiled]
-    salesforce, warehouse, settings = resources["salesforce"], resources["warehouse"], resources["settings"]
+    context = dg.build_sensor_context(resources=resources, repository_def=repo)
+    salesforce, warehouse, settings = (context.resources.salesforce, context.resources.warehouse,
+                                       context.resources.settings)
     log = dg.get_dagster_logger()
     profile = cProfile.Profile(time.process_time)
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -157,24 +168,24 @@ def measure(orgs: int, records: int, work: Path, profile: int = 0) -> dict:
                                  text=True)
         ticks = []
         for _ in range(2):
-            ready = child.stdout.readline()
+            ready = json_line(child.stdout)
             if not ready:
                 raise RuntimeError(f"the sensor process ended: {(work / 'child.log').read_text()[-3000:]}")
             before, fleet_cpu = admin.usage(), cpu_seconds(fleet.pid)
             child.stdin.write("\n")
             child.stdin.flush()
-            line = child.stdout.readline()
-            if not line:
+            tick = json_line(child.stdout)
+            if not tick:
                 raise RuntimeError(f"the sensor process ended: {(work / 'child.log').read_text()[-3000:]}")
-            tick = json.loads(line)
             tick["fleet_cpu_s"] = cpu_seconds(fleet.pid) - fleet_cpu
             after = admin.usage()
             tick["calls"] = Counter(after[n] - before[n] for n in names)
             ticks.append(tick)
-        load = json.loads(child.stdout.readline())
+        load = json_line(child.stdout)
         child.wait(timeout=600)
         if profile:
-            print((work / "profile.txt").read_text()[:6000])
+            report = work / "profile.txt"
+            print(report.read_text()[:6000] if report.exists() else (work / "child.log").read_text()[-3000:])
         return {"orgs": orgs, "fleet_start_s": fleet_s, "seed_s": seed_s, "copy_s": copy_s, "ticks": ticks, **load}
     finally:
         stop(fleet)
