@@ -126,18 +126,18 @@ if profiled:
     from sonora_pipeline.defs.salesforce.org_changes import check_org
     from sonora_pipeline.defs.orgs import current_registry
     orgs = list(current_registry().orgs)[:profiled]
-    context = dg.build_sensor_context(resources=resources, repository_def=repo)
-    salesforce, warehouse, settings = (context.resources.salesforce, context.resources.warehouse,
-                                       context.resources.settings)
-    log = dg.get_dagster_logger()
-    profile = cProfile.Profile(time.process_time)
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    profile.enable()
-    for org in orgs:
-        check_org(org, salesforce, warehouse, settings, log)
-    profile.disable()
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    salesforce.close()
+    with dg.build_sensor_context(resources=resources, repository_def=repo) as context:
+        salesforce, warehouse, settings = (context.resources.salesforce, context.resources.warehouse,
+                                           context.resources.settings)
+        log = dg.get_dagster_logger()
+        profile = cProfile.Profile(time.process_time)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        profile.enable()
+        for org in orgs:
+            check_org(org, salesforce, warehouse, settings, log)
+        profile.disable()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        salesforce.close()
     text = io.StringIO()
     pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(40)
     (Path(os.environ["BENCH_WORK"]) / "profile.txt").write_text(
