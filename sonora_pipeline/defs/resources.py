@@ -5,6 +5,7 @@ EnvVars (resolved in the run's process, never shown in the UI)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -21,6 +22,40 @@ from sonora_pipeline.salesforce.environment import ENVIRONMENT, org_connection
 from sonora_pipeline.salesforce.errors import ConfigError
 from sonora_pipeline.salesforce.transport import OrgSession
 from sonora_pipeline.settings import SettingsError, load_settings
+
+# The change sensor's sessions, one per org, kept across ticks in the code server's process: a tick over
+# 1,000 orgs otherwise paid, per org, a TLS handshake, a token request and a versions request before its one
+# probe. Keyed by the connection's fingerprint: new credentials, URL or CA make a new session. Runs never use
+# these (a run's session is its own and closed with it).
+_PROBE_SESSIONS: dict[str, tuple[str, OrgSession]] = {}
+_PROBE_LOCK = threading.Lock()
+
+
+def _fingerprint(connection: OrgConnection) -> str:
+    parts = (connection.instance_url, connection.consumer_key, connection.consumer_secret,
+             connection.ca_bundle or "", connection.api_version)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def probe_session(org: str, connection: OrgConnection) -> OrgSession:
+    """The org's session for sensor probes: the one kept from earlier ticks if its connection is the same."""
+    key = _fingerprint(connection)
+    with _PROBE_LOCK:
+        held = _PROBE_SESSIONS.get(org)
+        if held is not None and held[0] == key:
+            return held[1]
+        if held is not None:
+            held[1].close()
+        session = OrgSession(connection)
+        _PROBE_SESSIONS[org] = (key, session)
+        return session
+
+
+def forget_probe_sessions(keep: set[str]) -> None:
+    """Close the kept sessions of orgs no longer registered."""
+    with _PROBE_LOCK:
+        for org in [o for o in _PROBE_SESSIONS if o not in keep]:
+            _PROBE_SESSIONS.pop(org)[1].close()
 
 
 class SalesforceResource(dg.ConfigurableResource):
@@ -68,9 +103,11 @@ class SalesforceResource(dg.ConfigurableResource):
             if self._session is not None:
                 self._session.close()
                 self._session = None
-            for session in self._org_sessions.values():
-                session.close()
+            for org, session in self._org_sessions.items():
+                if _PROBE_SESSIONS.get(org, (None, None))[1] is not session:  # those outlive the tick
+                    session.close()
             self._org_sessions.clear()
+            self._org_budgets.clear()
 
     def connection(self) -> OrgConnection:
         return org_connection(self.instance_url, self.consumer_key, self.consumer_secret,
@@ -84,7 +121,7 @@ class SalesforceResource(dg.ConfigurableResource):
         own session and budget); None: the org of the SALESFORCE_* variables."""
         quick = dict(max_attempts=2, max_backoff_seconds=2.0, timeout=(3.0, 10.0), wait_for_quota=False)
         if org is not None:
-            session, budget = self._org_session(org, log)
+            session, budget = self._org_session(org, log, probe=fail_fast)
             return SalesforceClient(session, budget, log=log, **(quick if fail_fast else {}))
         with self._lock:
             if self._session is None:
@@ -96,18 +133,20 @@ class SalesforceResource(dg.ConfigurableResource):
             session, budget = self._session, self._budget
         return SalesforceClient(session, budget, log=log, **(quick if fail_fast else {}))
 
-    def _org_session(self, org: str, log) -> tuple[OrgSession, ApiBudget]:
+    def _org_session(self, org: str, log, *, probe: bool = False) -> tuple[OrgSession, ApiBudget]:
         """The org's session and budget, made at its first client of the run (or tick). Its entry, secrets
-        and settings are read then; a problem raises `ConfigError` with the reason (no secret in it)."""
+        and settings are read then; a problem raises `ConfigError` with the reason (no secret in it). A sensor
+        probe (`probe`) uses the org's session kept across ticks (`probe_session`); its budget is the tick's."""
         with self._lock:
-            if org not in self._org_sessions:
+            if org not in self._org_budgets:
                 try:
                     entry = registered(org)
                 except OrgUnavailable as err:
                     raise ConfigError(str(err)) from None
-                budget = self._new_budget(log, entry.settings_path)
-                self._org_sessions[org] = OrgSession(connection_for(entry), log=log)
-                self._org_budgets[org] = budget
+                connection = connection_for(entry)
+                self._org_budgets[org] = self._new_budget(log, entry.settings_path)
+                self._org_sessions[org] = (probe_session(org, connection) if probe
+                                           else OrgSession(connection, log=log))
             elif log is not None:
                 self._org_budgets[org].log = log
             return self._org_sessions[org], self._org_budgets[org]

@@ -198,7 +198,22 @@ def read_state(conn: duckdb.DuckDBPyConnection, object_name: str) -> ObjectState
 
 
 def read_all_states(conn: duckdb.DuckDBPyConnection, object_names: tuple[str, ...]) -> dict[str, ObjectState]:
-    return {name: read_state(conn, name) for name in object_names}
+    """Several objects' states with one query (a sensor tick reads every org's: one query each, not 2 per
+    object)."""
+    exists = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = '_sync_state'", [RAW_SCHEMA]
+    ).fetchone()[0]
+    states = {name: ObjectState(name) for name in object_names}
+    if not exists or not object_names:
+        return states
+    rows = conn.execute(
+        f"SELECT object_name, cursor_modstamp, cursor_id, rows_upserted_total, deletes_total, purges_total, "
+        f"api_calls_total, initial_import, initial_import_at, pending_backfill, last_method, last_success_at, "
+        f"last_reconciled_at FROM {STATE} WHERE list_contains(?, object_name)", [list(object_names)]).fetchall()
+    for row in rows:
+        states[row[0]] = ObjectState(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                                     tuple(row[9] or ()), row[10], row[11], row[12])
+    return states
 
 
 def write_state(conn: duckdb.DuckDBPyConnection, state: ObjectState) -> None:

@@ -10,6 +10,7 @@ ignored.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Mapping
@@ -75,7 +76,11 @@ def _parse(path: Path, text: str) -> dict:
     """The file's mapping (JSON is YAML). A syntax error names its line only: the parser's own message quotes
     the file, which holds the secret."""
     try:
-        data = yaml.safe_load(text)
+        data = json.loads(text)  # the usual form, ~50x faster than the YAML parser (a tick reads 1,000 of them)
+    except ValueError:
+        data = None
+    try:
+        data = yaml.safe_load(text) if data is None else data
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

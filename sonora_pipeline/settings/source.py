@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +111,35 @@ def settings_path() -> Path | None:
     return Path(value) if value else None
 
 
+# Validated settings by file content: a sensor tick over 1,000 orgs that share one settings file parses it
+# once, not 2,000 times. Reading a small file is cheap; parsing and validating it is what costs. Settings are
+# frozen, so sharing them is safe, and any edit changes the content (a timestamp could miss a quick same-size
+# edit).
+_CACHE: dict[Path, tuple[bytes, Settings]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
 def load_settings(path: Path | None = None) -> Settings:
     """Read and validate the settings file; defaults when there is none (no path and no SONORA_CONFIG)."""
     path = path or settings_path()
     if path is None:
         return Settings()
+    try:
+        content = path.read_bytes()
+    except OSError:
+        content = None
+    with _CACHE_LOCK:
+        cached = _CACHE.get(path)
+    if content is not None and cached is not None and cached[0] == content:
+        return cached[1]
+    settings = _read_settings(path)
+    if content is not None:
+        with _CACHE_LOCK:
+            _CACHE[path] = (content, settings)
+    return settings
+
+
+def _read_settings(path: Path) -> Settings:
     if not path.exists():
         raise SettingsError(f"Settings file {path} (from SONORA_CONFIG) does not exist. "
                             "Fix: point SONORA_CONFIG at your sonora.yaml, or unset it to use the defaults.")

@@ -36,7 +36,7 @@ from sonora_pipeline.defs.orgs import (
     current_registry,
     registered,
 )
-from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
+from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource, forget_probe_sessions
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
 from sonora_pipeline.mirror.state import read_all_states
 from sonora_pipeline.salesforce.errors import QuotaPaused, SalesforceError
@@ -75,18 +75,42 @@ def busy_runs(instance: dg.DagsterInstance) -> dict[str, list[dg.DagsterRun]]:
     return busy
 
 
+# Each org's committed cursors as last read, by the version of its files: a quiet org's DuckDB file (and its
+# write-ahead log) is unchanged from one tick to the next, and opening it was half of a tick's cost per org.
+# Any commit changes the file or its log, and the next tick reads the cursors again.
+_CURSORS: dict[Path, tuple[tuple, dict[str, datetime]]] = {}
+
+
+def _file_version(db_path: Path) -> tuple:
+    wal = db_path.with_name(db_path.name + ".wal")
+    versions = []
+    for path in (db_path, wal):
+        try:
+            st = path.stat()
+            versions.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        except FileNotFoundError:
+            versions.append(None)
+    return tuple(versions)
+
+
 def committed_cursors(db_path: Path, objects: tuple[str, ...]) -> dict[str, datetime] | None:
     """The org's committed cursors, without waiting: None while a writer holds its file (a run of it, or
     the CLI: the next tick asks again). An org never imported has none."""
     if not db_path.exists():
         return {}
+    version = (_file_version(db_path), objects)
+    cached = _CURSORS.get(db_path)
+    if cached is not None and cached[0] == version:
+        return cached[1]
     try:
         conn = duckdb.connect(str(db_path), read_only=True)
     except duckdb.IOException:
         return None
     with conn:
         states = read_all_states(conn, objects)
-    return {name: s.cursor_modstamp for name, s in states.items() if s.cursor_modstamp}
+    cursors = {name: s.cursor_modstamp for name, s in states.items() if s.cursor_modstamp}
+    _CURSORS[db_path] = (version, cursors)
+    return cursors
 
 
 def _probe(name: str, cursor: datetime, ready: datetime, api_version: str) -> dict:
@@ -181,6 +205,7 @@ def org_changes_tick(context: dg.SensorEvaluationContext, salesforce: Salesforce
     with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
         outcomes = list(pool.map(lambda o: check_org(o, salesforce, warehouse, settings, context.log), to_check))
     salesforce.close()
+    forget_probe_sessions(set(registry.orgs))
     for outcome in outcomes:
         if outcome.warning:
             context.log.warning(f"Org {outcome.org}: {outcome.warning}")
