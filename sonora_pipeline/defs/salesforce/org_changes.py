@@ -13,13 +13,15 @@ committed cursors.
   Dagster's sensor timeout.
 - One run per org with changes: the changed objects and the customer model after them. At most
   `ORG_RUNS_PER_TICK` runs are requested per tick; the orgs left over are first in line at the next tick.
+- The tick is time-boxed (`TICK_BUDGET_SECONDS`): orgs not asked by then are the first asked at the next tick.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +47,9 @@ from sonora_pipeline.settings import SettingsError
 
 ORG_RUNS_PER_TICK = 50  # creating a run costs the tick ~20-50 ms of run storage; the queue bounds the rest
 PROBE_THREADS = 16
+# Dagster ends a sensor evaluation after 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS): the tick stops asking
+# new orgs after this long, and the next tick starts with the ones it left.
+TICK_BUDGET_SECONDS = 40.0
 BUSY_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                  dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
@@ -162,6 +167,31 @@ def check_org(org: str, salesforce: SalesforceResource, warehouse: WarehouseReso
         return OrgOutcome(org, reason=f"its warehouse cannot be read ({err})")
 
 
+def check_orgs(orgs: list[str], check) -> tuple[list[OrgOutcome], list[str]]:
+    """`check` each org from `PROBE_THREADS` threads until `TICK_BUDGET_SECONDS` have passed: (the outcomes, the
+    orgs left unasked, in order). A tick that runs long (a slow org API, a loaded machine, more orgs than one
+    tick can ask) ends inside Dagster's sensor timeout instead of failing with nothing requested."""
+    deadline = time.monotonic() + TICK_BUDGET_SECONDS
+    pool = ThreadPoolExecutor(max_workers=PROBE_THREADS)
+    futures = {org: pool.submit(check, org) for org in orgs}
+    wait(list(futures.values()), timeout=max(0.0, deadline - time.monotonic()))
+    for future in futures.values():
+        future.cancel()  # not started yet: left for the next tick
+    pool.shutdown(wait=True)  # the checks in flight end within their short timeouts
+    outcomes = [f.result() for f in futures.values() if f.done() and not f.cancelled()]
+    unasked = [org for org, f in futures.items() if f.cancelled()]
+    return outcomes, unasked
+
+
+def next_start(cursor: str | None, idle: list[str]) -> int:
+    """Where this tick starts in the registry's order: at the first org the last tick left unasked."""
+    try:
+        first = json.loads(cursor).get("next") if cursor else None
+    except (ValueError, AttributeError):
+        first = None
+    return idle.index(first) if first in idle else 0
+
+
 def paused_orgs(cursor: str | None) -> dict[str, datetime]:
     """Orgs paused for their quota at an earlier tick, and until when (the only state the cursor holds)."""
     try:
@@ -201,9 +231,10 @@ def org_changes_tick(context: dg.SensorEvaluationContext, salesforce: Salesforce
         context.log.warning(f"Org {org}: {problem}")
     now = datetime.now(UTC)
     paused = {o: t for o, t in paused_orgs(context.cursor).items() if t > now and o in registry.orgs}
-    to_check = [o for o in orgs if o not in busy and o not in paused]
-    with ThreadPoolExecutor(max_workers=PROBE_THREADS) as pool:
-        outcomes = list(pool.map(lambda o: check_org(o, salesforce, warehouse, settings, context.log), to_check))
+    idle = [o for o in orgs if o not in busy and o not in paused]
+    start = next_start(context.cursor, idle)
+    to_check = idle[start:] + idle[:start]  # those a time-boxed tick left unasked go first
+    outcomes, unasked = check_orgs(to_check, lambda o: check_org(o, salesforce, warehouse, settings, context.log))
     salesforce.close()
     forget_probe_sessions(set(registry.orgs))
     for outcome in outcomes:
@@ -221,8 +252,12 @@ def org_changes_tick(context: dg.SensorEvaluationContext, salesforce: Salesforce
                f"(reasons in the log), {len(added)} added, {len(removed)} removed")
     if len(due) > len(requests):
         summary += f"; {len(due) - len(requests)} org(s) with changes left for the next tick"
+    if unasked:
+        summary += (f"; {len(unasked)} org(s) not asked within the tick's {TICK_BUDGET_SECONDS:.0f} s (first in "
+                    "line at the next tick)")
     context.log.info(summary)
-    cursor = json.dumps({"paused": {o: t.isoformat() for o, t in sorted(paused.items())}})
+    cursor = json.dumps({"paused": {o: t.isoformat() for o, t in sorted(paused.items())},
+                         "next": unasked[0] if unasked else None})
     partition_requests = []
     if added:
         partition_requests.append(ORG_PARTITIONS.build_add_request(added))
