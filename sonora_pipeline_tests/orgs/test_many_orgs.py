@@ -35,7 +35,13 @@ QUOTA_WINDOW = 20.0  # seconds: the starved org's "24 hours"
 
 
 def log_text(instance: dg.DagsterInstance, run_id: str) -> str:
-    return "\n".join(e.message or "" for e in instance.all_logs(run_id))
+    """The run's log lines, with each failed step's own message (Dagster keeps it in the event's error)."""
+    lines = []
+    for event in instance.all_logs(run_id):
+        lines.append(event.message or "")
+        if event.dagster_event is not None and event.dagster_event.is_step_failure:
+            lines.append(event.dagster_event.step_failure_data.error.message)
+    return "\n".join(lines)
 
 
 def file_digest(path: Path) -> str:

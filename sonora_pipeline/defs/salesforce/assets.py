@@ -226,7 +226,8 @@ def build_org_object_asset(object_name: str) -> dg.AssetsDefinition:
                 partition_key=org, run_id=context.run.run_id, log=context.log,
                 force_initial=config.redo_initial_import)
         except SalesforceError as err:
-            raise dg.Failure(description=f"Org {org}: {err}") from None
+            text = str(err)
+            raise dg.Failure(description=text if f"'{org}'" in text else f"Org {org}: {text}") from None
         context.log.info(
             f"{org} {object_name}: {result.rows_read:,} rows read, {result.rows_upserted:,} inserted or updated, "
             f"{result.deletes:,} newly marked deleted; {result.rows_in_table:,} rows in the table; "
