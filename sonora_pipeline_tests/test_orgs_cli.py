@@ -180,3 +180,20 @@ def test_the_cross_org_sql_leaves_out_orgs_not_synced_yet(deployment):
     (deployment / "warehouses" / "acme" / "warehouse.duckdb").unlink()
     result = orgs_cli(deployment, "sql")
     assert result.returncode == 1 and "no registered org has a warehouse file yet" in result.stderr
+
+
+def test_orgs_snapshot_copies_each_orgs_warehouse_for_the_cross_org_sql(deployment):
+    make_customers(deployment / "warehouses" / "acme" / "warehouse.duckdb", [("001A", "Acme Corp")])
+    make_customers(deployment / "warehouses" / "globex" / "warehouse.duckdb", [("001G", "Globex")])
+    refused = orgs_cli(deployment, "snapshot", "initech")
+    assert refused.returncode == 2 and "not in the registry" in refused.stderr and "Fix:" in refused.stderr
+    result = orgs_cli(deployment, "snapshot")
+    assert result.returncode == 0, result.stderr
+    for org in ("acme", "globex"):
+        assert (deployment / "warehouses" / org / "warehouse-analyst.duckdb").exists()
+    sql = orgs_cli(deployment, "sql", "--snapshots")
+    assert sql.returncode == 0, sql.stderr
+    with duckdb.connect() as conn:
+        conn.execute(sql.stdout)
+        assert conn.execute("SELECT org, account_id FROM all_customers ORDER BY 2").fetchall() == [
+            ("acme", "001A"), ("globex", "001G")]

@@ -37,8 +37,13 @@ def add_orgs_parser(sub: argparse._SubParsersAction) -> None:
     sql = commands.add_parser("sql", parents=[registry], help="print SQL that ATTACHes every org's warehouse "
                               "read-only and a view all_customers over them (pipe it into the DuckDB CLI)")
     sql.add_argument("--snapshots", action="store_true", help="attach each org's analyst snapshot "
-                     "(warehouse-analyst.duckdb, from `sonora-pipeline snapshot`) instead of its live warehouse")
+                     "(warehouse-analyst.duckdb, from `orgs snapshot`) instead of its live warehouse")
     sql.set_defaults(func=cmd_orgs_sql)
+    snapshot = commands.add_parser("snapshot", parents=[registry], help="copy each registered org's warehouse (or "
+                                   "the NAMEs given) to its analyst snapshot, between two commits")
+    snapshot.add_argument("names", metavar="NAME", nargs="*", help="orgs to copy (default: every registered org "
+                          "with a warehouse)")
+    snapshot.set_defaults(func=cmd_orgs_snapshot)
 
 
 def _registry(args: argparse.Namespace):
@@ -192,7 +197,7 @@ def cmd_orgs_sql(args: argparse.Namespace) -> int:
     if not present:
         what = "analyst snapshot" if args.snapshots else "warehouse"
         print(f"sonora-pipeline orgs sql: no registered org has a {what} file yet under {registry.warehouse_root}. "
-              "Fix: let the first syncs run" + (" and take snapshots (`sonora-pipeline snapshot`)" if args.snapshots
+              "Fix: let the first syncs run" + (" and take snapshots (`sonora-pipeline orgs snapshot`)" if args.snapshots
                                                 else "") + ".", file=sys.stderr)
         return 1
     missing = sorted(set(paths) - set(present))
@@ -202,4 +207,29 @@ def cmd_orgs_sql(args: argparse.Namespace) -> int:
         print("-- A read-only attach of a live warehouse makes its syncs wait while attached: detach soon, or use "
               "`orgs sql --snapshots` for long sessions.")
     print(cross_org_sql(present))
+    return 0
+
+
+def cmd_orgs_snapshot(args: argparse.Namespace) -> int:
+    """`orgs snapshot [NAME...]`: each org's analyst copy, `<warehouse_root>/<org>/warehouse-analyst.duckdb`, taken
+    under the org's write lock between two commits (the copy `orgs sql --snapshots` attaches)."""
+    from sonora_pipeline.mirror.warehouse import publish_snapshot
+
+    registry = _registry(args)
+    if registry is None:
+        return 2
+    unknown = [name for name in args.names if name not in registry.orgs]
+    if unknown:
+        print(f"sonora-pipeline orgs snapshot: {', '.join(unknown)} not in the registry {registry.path}. Fix: name "
+              f"registered orgs ({', '.join(registry.orgs) or 'none yet'}).", file=sys.stderr)
+        return 2
+    names = args.names or [name for name in registry.orgs if registry.warehouse_path(name).exists()]
+    missing = [name for name in names if not registry.warehouse_path(name).exists()]
+    if missing or not names:
+        print(f"sonora-pipeline orgs snapshot: no warehouse yet for {', '.join(missing) or 'any registered org'}. "
+              "Fix: let its first sync run (the change sensor starts it).", file=sys.stderr)
+        return 1
+    for name in names:
+        path = publish_snapshot(registry.warehouse_path(name), registry.snapshot_path(name))
+        print(f"{name}: {path}")
     return 0
