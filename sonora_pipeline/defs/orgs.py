@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 from sonora_pipeline.salesforce.connection import DEFAULT_API_VERSION, OrgConnection
-from sonora_pipeline.salesforce.secrets import read_secrets_file, secrets_from_env
+from sonora_pipeline.salesforce.secrets import read_client_credentials
 from sonora_pipeline.settings.registry import OrgEntry, Registry, RegistryError, load_registry, registry_path
 
 MULTI_ORG: bool = registry_path() is not None
@@ -57,10 +57,7 @@ def registered(org: str, registry: Registry | None = None) -> OrgEntry:
 
 def connection_for(entry: OrgEntry) -> OrgConnection:
     """The org's connection, its secrets read now from the file or the variables the entry names."""
-    if entry.credentials_file is not None:
-        key, secret = read_secrets_file(entry.credentials_file)
-    else:
-        key, secret = secrets_from_env(entry.credentials_env)
+    key, secret = read_client_credentials(entry.credentials_file, entry.credentials_env)
     return OrgConnection(instance_url=entry.instance_url, consumer_key=key, consumer_secret=secret,
                          api_version=entry.api_version or DEFAULT_API_VERSION,
                          ca_bundle=entry.ca_bundle or None).validate()
