@@ -8,6 +8,7 @@ with another user's id (`org.store.update(..., user_id=...)`).
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -131,22 +132,56 @@ def ledger(db, where: str = "true") -> list[tuple]:
                      f"FROM sonora.writeback_ledger WHERE result <> 'sending' AND ({where}) ORDER BY attempted_at")
 
 
-@pytest.fixture
-def ready(org, tmp_path):
-    """The `org` fixture (400 records), mirrored and modelled; model values set on Account fields are none."""
-    db = tmp_path / "m.duckdb"
-    sync(org, db)
-    build(db, settings())
-    return org, db
+class SyncedTemplate:
+    """An org mirrored and modelled once per module, handed to each test as a copy of its own: a forked org
+    (the same org id, records and clock, its own HTTPS server, its own database from its first write) and a copy
+    of the warehouse file. The sync and model build are real; they are just not repeated for every test (they
+    were ~70% of this file's time). The template org is stopped once synced and never written again."""
+
+    def __init__(self, directory, **options):
+        self.org = LocalOrg(state_dir=directory / "template-org", **options).start()
+        self.db = directory / "template.duckdb"
+        try:
+            sync(self.org, self.db)
+            build(self.db, settings())
+        finally:
+            self.org.stop()
+
+    def copy_for(self, tmp_path, name: str):
+        """(org, db) for one test: the caller stops the org."""
+        org = LocalOrg(records_of=self.org, org_id=self.org.org_id, now=self.org.clock.now(),
+                       state_dir=tmp_path / f"{name}-org").start()
+        db = tmp_path / f"{name}.duckdb"
+        shutil.copyfile(self.db, db)
+        wal = self.db.with_name(self.db.name + ".wal")
+        if wal.exists():
+            shutil.copyfile(wal, db.with_name(db.name + ".wal"))
+        return org, db
+
+
+@pytest.fixture(scope="module")
+def ready_template(tmp_path_factory):
+    return SyncedTemplate(tmp_path_factory.mktemp("ready"), records=400, seed=3)
+
+
+@pytest.fixture(scope="module")
+def wide_template(tmp_path_factory):
+    return SyncedTemplate(tmp_path_factory.mktemp("wide"), records=600, seed=5, shape="accounts")
 
 
 @pytest.fixture
-def wide(tmp_path):
-    """An org with ~580 Accounts (more than two collections batches)."""
-    org = LocalOrg(records=600, seed=5, shape="accounts", state_dir=tmp_path / "wide-org").start()
-    db = tmp_path / "w.duckdb"
-    sync(org, db)
-    build(db, settings())
+def ready(ready_template, tmp_path):
+    """An org of the test's own (400 records), mirrored and modelled; model values set on Account fields are
+    none."""
+    org, db = ready_template.copy_for(tmp_path, "m")
+    yield org, db
+    org.stop()
+
+
+@pytest.fixture
+def wide(wide_template, tmp_path):
+    """An org of the test's own with ~580 Accounts (more than two collections batches), mirrored and modelled."""
+    org, db = wide_template.copy_for(tmp_path, "w")
     yield org, db
     org.stop()
 
