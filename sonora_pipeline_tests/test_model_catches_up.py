@@ -30,6 +30,7 @@ from sonora_pipeline.mirror.names import object_for_table
 from sonora_pipeline.mirror.warehouse import publish_snapshot, read_connection
 from sonora_pipeline.model.build import SPECS
 from sonora_pipeline.settings import STANDARD_OBJECTS
+from sonora_pipeline_tests.orgs.helpers import wait_for
 from sonora_pipeline_tests.sync.helpers import differences
 from sonora_pipeline_tests.test_dagster_ui import dagster_home, stop_process_group
 
@@ -123,17 +124,6 @@ def second_wave(org: LocalOrg) -> None:
 
 def sensor_runs(instance: dg.DagsterInstance) -> list:
     return instance.get_runs(filters=dg.RunsFilter(tags={"sonora/trigger": "salesforce_changes"}))
-
-
-def wait_for(what: str, condition, seconds: float, log: Path, poll: float = 2.0, describe=None):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll)
-    pytest.fail(f"{what} did not happen within {seconds:.0f} s ({describe() if describe else ''}); the daemon's "
-                f"log is in {tempfile.gettempdir()}/sonora-model-catches-up-daemon.log")
 
 
 @pytest.mark.timeout(900)

@@ -76,7 +76,9 @@ def running_daemon(tmp_path: Path, registry: Path, tick_seconds: int = 5) -> Ite
             stop_process_group(daemon)
 
 
-def wait_for(what: str, condition, seconds: float, log: Path, poll: float = 1.0, describe=None):
+def wait_for(what: str, condition, seconds: float, log: Path, poll: float = 0.25, describe=None):
+    """`condition()`'s first truthy value, checked every `poll` s (a cheap instance query: a coarse poll only
+    adds its half to every wait); else the test fails with `describe()` and the tail of `log`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = condition()
