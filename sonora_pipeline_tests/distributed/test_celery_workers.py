@@ -8,6 +8,12 @@ sensor and run queue deciding what runs when.
   (WorkerLostError), the daemon's run monitoring sees that through the launcher's health check and fails the
   run, run retries start it again from the failed steps, and the mirror ends equal to the org, nothing
   duplicated, no cursor ahead of its data.
+- A whole worker is killed (its main process with its pool): nobody is left to record the task's end, its
+  state stays STARTED and the health check keeps saying "running". Only run monitoring's maximum runtime
+  ends such a run (6 h in deploy/distributed/dagster.yaml; here the run's own `dagster/max_runtime_seconds`
+  tag is lowered to stand for those hours), and then run retries run it on the surviving worker.
+
+The module shares one deployment (one PostgreSQL, Redis, daemon, two workers): the tests run in file order.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from sonora_pipeline_tests.sync.test_kill_and_rerun import cursor_never_ahead
 TICK = 5
 ORGS = 20
 VICTIM = "org07"
+LOST_WITH_ITS_WORKER = "org08"
+MONITORING_POLL_SECONDS = 5  # deploy/distributed/dagster.yaml run_monitoring.poll_interval_seconds
 OBJECTS = ("Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event", "User")
 SUCCESS = dg.DagsterRunStatus.SUCCESS
 
@@ -94,6 +102,47 @@ class Deployment:
         return [spec.name for spec in self.fleet.specs]
 
 
+def changed_and_running(instance: dg.DagsterInstance, fleet: LocalOrgFleet, name: str, log: Path) -> dg.DagsterRun:
+    """Changes in four objects of org `name`, slow calls, and its incremental run once its first step committed."""
+    org = fleet.org(name)
+    org.set_faults(latency_seconds=0.4)  # every call slow: a run long enough to kill between its steps
+    changes = {"Account": ("Name", "Changed"), "Contact": ("Title", "Chief Renewal Officer"),
+               "Opportunity": ("Name", "Changed"), "Case": ("Status", "Closed")}
+    for object_name, (field, value) in changes.items():
+        ids = [r[0] for r in org.store.conn.execute(f'SELECT "Id" FROM "{object_name}" ORDER BY "Id" LIMIT 3').fetchall()]
+        for rid in ids:
+            org.update(object_name, rid, {field: value})
+    org.create("Account", {"Name": "Created before the kill"})
+    org.advance_clock(8)
+
+    def first_step_done():
+        for record in org_runs(instance, name):
+            run = record.dagster_run
+            if run.status == dg.DagsterRunStatus.STARTED and run.tags.get("sonora/sync_kind") == "incremental":
+                if instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS):
+                    return run
+        return None
+
+    return wait_for(f"{name}'s incremental run's first committed step", first_step_done, 180, log, poll=0.2)
+
+
+def retried_and_equal(deployment: Deployment, name: str, run: dg.DagsterRun, log: Path) -> dg.DagsterRun:
+    """The failed run's retry succeeded, and the org's mirror equals the org (nothing lost or duplicated)."""
+    instance = deployment.instance
+
+    def retried():
+        return [r for r in org_runs(instance, name) if r.dagster_run.tags.get("dagster/parent_run_id") == run.run_id
+                and r.dagster_run.status == SUCCESS]
+
+    retry = wait_for("the retry of the killed run", retried, 240, log, poll=1)[0].dagster_run
+    assert retry.tags.get("dagster/retry_number") == "1"
+    deployment.fleet.org(name).clear_faults()
+    wait_for("no run in flight", lambda: not busy(instance), 120, log)
+    assert overlaps(org_runs(instance, name)) == []
+    assert mirror_problems(deployment.fleet, deployment.root, name) == []
+    return retry
+
+
 @pytest.fixture(scope="module")
 def twenty_orgs(tmp_path_factory) -> Iterator[Deployment]:
     """Twenty tiny orgs imported by two workers (2 pool processes each) through the sensor and the run queue:
@@ -143,28 +192,8 @@ def test_sigkill_of_the_pool_process_running_a_run(twenty_orgs):
     """The run's process dies mid-run; Dagster's run monitoring (the Celery task's FAILURE state) fails it and
     run retries run it again: the org's mirror ends equal to the org."""
     deployment, instance = twenty_orgs, twenty_orgs.instance
-    org = deployment.fleet.org(VICTIM)
-    org.set_faults(latency_seconds=0.4)  # every call slow: a run long enough to kill between its steps
-    changes = {"Account": ("Name", "Changed"), "Contact": ("Title", "Chief Renewal Officer"),
-               "Opportunity": ("Name", "Changed"), "Case": ("Status", "Closed")}
-    for object_name, (field, value) in changes.items():
-        ids = [r[0] for r in org.store.conn.execute(f'SELECT "Id" FROM "{object_name}" ORDER BY "Id" LIMIT 3').fetchall()]
-        for rid in ids:
-            org.update(object_name, rid, {field: value})
-    org.create("Account", {"Name": "Created before the kill"})
-    org.advance_clock(8)
     log = deployment.folder / "daemon.log"
-
-    def first_step_done():
-        for record in org_runs(instance, VICTIM):
-            run = record.dagster_run
-            if run.status == dg.DagsterRunStatus.STARTED and run.tags.get("sonora/sync_kind") == "incremental":
-                done = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
-                if done:
-                    return run
-        return None
-
-    run = wait_for("the incremental run's first committed step", first_step_done, 120, log, poll=0.2)
+    run = changed_and_running(instance, deployment.fleet, VICTIM, log)
     pid = run_worker_pid(instance, run.run_id)
     workers = {name: session_pids(p.pid) for name, p in deployment.processes.items() if name.startswith("worker")}
     owner = [name for name, pids in workers.items() if pid in pids]
@@ -181,15 +210,39 @@ def test_sigkill_of_the_pool_process_running_a_run(twenty_orgs):
     task = instance.run_launcher.celery.AsyncResult(run.tags[DAGSTER_CELERY_TASK_ID_TAG])
     assert task.state == "FAILURE" and "WorkerLostError" in repr(task.result), (task.state, task.result)
 
-    def retried():
-        return [r for r in org_runs(instance, VICTIM) if r.dagster_run.tags.get("dagster/parent_run_id") == run.run_id
-                and r.dagster_run.status == SUCCESS]
-
-    retry = wait_for("the retry of the killed run", retried, 240, log, poll=1)[0].dagster_run
-    assert retry.tags.get("dagster/retry_number") == "1"
-    org.clear_faults()
-    wait_for("no run in flight", lambda: not busy(instance), 120, log)
-    assert overlaps(org_runs(instance, VICTIM)) == []
-    assert mirror_problems(deployment.fleet, deployment.root, VICTIM) == []
+    retry = retried_and_equal(deployment, VICTIM, run, log)
     print(f"pool process {pid} of {owner[0]} killed; run failed by run monitoring {detected_after:.1f} s later, "
           f"retried as {retry.run_id} on {task_worker(instance, retry)}")
+
+
+@pytest.mark.sigkill_trial
+@pytest.mark.timeout(400)
+def test_sigkill_of_a_whole_worker_needs_the_maximum_runtime(twenty_orgs):
+    deployment, instance = twenty_orgs, twenty_orgs.instance
+    log = deployment.folder / "daemon.log"
+    run = changed_and_running(instance, deployment.fleet, LOST_WITH_ITS_WORKER, log)
+    pid = run_worker_pid(instance, run.run_id)
+    owner = [name for name, p in deployment.processes.items() if name.startswith("worker") and pid in session_pids(p.pid)]
+    assert owner, pid
+    os.killpg(deployment.processes[owner[0]].pid, signal.SIGKILL)  # dagster-celery, celery's main process, its pool
+    killed_at = time.monotonic()
+    task = instance.run_launcher.celery.AsyncResult(run.tags[DAGSTER_CELERY_TASK_ID_TAG])
+    # Several monitoring polls later (5 s each) the task is still STARTED and the run still running.
+    time.sleep(4 * MONITORING_POLL_SECONDS)
+    assert task.state == "STARTED"
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+    # What ends it is the maximum runtime (instance-wide in dagster.yaml; this run's own tag, lowered here).
+    instance.add_run_tags(run.run_id, {"dagster/max_runtime_seconds": "1"})
+    wait_for("the lost run failed by its maximum runtime", lambda: instance.get_run_by_id(run.run_id).status
+             == dg.DagsterRunStatus.FAILURE, 120, log, poll=0.5)
+    # Its retry copies the run's tags: the stand-in limit is lifted from it before it starts (0: none).
+    queued = wait_for("the lost run's retry", lambda: [r for r in org_runs(instance, LOST_WITH_ITS_WORKER)
+                      if r.dagster_run.tags.get("dagster/parent_run_id") == run.run_id], 60, log, poll=0.1)
+    instance.add_run_tags(queued[0].dagster_run.run_id, {"dagster/max_runtime_seconds": "0"})
+    messages = [e.message or "" for e in instance.all_logs(run.run_id)]
+    assert any("Exceeded maximum runtime" in m for m in messages), messages[-10:]
+    retry = retried_and_equal(deployment, LOST_WITH_ITS_WORKER, run, log)
+    survivor = task_worker(instance, retry)
+    assert survivor and not survivor.startswith(owner[0] + "@")
+    print(f"{owner[0]} killed whole: task still STARTED after {time.monotonic() - killed_at:.0f} s until the "
+          f"run's maximum runtime failed it; retried on {survivor}")
