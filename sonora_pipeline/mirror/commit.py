@@ -176,7 +176,6 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
     return changed_upserts, changed_deletes
 
 
-@retry_conflicts
 def _merge_single_update(conn: duckdb.DuckDBPyConnection, table: str, newer: str, deleted: str, sets: list[str],
                          stamp: str, insert_cols: list[str], insert_vals: list[str]) -> None:
     """The upsert of `_merge` with one WHEN MATCHED action: each column takes the live row's value, or for a
@@ -196,6 +195,7 @@ def _merge_single_update(conn: duckdb.DuckDBPyConnection, table: str, newer: str
     """)
 
 
+@retry_conflicts
 def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool, *, kind: str,
                   method: str, partition_key: str | None, window_start: datetime | None,
                   window_end: datetime | None, read_from: datetime | None, read_to: datetime | None,

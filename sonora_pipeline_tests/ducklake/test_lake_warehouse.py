@@ -85,7 +85,7 @@ def test_sync_model_ledger_and_snapshot_equal_the_duckdb_file(local_org_factory,
     assert report.status == "written" and report.counts.get("success", 0) > 0
     with read_connection(lake) as conn:
         pushed = dict(conn.execute("SELECT account_id, value FROM sonora.writeback_ledger "
-                                   "WHERE result = 'success' AND field = 'health_score'").fetchall())
+                                   "WHERE result = 'success' AND field = 'Sonora_Health_Score__c'").fetchall())
         scores = dict(conn.execute("SELECT customer_id, CAST(score AS VARCHAR) FROM sonora.health_scores").fetchall())
     org_scores = dict(org.store.conn.execute('SELECT "Id", "Sonora_Health_Score__c" FROM "Account"').fetchall())
     assert pushed and all(float(org_scores[a]) == float(v) for a, v in pushed.items())
