@@ -291,3 +291,12 @@ def single_org_location(db_file: Path) -> Path | LakeLocation:
     file would be), else `db_file`."""
     lake = lake_from_env()
     return db_file if lake is None else LakeLocation.for_org(lake, None, Path(db_file).parent)
+
+
+def analyst_sql(location: LakeLocation, *, alias: str | None = None) -> list[str]:
+    """What an analyst types in the DuckDB CLI (the same 1.x release) to read the org's catalog: readers never
+    block writers, so no copy is needed. The first line only matters offline (DuckDB otherwise downloads the two
+    extensions itself); libpq takes the password from PGPASSWORD or ~/.pgpass, never from this line."""
+    folder = str(location.work_dir / ".duckdb-extensions").replace("'", "''")
+    return [f"SET extension_directory = '{folder}';  -- offline only: the extensions installed with the pipeline",
+            location.attach_sql(read_only=True, with_data_path=False, alias=alias) + ";"]
