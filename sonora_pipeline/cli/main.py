@@ -102,8 +102,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from sonora_pipeline.mirror.lake import LakeUnavailable
     from sonora_pipeline.mirror.warehouse import WarehouseTooNew
     from sonora_pipeline.paths import WarehousePathError
+    from sonora_pipeline.settings.lake import LakeSettingsError
 
     try:
         with local_org_for(args.command) as refusal, contextlib.redirect_stderr(_WithoutStackTraces(sys.stderr)):
@@ -111,6 +113,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"sonora-pipeline {args.command}: {refusal}", file=sys.stderr)
                 return 2
             return args.func(args)
-    except (WarehousePathError, WarehouseTooNew) as err:
+    except (WarehousePathError, WarehouseTooNew, LakeSettingsError, LakeUnavailable) as err:
         print(f"sonora-pipeline {args.command}: {err}", file=sys.stderr)
         return 2

@@ -172,25 +172,52 @@ def cmd_orgs_purge(args: argparse.Namespace) -> int:
     return 0
 
 
-def cross_org_sql(databases: dict[str, Path]) -> str:
-    """ATTACH each org's file read-only under its name, and a view of every org's customers with an `org`
-    column. UNION ALL BY NAME lines up columns by name, so orgs with different custom fields still combine
-    (a column one org lacks is NULL for its rows)."""
+def cross_org_sql(databases: dict[str, Path], attach: list[str] | None = None) -> str:
+    """ATTACH each org's file read-only under its name (or the given ATTACH lines: a lake's), and a view of every
+    org's customers with an `org` column. UNION ALL BY NAME lines up columns by name, so orgs with different
+    custom fields still combine (a column one org lacks is NULL for its rows)."""
     from sonora_pipeline.mirror.names import quote_identifier, quote_literal
     from sonora_pipeline.model.statements import MODEL_SCHEMA
 
-    attach = [f"ATTACH {quote_literal(str(path))} AS {quote_identifier(name)} (READ_ONLY);"
-              for name, path in databases.items()]
+    if attach is None:
+        attach = [f"ATTACH {quote_literal(str(path))} AS {quote_identifier(name)} (READ_ONLY);"
+                  for name, path in databases.items()]
     selects = [f"SELECT {quote_literal(name)} AS org, * FROM {quote_identifier(name)}.{MODEL_SCHEMA}.customers"
                for name in databases]
-    view = "CREATE OR REPLACE TEMP VIEW all_customers AS\n  " + "\nUNION ALL BY NAME\n  ".join(selects) + ";"
+    view = "CREATE OR REPLACE TEMP VIEW all_customers AS\n  " + "\n  UNION ALL BY NAME\n  ".join(selects) + ";"
     return "\n".join([*attach, view])
+
+
+def lake_sql(registry) -> tuple[str, list[str]]:
+    """The ATTACH lines of every registered org with a catalog in the registry's lake (each org its own metadata
+    schema; a reader never blocks a writer, so no copy), and the orgs left out (not synced yet)."""
+    from sonora_pipeline.mirror.lake import analyst_sql, lake_exists, registry_location
+
+    locations = {name: registry_location(registry, name) for name in registry.orgs}
+    present = {name: loc for name, loc in locations.items() if lake_exists(loc)}
+    if not present:
+        return "", sorted(locations)
+    first = analyst_sql(next(iter(present.values())))
+    attach = [first[0]] + [analyst_sql(loc)[1] for loc in present.values()]
+    return cross_org_sql(dict.fromkeys(present, Path()), attach), sorted(set(locations) - set(present))
 
 
 def cmd_orgs_sql(args: argparse.Namespace) -> int:
     registry = _registry(args)
     if registry is None:
         return 2
+    if registry.ducklake is not None and not args.snapshots:
+        sql, missing = lake_sql(registry)
+        if not sql:
+            print(f"sonora-pipeline orgs sql: no registered org has a catalog in the DuckLake of {registry.path} "
+                  "yet. Fix: let the first syncs run.", file=sys.stderr)
+            return 1
+        print(f"-- DuckLake warehouse of {registry.path}" + (f"; not yet synced, left out: {', '.join(missing)}"
+                                                             if missing else ""))
+        print("-- Read-only attaches of the live catalogs: syncs never wait for them (libpq reads the password "
+              "from PGPASSWORD or ~/.pgpass).")
+        print(sql)
+        return 0
     paths = {name: (registry.snapshot_path(name) if args.snapshots else registry.warehouse_path(name))
              for name in registry.orgs}
     present = {name: path for name, path in paths.items() if path.exists()}
@@ -223,13 +250,16 @@ def cmd_orgs_snapshot(args: argparse.Namespace) -> int:
         print(f"sonora-pipeline orgs snapshot: {', '.join(unknown)} not in the registry {registry.path}. Fix: name "
               f"registered orgs ({', '.join(registry.orgs) or 'none yet'}).", file=sys.stderr)
         return 2
-    names = args.names or [name for name in registry.orgs if registry.warehouse_path(name).exists()]
-    missing = [name for name in names if not registry.warehouse_path(name).exists()]
+    from sonora_pipeline.mirror.lake import registry_location
+    from sonora_pipeline.mirror.warehouse import warehouse_exists
+
+    names = args.names or [name for name in registry.orgs if warehouse_exists(registry_location(registry, name))]
+    missing = [name for name in names if not warehouse_exists(registry_location(registry, name))]
     if missing or not names:
         print(f"sonora-pipeline orgs snapshot: no warehouse yet for {', '.join(missing) or 'any registered org'}. "
               "Fix: let its first sync run (the change sensor starts it).", file=sys.stderr)
         return 1
     for name in names:
-        path = publish_snapshot(registry.warehouse_path(name), registry.snapshot_path(name))
+        path = publish_snapshot(registry_location(registry, name), registry.snapshot_path(name))
         print(f"{name}: {path}")
     return 0

@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sonora_pipeline.mirror.lake import LakeLocation
 
 
 def dagster_instance():
@@ -61,9 +65,11 @@ def run_job(name: str, *, failure: str):
     return result
 
 
-def refuse_missing_warehouse(command: str, db: Path) -> bool:
+def refuse_missing_warehouse(command: str, db: Path | LakeLocation) -> bool:
     """True (and said, with the fix) when there is no warehouse yet for a command that only reads one."""
-    if db.exists():
+    from sonora_pipeline.mirror.warehouse import warehouse_exists
+
+    if warehouse_exists(db):
         return False
     print(f"sonora-pipeline {command}: {db} does not exist yet; run `sonora-pipeline sync` first.", file=sys.stderr)
     return True

@@ -49,8 +49,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
                   f"sync ({', '.join(objects)}); add custom objects under sync.custom_objects.", file=sys.stderr)
             return 2
         objects = tuple(wanted)
+    from sonora_pipeline.mirror.lake import single_org_location
+
     defs = lazy_defs()
-    db = duckdb_path()
+    db = single_org_location(duckdb_path())
     with dagster_instance() as instance:
         results = run_sync(defs, db, objects, SETTINGS.sync.overlap_seconds, sync_window,
                            initial_import=lookback, instance=instance, show_progress=not args.quiet)
@@ -61,7 +63,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if failed:
         print(f"sonora-pipeline sync failed: {failure_message(failed[0])}", file=sys.stderr)
         return 1
-    print(f"DuckDB file: {db}")
+    print(f"DuckDB file: {db}" if isinstance(db, Path) else f"Warehouse: {db}")
     return 0
 
 
@@ -77,19 +79,23 @@ def synced_table(rows: list[tuple[str, dict]]) -> str:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
+    from sonora_pipeline.mirror.lake import analyst_sql, single_org_location
     from sonora_pipeline.mirror.warehouse import WarehouseBusy, publish_snapshot
     from sonora_pipeline.paths import duckdb_path
 
-    db = duckdb_path()
+    file = duckdb_path()
+    db = single_org_location(file)
     if refuse_missing_warehouse("snapshot", db):
         return 2
-    target = Path(args.output) if args.output else db.with_name(db.stem + "-analyst.duckdb")
+    target = Path(args.output) if args.output else file.with_name(file.stem + "-analyst.duckdb")
     try:
         publish_snapshot(db, target)
     except WarehouseBusy as err:
         print(f"sonora-pipeline snapshot: {err}", file=sys.stderr)
         return 1
     print(f"Snapshot for analysts: {target}\nOpen it read-only, e.g. {duckdb_cli()} -readonly {target}")
+    if not isinstance(db, Path):  # a lake needs no copy: readers never block its writers
+        print(f"Or query the live DuckLake warehouse (read-only), in {duckdb_cli()}:\n  " + "\n  ".join(analyst_sql(db)))
     return 0
 
 
@@ -115,9 +121,11 @@ def settings_refused(command: str) -> bool:
 
 def cmd_refresh_formulas(args: argparse.Namespace) -> int:
     """Refresh the mirror's formula columns (salesforce_formula_refresh_job, in process)."""
+    from sonora_pipeline.mirror.lake import single_org_location
     from sonora_pipeline.paths import duckdb_path
 
-    if refuse_missing_warehouse("refresh-formulas", duckdb_path()) or settings_refused("refresh-formulas"):
+    if (refuse_missing_warehouse("refresh-formulas", single_org_location(duckdb_path()))
+            or settings_refused("refresh-formulas")):
         return 2
     result = run_job("salesforce_formula_refresh_job", failure="sonora-pipeline refresh-formulas failed")
     if result is None:

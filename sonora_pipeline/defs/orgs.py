@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from sonora_pipeline.mirror.lake import LakeLocation, registry_location
 from sonora_pipeline.salesforce.connection import DEFAULT_API_VERSION, OrgConnection
 from sonora_pipeline.salesforce.secrets import read_client_credentials
 from sonora_pipeline.settings.registry import OrgEntry, Registry, RegistryError, load_registry, registry_path
@@ -63,9 +64,10 @@ def connection_for(entry: OrgEntry) -> OrgConnection:
                          ca_bundle=entry.ca_bundle or None).validate()
 
 
-def warehouse_path(org: str) -> Path:
-    """The org's own DuckDB file (its namespace: mirror, model, ledger, sync state)."""
-    return current_registry().warehouse_path(org)
+def warehouse_path(org: str) -> Path | LakeLocation:
+    """The org's own DuckDB file (its namespace: mirror, model, ledger, sync state), or its catalog in the
+    registry's DuckLake."""
+    return registry_location(current_registry(), org)
 
 
 def settings_path(org: str) -> Path | None:

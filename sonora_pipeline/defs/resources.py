@@ -14,6 +14,8 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from sonora_pipeline.defs.orgs import OrgUnavailable, connection_for, registered, warehouse_path
+from sonora_pipeline.mirror.lake import single_org_location
+from sonora_pipeline.mirror.warehouse import Location
 from sonora_pipeline.paths import checked_duckdb_path, duckdb_path
 from sonora_pipeline.salesforce.budget import ApiBudget
 from sonora_pipeline.salesforce.client import SalesforceClient
@@ -170,11 +172,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str = Field(default="", description="DuckDB file; empty: SONORA_DUCKDB_PATH or data/warehouse.duckdb")
 
-    def db_path(self, org: str | None = None) -> Path:
-        """The org's own file with a registry (`<warehouse_root>/<org>/warehouse.duckdb`); else the one file."""
+    def db_path(self, org: str | None = None) -> Location:
+        """The org's own file with a registry (`<warehouse_root>/<org>/warehouse.duckdb`), or its catalog in the
+        registry's `ducklake:`; else the one file, or the lake of SONORA_DUCKLAKE_CATALOG."""
         if org is not None:
             return warehouse_path(org)
-        return checked_duckdb_path(Path(self.path)) if self.path else duckdb_path()
+        return single_org_location(checked_duckdb_path(Path(self.path)) if self.path else duckdb_path())
 
 
 def salesforce_resource() -> SalesforceResource:

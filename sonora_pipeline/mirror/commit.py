@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from sonora_pipeline.mirror.lake import is_lake, retry_conflicts
 from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, quote_literal, raw_table, table_name_for
 from sonora_pipeline.mirror.spool import Spool
 from sonora_pipeline.mirror.state import (
@@ -56,16 +57,26 @@ class CommitResult:
 
 @contextlib.contextmanager
 def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """All or nothing, and no staging table left behind either way."""
+    """All or nothing, and no staging table left behind either way. A COMMIT that fails (DuckLake's conflict)
+    has already rolled back: that error is the one raised, for `retry_conflicts` to see."""
     conn.execute("BEGIN TRANSACTION")
     try:
         yield
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     finally:
         conn.execute("DROP TABLE IF EXISTS staged")
+
+
+def rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if a failed COMMIT has not already."""
+    try:
+        conn.execute("ROLLBACK")
+    except duckdb.TransactionException as err:
+        if "no transaction is active" not in str(err):
+            raise
 
 
 def _utcnow() -> datetime:
@@ -150,6 +161,9 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
         f'OR t._sonora_deleted_at IS NOT NULL)), '
         f'count(*) FILTER (WHERE {deleted} AND (t."Id" IS NULL OR t._sonora_deleted_at IS NULL)) '
         f'FROM staged s LEFT JOIN {table} t ON t."Id" = s."Id"').fetchone()
+    if is_lake(conn):  # DuckLake's MERGE takes one UPDATE action: the same two cases, as one
+        _merge_single_update(conn, table, newer, deleted, sets, stamp, insert_cols, insert_vals)
+        return changed_upserts, changed_deletes
     conn.execute(f"""
         MERGE INTO {table} AS t USING staged AS s ON t."Id" = s."Id"
         WHEN MATCHED AND {newer} AND NOT {deleted} THEN UPDATE SET {', '.join(sets)}
@@ -162,6 +176,26 @@ def _merge(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, columns: list[
     return changed_upserts, changed_deletes
 
 
+def _merge_single_update(conn: duckdb.DuckDBPyConnection, table: str, newer: str, deleted: str, sets: list[str],
+                         stamp: str, insert_cols: list[str], insert_vals: list[str]) -> None:
+    """The upsert of `_merge` with one WHEN MATCHED action: each column takes the live row's value, or for a
+    delete keeps the mirror's (only IsDeleted, SystemModstamp and the stamps change), as the two actions do."""
+    on_delete = {'"IsDeleted"': "true", '"SystemModstamp"': 's."SystemModstamp"', "_sonora_synced_at": stamp,
+                 "_sonora_deleted_at": 'coalesce(t._sonora_deleted_at, s."SystemModstamp")'}
+    merged = []
+    for assignment in sets:
+        column, live = assignment.split(" = ", 1)
+        kept = on_delete.get(column, f"t.{column}")
+        merged.append(f"{column} = CASE WHEN {deleted} THEN {kept} ELSE {live} END")
+    conn.execute(f"""
+        MERGE INTO {table} AS t USING staged AS s ON t."Id" = s."Id"
+        WHEN MATCHED AND {newer} THEN UPDATE SET {', '.join(merged)}
+        WHEN NOT MATCHED THEN INSERT ({', '.join(quote_identifier(c) for c in insert_cols)})
+            VALUES ({', '.join(insert_vals)})
+    """)
+
+
+@retry_conflicts
 def commit_window(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool, *, kind: str,
                   method: str, partition_key: str | None, window_start: datetime | None,
                   window_end: datetime | None, read_from: datetime | None, read_to: datetime | None,
@@ -224,6 +258,7 @@ def _store_record_types(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -
                      [schema.object_name, rt_id, developer_name, label])
 
 
+@retry_conflicts
 def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, *,
                    org: OrgIdentity | None = None) -> tuple[list[str], tuple[str, ...]]:
     """Bring the table in line with today's describe: new fields become columns, and if the table already
@@ -242,6 +277,7 @@ def prepare_schema(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, *,
     return added, state.pending_backfill
 
 
+@retry_conflicts
 def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool, columns: list[str],
                     *, api_calls: int, run_id: str | None, org: OrgIdentity | None = None) -> int:
     """Fill columns added after rows were mirrored: update those columns only, for rows already present."""
@@ -264,6 +300,7 @@ def commit_backfill(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool
     return updated
 
 
+@retry_conflicts
 def commit_formula_refresh(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, spool: Spool,
                            columns: list[str], *, read_started: datetime, api_calls: int,
                            run_id: str | None, org: OrgIdentity | None = None) -> int:
@@ -302,6 +339,7 @@ def _record_bulk_refresh(conn: duckdb.DuckDBPyConnection, state: ObjectState, ki
                rows_upserted=rows_changed, deletes=0, api_calls=api_calls, run_id=run_id, committed_at=_utcnow())
 
 
+@retry_conflicts
 def commit_purges(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, live_ids_table: str, *,
                   api_calls: int, run_id: str | None, org: OrgIdentity | None = None,
                   max_purge_share: float = 1.0) -> int:

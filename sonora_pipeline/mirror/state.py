@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from sonora_pipeline.mirror.lake import is_lake
 from sonora_pipeline.mirror.names import RAW_SCHEMA
 from sonora_pipeline.mirror.tables import set_comments
 from sonora_pipeline.salesforce.errors import OrgMismatch
@@ -87,9 +88,11 @@ def document_state_tables(conn: duckdb.DuckDBPyConnection, *tables: str) -> None
 
 def ensure_state_tables(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+    # DuckLake has no keys and no list defaults: there write_state replaces a row itself (every column written).
+    lake = is_lake(conn)
     conn.execute(f"""
         CREATE TABLE IF NOT EXISTS {STATE} (
-            object_name VARCHAR PRIMARY KEY,
+            object_name VARCHAR{"" if lake else " PRIMARY KEY"},
             cursor_modstamp TIMESTAMP,
             cursor_id VARCHAR,
             rows_upserted_total BIGINT DEFAULT 0,
@@ -98,7 +101,7 @@ def ensure_state_tables(conn: duckdb.DuckDBPyConnection) -> None:
             api_calls_total BIGINT DEFAULT 0,
             initial_import VARCHAR,
             initial_import_at TIMESTAMP,
-            pending_backfill VARCHAR[] DEFAULT [],
+            pending_backfill VARCHAR[]{"" if lake else " DEFAULT []"},
             last_method VARCHAR,
             last_success_at TIMESTAMP,
             last_reconciled_at TIMESTAMP
@@ -217,8 +220,14 @@ def read_all_states(conn: duckdb.DuckDBPyConnection, object_names: tuple[str, ..
 
 
 def write_state(conn: duckdb.DuckDBPyConnection, state: ObjectState) -> None:
+    """Replace the object's row (inside the commit's transaction; on DuckLake, which has no keys for INSERT OR
+    REPLACE, as a delete and an insert)."""
+    verb = "INSERT OR REPLACE"
+    if is_lake(conn):
+        conn.execute(f"DELETE FROM {STATE} WHERE object_name = ?", [state.object_name])
+        verb = "INSERT"
     conn.execute(
-        f"INSERT OR REPLACE INTO {STATE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"{verb} INTO {STATE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [state.object_name, state.cursor_modstamp, state.cursor_id, state.rows_upserted_total, state.deletes_total,
          state.purges_total, state.api_calls_total, state.initial_import, state.initial_import_at,
          list(state.pending_backfill), state.last_method, state.last_success_at, state.last_reconciled_at])

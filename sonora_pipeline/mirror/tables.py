@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import duckdb
 
+from sonora_pipeline.mirror.lake import is_lake
 from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, quote_literal, raw_table, table_name_for
 from sonora_pipeline.salesforce.describe import ObjectSchema
 
@@ -127,7 +128,9 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema) -> list[
     wanted = column_docs(schema)
     if not have:
         cols = ", ".join(f"{quote_identifier(c.name)} {c.ddl_type}" for c in wanted)
-        conn.execute(f'CREATE TABLE {table} ({cols}, PRIMARY KEY ("Id"))')
+        # DuckLake has no keys: there the commit's MERGE on Id is what keeps one row per Id.
+        key = "" if is_lake(conn) else ', PRIMARY KEY ("Id")'
+        conn.execute(f"CREATE TABLE {table} ({cols}{key})")
         added: list[str] = []
     else:
         lower = {n.lower() for n in have}
@@ -144,6 +147,12 @@ def _is_number_type(dtype: str) -> bool:
     return dtype.upper() == "DOUBLE" or dtype.upper().startswith("DECIMAL")
 
 
+def _widens(current: str, target: str) -> bool:
+    have = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", current.upper())
+    want = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", target.upper())
+    return bool(have and want) and have.group(2) == want.group(2) and int(want.group(1)) > int(have.group(1))
+
+
 def _retype_numbers(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, have: dict[str, str]) -> None:
     """Give existing number columns the type describe asks for now: a warehouse made before numbers were
     exact holds DOUBLE columns, and a field's precision or scale can be edited in the org.
@@ -155,6 +164,7 @@ def _retype_numbers(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, have:
     rounded values stay as they were until their record changes (or `sync --lookback all` reads it)."""
     types = {name.lower(): dtype for name, dtype in have.items()}
     table = raw_table(schema.object_name)
+    lake = is_lake(conn)
     for f in schema.fields:
         current = types.get(f.name.lower())
         if current is None or current.upper() == f.duckdb_type.upper():
@@ -166,8 +176,13 @@ def _retype_numbers(conn: duckdb.DuckDBPyConnection, schema: ObjectSchema, have:
         scale = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", f.duckdb_type.upper())
         if scale:
             candidates.append(f"DECIMAL(38,{scale.group(2)})")
+        if lake:  # DuckLake only widens a type in place (no USING): a wider DECIMAL of the same scale
+            candidates = [t for t in candidates if _widens(current, t)]
         for target in candidates:
             if target.upper().replace(" ", "") == current.upper().replace(" ", ""):
+                break
+            if lake:
+                conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {target}")
                 break
             # Through text, so a DOUBLE's shortest digits (61.217061) are what the DECIMAL keeps.
             converted = f"TRY_CAST(CAST({column} AS VARCHAR) AS {target})"

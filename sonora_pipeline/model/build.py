@@ -17,6 +17,8 @@ from typing import Any
 
 import duckdb
 
+from sonora_pipeline.mirror.commit import rollback
+from sonora_pipeline.mirror.lake import retry_conflicts
 from sonora_pipeline.mirror.names import RAW_SCHEMA, quote_identifier, quote_literal, table_name_for
 from sonora_pipeline.model import scores, statements
 from sonora_pipeline.model.docs import TABLES, describe_columns, label_objects
@@ -116,6 +118,7 @@ def build_time(today: date, now: datetime | None) -> datetime:
     return now
 
 
+@retry_conflicts  # on a shared DuckLake warehouse, a build that lost a commit race runs again whole
 def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, today: date,
                 now: datetime | None = None) -> int:
     """Rebuild one model table; returns its row count. `now` (default: the clock) is the build's time,
@@ -141,7 +144,7 @@ def build_table(conn: duckdb.DuckDBPyConnection, table: str, settings: Any, toda
         rows = conn.execute(f"SELECT count(*) FROM {MODEL_SCHEMA}.{table}").fetchone()[0]
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
     return rows
 

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from sonora_pipeline.settings.lake import LakeSettings, LakeSettingsError, check_catalog, check_data_path
 from sonora_pipeline.settings.positions import SettingPath, SettingsSource, locate
 from sonora_pipeline.settings.problems import SettingsError, described, did_you_mean
 from sonora_pipeline.settings.source import _not_yaml, _read_yaml
@@ -40,7 +41,8 @@ ORG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 RESERVED_NAMES = frozenset({"salesforce", "sonora", "main", "warehouse", "memory", "system", "temp"})
 ENTRY_KEYS = ("instance_url", "credentials", "settings", "ca_bundle", "api_version")
 CREDENTIALS_KEYS = ("file", "env")
-TOP_KEYS = ("warehouse_root", "orgs")
+TOP_KEYS = ("warehouse_root", "ducklake", "orgs")
+LAKE_KEYS = ("catalog", "data_path")
 _ENV_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _API_VERSION = re.compile(r"^\d{2,3}\.\d$")
 _SECRET_KEY = re.compile(r"secret|password|passwd|token|private_key|consumer_key|client_key|api_key", re.IGNORECASE)
@@ -80,6 +82,7 @@ class Registry:
     warehouse_root: Path                                                 # absolute
     orgs: dict[str, OrgEntry] = dc_field(default_factory=dict)          # in registry order
     problems: dict[str, str] = dc_field(default_factory=dict)           # org name -> why it is skipped
+    ducklake: LakeSettings | None = None  # the shared warehouse (one DuckLake catalog per org); None: DuckDB files
 
     def org_folder(self, name: str) -> Path:
         """The org's namespace: `<warehouse_root>/<name>/` (its warehouse, spool, lock and snapshots)."""
@@ -181,10 +184,11 @@ def _parse(path: Path) -> Registry:
         file_problems.append(f"{locate(source, ('orgs',))}: 'orgs' must be a mapping of org name to its entry, "
                              f"not {described(orgs)}")
     root = _warehouse_root(raw.get("warehouse_root", None), source, file_problems, path.parent.absolute())
+    lake = _ducklake(raw, source, file_problems, path.parent.absolute())
     if file_problems:
         header = f"Registry of orgs {path} has {len(file_problems)} problems:" if len(file_problems) > 1 else None
         raise RegistryError(*file_problems, header=header)
-    registry = Registry(path=path, warehouse_root=root)
+    registry = Registry(path=path, warehouse_root=root, ducklake=lake)
     base = str(path.absolute().parent)
     for raw_name, entry in orgs.items():
         name = str(raw_name)  # the YAML reader records places under the key's text
@@ -222,6 +226,34 @@ def _warehouse_root(value: Any, source: SettingsSource, problems: list[str], bas
                         f"{described(value)} (e.g. warehouse_root: data/orgs)")
         return Path()
     return Path(os.path.abspath(base / Path(value.strip()).expanduser()))
+
+
+def _ducklake(raw: dict, source: SettingsSource, problems: list[str], base: Path) -> LakeSettings | None:
+    """The optional `ducklake:` block (catalog, data_path relative to the registry's folder), or None. A problem
+    stops the whole file: every org's warehouse is in it."""
+    if raw.get("ducklake") is None:
+        return None
+    block = raw["ducklake"]
+    example = 'ducklake: {catalog: "dbname=sonora host=127.0.0.1 port=5432 user=sonora", data_path: lake/}'
+    if not isinstance(block, dict):
+        problems.append(f"{locate(source, ('ducklake',))}: ducklake must be a mapping with catalog and data_path "
+                        f"(e.g. {example})")
+        return None
+    found = len(problems)
+    for key in block:
+        if key not in LAKE_KEYS:
+            problems.append(f"{locate(source, ('ducklake', key), on_key=True)}: unknown setting '{key}'"
+                            f"{did_you_mean(str(key), LAKE_KEYS)}; ducklake has: {', '.join(LAKE_KEYS)}")
+    values = {}
+    for key, check in (("catalog", check_catalog), ("data_path", lambda v, s: check_data_path(v, s, base))):
+        if key not in block:
+            problems.append(f"{locate(source, ('ducklake',), on_key=True)}: ducklake.{key} is missing (e.g. {example})")
+            continue
+        try:
+            values[key] = check(block[key], f"ducklake.{key}")
+        except LakeSettingsError as err:
+            problems.append(f"{locate(source, ('ducklake', key))}: {err}")
+    return None if len(problems) > found else LakeSettings(values["catalog"], values["data_path"])
 
 
 def _entry(name: str, entry: Any, source: SettingsSource, base: str, problems: list[str]) -> OrgEntry | None:

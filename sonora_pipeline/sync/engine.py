@@ -24,7 +24,14 @@ from sonora_pipeline.mirror.commit import (
 from sonora_pipeline.mirror.names import quote_literal, raw_table
 from sonora_pipeline.mirror.spool import Spool, clean_stale_spools
 from sonora_pipeline.mirror.state import ObjectState, OrgIdentity, check_org, read_all_states
-from sonora_pipeline.mirror.warehouse import read_connection, write_connection
+from sonora_pipeline.mirror.warehouse import (
+    Location,
+    as_location,
+    read_connection,
+    warehouse_exists,
+    work_folder,
+    write_connection,
+)
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import safe_url
 from sonora_pipeline.salesforce.describe import ObjectSchema, schema_from_describe
@@ -114,8 +121,8 @@ def _server_now(client: SalesforceClient) -> datetime:
     return server_now() if server_now else datetime.now(UTC)
 
 
-def _spool_root(db_path: Path) -> Path:
-    return db_path.parent / ".sonora-spool"
+def _spool_root(db_path: Location) -> Path:
+    return work_folder(db_path) / ".sonora-spool"
 
 
 def describe_schema(client: SalesforceClient, object_name: str, required: tuple[str, ...] = ()) -> ObjectSchema:
@@ -127,7 +134,7 @@ def describe_schema(client: SalesforceClient, object_name: str, required: tuple[
         raise
 
 
-def connected_org(client: SalesforceClient, db_path: Path, log: Any) -> OrgIdentity | None:
+def connected_org(client: SalesforceClient, db_path: Location, log: Any) -> OrgIdentity | None:
     """The org the client's credentials reach (known once it has a token), refused at once when the warehouse
     mirrors another one: before anything is fetched, so the refusal costs no Bulk job. Every commit checks again
     in its own transaction (and the first one records the org)."""
@@ -137,8 +144,8 @@ def connected_org(client: SalesforceClient, db_path: Path, log: Any) -> OrgIdent
                     "cannot be checked for this run")
         return None
     org = OrgIdentity(org_id, safe_url(client.connection.instance_url))
-    if Path(db_path).exists():
-        with read_connection(Path(db_path)) as conn:
+    if warehouse_exists(as_location(db_path)):
+        with read_connection(as_location(db_path)) as conn:
             check_org(conn, org, database=str(db_path))
     return org
 
@@ -200,7 +207,7 @@ def _fetch(client: SalesforceClient, schema: ObjectSchema, plan: ReadPlan, spool
     return method
 
 
-def _backfill_columns(client: SalesforceClient, db_path: Path, schema: ObjectSchema, columns: list[str],
+def _backfill_columns(client: SalesforceClient, db_path: Location, schema: ObjectSchema, columns: list[str],
                       settings: SyncSettings, run_id: str | None, log: Any, org: OrgIdentity | None = None) -> int:
     """A new field appeared: read Id + that field for every row the mirror has, and fill it in."""
     before = client.api_calls
@@ -220,26 +227,26 @@ def _backfill_columns(client: SalesforceClient, db_path: Path, schema: ObjectSch
         spool.remove()
 
 
-def current_state(db_path: Path, object_name: str) -> ObjectState:
+def current_state(db_path: Location, object_name: str) -> ObjectState:
     return all_states(db_path, (object_name,))[object_name]
 
 
-def all_states(db_path: Path, object_names: tuple[str, ...]) -> dict[str, ObjectState]:
+def all_states(db_path: Location, object_names: tuple[str, ...]) -> dict[str, ObjectState]:
     """Sync state of several objects with one short read of the warehouse."""
-    if not Path(db_path).exists():
+    if not warehouse_exists(as_location(db_path)):
         return {name: ObjectState(name) for name in object_names}
-    with read_connection(Path(db_path)) as conn:
+    with read_connection(as_location(db_path)) as conn:
         return read_all_states(conn, object_names)
 
 
-def sync_object(client: SalesforceClient, db_path: Path, object_name: str, settings: SyncSettings, *,
+def sync_object(client: SalesforceClient, db_path: Location, object_name: str, settings: SyncSettings, *,
                 window: tuple[datetime, datetime] | None, partition_key: str | None, run_id: str | None,
                 log: Any, force_initial: bool = False) -> SyncResult:
     """Sync one object. With `window`, read that window (doing the initial import first if the object
     has never been imported); without, only the initial import (or nothing if it is done)."""
     started = time.monotonic()
     calls_before = client.api_calls
-    db_path = Path(db_path)
+    db_path = as_location(db_path)
     clean_stale_spools(_spool_root(db_path))
     schema = describe_schema(client, object_name, tuple(settings.required_fields.get(object_name, ())))
     org = connected_org(client, db_path, log)
@@ -312,7 +319,7 @@ def sync_object(client: SalesforceClient, db_path: Path, object_name: str, setti
     )
 
 
-def reconcile_ids(client: SalesforceClient, db_path: Path, object_name: str, *, run_id: str | None,
+def reconcile_ids(client: SalesforceClient, db_path: Location, object_name: str, *, run_id: str | None,
                   log: Any, max_purge_share: float | None = None) -> int:
     """Find hard-deleted and purged records: one Id-only Bulk job, diffed against the mirror. Refused (nothing
     marked) for another org, or when more than `max_purge_share` (default: the setting's default) of the
@@ -322,11 +329,11 @@ def reconcile_ids(client: SalesforceClient, db_path: Path, object_name: str, *, 
     calls = client.api_calls
     schema = describe_schema(client, object_name)
     org = connected_org(client, db_path, log)
-    spool = Spool.create(_spool_root(Path(db_path)), object_name + "-ids", ["Id"])
+    spool = Spool.create(_spool_root(as_location(db_path)), object_name + "-ids", ["Id"])
     try:
         for page in client.bulk_query_pages(f"SELECT Id FROM {object_name}", include_deleted=True):
             spool.add_csv_page(page.csv, page.number_of_records)
-        with write_connection(Path(db_path)) as conn:
+        with write_connection(as_location(db_path)) as conn:
             files = "[" + ", ".join(quote_literal(str(p)) for p in spool.csv_files) + "]"
             if spool.csv_files:
                 conn.execute(f"CREATE OR REPLACE TEMP TABLE live_ids AS SELECT \"Id\" FROM read_csv({files}, "

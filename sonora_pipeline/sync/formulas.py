@@ -13,14 +13,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sonora_pipeline.mirror.commit import commit_formula_refresh
 from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline.mirror.spool import Spool, clean_stale_spools
 from sonora_pipeline.mirror.tables import existing_columns
-from sonora_pipeline.mirror.warehouse import read_connection, write_connection
+from sonora_pipeline.mirror.warehouse import (
+    Location,
+    as_location,
+    read_connection,
+    warehouse_exists,
+    work_folder,
+    write_connection,
+)
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.describe import ObjectSchema
 from sonora_pipeline.sync.engine import BULK_PAGE_RECORDS, connected_org, describe_schema
@@ -44,21 +50,21 @@ class FormulaRefresh:
                 "skipped": self.skipped or ""}
 
 
-def _mirrored_columns(db_path: Path, schema: ObjectSchema) -> set[str] | None:
+def _mirrored_columns(db_path: Location, schema: ObjectSchema) -> set[str] | None:
     """Lower-cased columns of the object's mirror table; None when it has no table yet."""
-    if not db_path.exists():
+    if not warehouse_exists(db_path):
         return None
     with read_connection(db_path) as conn:
         columns = existing_columns(conn, table_name_for(schema.object_name))
     return {c.lower() for c in columns} or None
 
 
-def refresh_formulas(client: SalesforceClient, db_path: Path, object_name: str, *, run_id: str | None,
+def refresh_formulas(client: SalesforceClient, db_path: Location, object_name: str, *, run_id: str | None,
                      log: Any) -> FormulaRefresh:
     """Refresh one object's formula columns in the mirror (see the module docstring)."""
     started = time.monotonic()
     calls_before = client.api_calls
-    db_path = Path(db_path)
+    db_path = as_location(db_path)
     result = FormulaRefresh(object_name)
     schema = describe_schema(client, object_name)
     org = connected_org(client, db_path, log)  # another org's values never land in this warehouse
@@ -76,7 +82,7 @@ def refresh_formulas(client: SalesforceClient, db_path: Path, object_name: str, 
         return result
     wanted = {"Id", "SystemModstamp", *result.formula_fields}
     narrow = ObjectSchema(schema.object_name, schema.label, [f for f in schema.fields if f.name in wanted])
-    spool_root = db_path.parent / ".sonora-spool"
+    spool_root = work_folder(db_path) / ".sonora-spool"
     clean_stale_spools(spool_root)
     spool = Spool.create(spool_root, object_name + "-formulas", narrow.field_names)
     try:
@@ -100,7 +106,7 @@ def refresh_formulas(client: SalesforceClient, db_path: Path, object_name: str, 
     return result
 
 
-def refresh_all_formulas(client: SalesforceClient, db_path: Path, object_names: tuple[str, ...], *,
+def refresh_all_formulas(client: SalesforceClient, db_path: Location, object_names: tuple[str, ...], *,
                          run_id: str | None, log: Any) -> list[FormulaRefresh]:
     """Refresh every object in turn; each object's update is its own transaction."""
     return [refresh_formulas(client, db_path, name, run_id=run_id, log=log) for name in object_names]

@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, timedelta
-from pathlib import Path
 
 import dagster as dg
 
 from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline.mirror.state import ObjectState
+from sonora_pipeline.mirror.warehouse import Location
 from sonora_pipeline.sync import progress
 from sonora_pipeline.sync.engine import all_states
 
@@ -35,7 +35,7 @@ class DueRun:
     initial: bool
 
 
-def due_runs(objects: tuple[str, ...], db_path: Path, partitions: dg.TimeWindowPartitionsDefinition,
+def due_runs(objects: tuple[str, ...], db_path: Location, partitions: dg.TimeWindowPartitionsDefinition,
              overlap_seconds: int, *, initial_covers_range: bool = True) -> list[DueRun]:
     keys = partitions.get_partition_keys()
     today = keys[-1]
@@ -56,7 +56,7 @@ def due_runs(objects: tuple[str, ...], db_path: Path, partitions: dg.TimeWindowP
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def run_sync(defs: dg.Definitions, db_path: Path, objects: tuple[str, ...], overlap_seconds: int,
+def run_sync(defs: dg.Definitions, db_path: Location, objects: tuple[str, ...], overlap_seconds: int,
              partitions: dg.TimeWindowPartitionsDefinition, *, initial_import: str = "",
              instance: dg.DagsterInstance, show_progress: bool = True,
              initial_covers_range: bool | None = None,

@@ -14,13 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from sonora_pipeline.mirror.warehouse import write_connection
+from sonora_pipeline.mirror.commit import transaction
+from sonora_pipeline.mirror.lake import retry_conflicts
+from sonora_pipeline.mirror.warehouse import Location, write_connection
 from sonora_pipeline.model.build import document
 from sonora_pipeline.model.statements import MODEL_SCHEMA
 
@@ -91,6 +92,7 @@ def ledger_state(conn: duckdb.DuckDBPyConnection) -> tuple[dict[tuple[str, str],
     return pushed, unfinished
 
 
+@retry_conflicts  # a shared DuckLake warehouse: a lost commit race appends again, whole
 def record(conn: duckdb.DuckDBPyConnection, rows: Iterable[LedgerRow], *, run_id: str,
            attempted_at: datetime | None = None) -> int:
     """Append ledger rows in one transaction."""
@@ -98,6 +100,12 @@ def record(conn: duckdb.DuckDBPyConnection, rows: Iterable[LedgerRow], *, run_id
     if not rows:
         return 0
     attempted_at = attempted_at or datetime.now(UTC).replace(tzinfo=None)
+    with transaction(conn):
+        _append(conn, rows, run_id, attempted_at)
+    return len(rows)
+
+
+def _append(conn: duckdb.DuckDBPyConnection, rows: list[LedgerRow], run_id: str, attempted_at: datetime) -> None:
     ensure_ledger(conn)
     table = pa.table({
         "account_id": [r.account_id for r in rows], "field": [r.field for r in rows],
@@ -110,7 +118,6 @@ def record(conn: duckdb.DuckDBPyConnection, rows: Iterable[LedgerRow], *, run_id
         conn.execute(f"INSERT INTO {LEDGER} SELECT * FROM _writeback_rows")
     finally:
         conn.unregister("_writeback_rows")
-    return len(rows)
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,7 @@ class LedgerWriter:
     """A run's appends to the ledger: each call is one short transaction of its own, so no DuckDB connection
     (nor the warehouse's write lock) is held while Salesforce is being called."""
 
-    db_path: Path
+    db_path: Location
     run_id: str
 
     def append(self, rows: list[LedgerRow]) -> None:

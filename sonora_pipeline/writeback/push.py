@@ -19,11 +19,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sonora_pipeline.mirror.state import OrgIdentity, check_org
-from sonora_pipeline.mirror.warehouse import read_connection, write_connection
+from sonora_pipeline.mirror.warehouse import Location, read_connection, write_connection
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import safe_url
 from sonora_pipeline.salesforce.rest import MAX_COLLECTION_RECORDS
@@ -38,7 +37,7 @@ from sonora_pipeline.writeback.targets import TARGET_OBJECT, Target, check_targe
 log = logging.getLogger(__name__)
 
 
-def run_writeback(client: SalesforceClient | Callable[[], SalesforceClient], db_path: Path, settings: Settings, *,
+def run_writeback(client: SalesforceClient | Callable[[], SalesforceClient], db_path: Location, settings: Settings, *,
                   run_id: str, dry_run: bool | None = None, log: Any = log) -> WritebackReport:
     """One write-back run. `client` may be a factory, called only once the plan shows there is something to
     write (a run with nothing to write needs no token); `dry_run` None means the settings' `writeback.dry_run`."""
@@ -74,7 +73,7 @@ class WritebackRun:
     client, the plan, the ledger and what the read-back found, so none of them passes those around."""
 
     client: SalesforceClient
-    db_path: Path
+    db_path: Location
     settings: Settings
     plan: Plan
     ledger: LedgerWriter

@@ -7,10 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-import duckdb
-
 from sonora_pipeline.localorg.org import LocalOrg
+from sonora_pipeline.mirror.lake import LakeLocation
 from sonora_pipeline.mirror.names import table_name_for
+from sonora_pipeline.mirror.warehouse import read_connection
 from sonora_pipeline.salesforce.client import SalesforceClient
 from sonora_pipeline.salesforce.connection import OrgConnection
 
@@ -52,8 +52,8 @@ def org_rows(org: LocalOrg, object_name: str) -> dict[str, dict]:
     return {r[0]: dict(zip(fields, r)) for r in rows}
 
 
-def mirror_rows(db: Path, object_name: str, fields: list[str]) -> dict[str, dict]:
-    with duckdb.connect(str(db), read_only=True) as conn:
+def mirror_rows(db: Path | LakeLocation, object_name: str, fields: list[str]) -> dict[str, dict]:
+    with read_connection(db) as conn:
         cols = ", ".join(f'"{f}"' for f in fields)
         extra = ', _sonora_deleted_at, _sonora_purged_at'
         rows = conn.execute(f'SELECT {cols}{extra} FROM salesforce."{table_name_for(object_name)}"').fetchall()

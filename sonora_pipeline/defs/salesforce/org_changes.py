@@ -40,7 +40,9 @@ from sonora_pipeline.defs.orgs import (
 )
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource, forget_probe_sessions
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
+from sonora_pipeline.mirror.lake import LakeLocation, LakeNotCreated
 from sonora_pipeline.mirror.state import read_all_states
+from sonora_pipeline.mirror.warehouse import read_connection
 from sonora_pipeline.salesforce.errors import QuotaPaused, SalesforceError
 from sonora_pipeline.salesforce.soql import soql_datetime
 from sonora_pipeline.settings import SettingsError
@@ -98,9 +100,17 @@ def _file_version(db_path: Path) -> tuple:
     return tuple(versions)
 
 
-def committed_cursors(db_path: Path, objects: tuple[str, ...]) -> dict[str, datetime] | None:
+def committed_cursors(db_path: Path | LakeLocation, objects: tuple[str, ...]) -> dict[str, datetime] | None:
     """The org's committed cursors, without waiting: None while a writer holds its file (a run of it, or
-    the CLI: the next tick asks again). An org never imported has none."""
+    the CLI: the next tick asks again). An org never imported has none. A lake's are read every time (its
+    readers never wait, and no file's version says when it changed)."""
+    if isinstance(db_path, LakeLocation):
+        try:
+            with read_connection(db_path) as conn:
+                states = read_all_states(conn, objects)
+        except LakeNotCreated:
+            return {}
+        return {name: s.cursor_modstamp for name, s in states.items() if s.cursor_modstamp}
     if not db_path.exists():
         return {}
     version = (_file_version(db_path), objects)

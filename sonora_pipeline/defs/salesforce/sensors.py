@@ -75,10 +75,10 @@ def tick_seconds() -> int:
 def committed_cursors(warehouse: WarehouseResource) -> dict[str, datetime]:
     """Each imported object's committed cursor, as the mirror has it now."""
     from sonora_pipeline.mirror.state import read_all_states
-    from sonora_pipeline.mirror.warehouse import read_connection
+    from sonora_pipeline.mirror.warehouse import read_connection, warehouse_exists
 
     path = warehouse.db_path()
-    if not path.exists():
+    if not warehouse_exists(path):
         return {}
     with read_connection(path) as conn:
         states = read_all_states(conn, SETTINGS.sync.objects)
