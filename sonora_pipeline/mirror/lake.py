@@ -147,95 +147,98 @@ def _attach_failure(location: LakeLocation, err: Exception) -> LakeUnavailable:
                            f"Fix: {fix}. Nothing was written.")
 
 
-_instances: dict[tuple[int, str], duckdb.DuckDBPyConnection] = {}
-_instances_lock = threading.Lock()
-_aliases = itertools.count(1)
-
-
-def _instance(folder: Path) -> duckdb.DuckDBPyConnection:
-    """This process's in-memory DuckDB with ducklake and postgres loaded: loading them (and checking their
-    signatures) costs about a second, so it happens once per process; each connection is a cursor of it. Keyed
-    by pid as well: a forked child never shares its parent's."""
-    key = (os.getpid(), str(folder))
-    with _instances_lock:
-        if key not in _instances:
-            db = duckdb.connect(config={"extension_directory": str(folder), "autoinstall_known_extensions": False})
-            db.execute("LOAD ducklake; LOAD postgres")
-            _instances[key] = db
-        return _instances[key]
-
-
 @dataclass
-class _Attached:
-    alias: str
+class _Instance:
+    """One in-memory DuckDB holding one org's catalog (read-write and/or read-only attach of the same catalog)."""
+
+    db: duckdb.DuckDBPyConnection
+    aliases: dict[bool, str]
     users: int = 0
     last_used: float = 0.0
 
 
-# Attached catalogs, kept across connections of this process (attaching reads the catalog: ~0.1-0.3 s), keyed by
-# (pid, location, read-only). At most MAX_IDLE_ATTACHED unused ones stay, so a sensor reading 1,000 orgs does not
-# hold 1,000 PostgreSQL connections.
-_attached: dict[tuple[int, LakeLocation, bool], _Attached] = {}
-MAX_IDLE_ATTACHED = 8
+# Per process and org catalog: an in-memory DuckDB with ducklake and postgres loaded (about a second, so once) and
+# the catalog attached (~0.1-0.3 s). One org per DuckDB: the warehouse's catalog queries (duckdb_tables(), ...)
+# then never see another org's tables. At most MAX_IDLE_INSTANCES unused ones stay open, so a sensor reading
+# 1,000 orgs does not hold 1,000 PostgreSQL connections. Keyed by pid too: a forked child never shares its parent's.
+_instances: dict[tuple, _Instance] = {}
+_instances_lock = threading.Lock()
+_aliases = itertools.count(1)
+MAX_IDLE_INSTANCES = 8
 
 
-def connect(location: LakeLocation, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """A connection with the org's catalog attached (read-only for readers) and in use: a cursor of this process's
-    DuckDB, its own transactions and temporary tables; the attached catalog is shared with the process's other
-    connections to it (DuckLake starts each transaction at the catalog's latest snapshot)."""
-    if not read_only:
-        _check_data_path(location)
-    db = _instance(extension_directory(location.work_dir))
-    key = (os.getpid(), location, read_only)
+def _instance(location: LakeLocation) -> _Instance:
+    key = (os.getpid(), location.catalog, location.metadata_schema, location.data_path)
     with _instances_lock:
-        entry = _attached.get(key)
-        if entry is None:
-            entry = _Attached(f"{location.alias}_{next(_aliases)}")
+        found = _instances.get(key)
+        if found is None:
+            folder = extension_directory(location.work_dir)
+            db = duckdb.connect(config={"extension_directory": str(folder), "autoinstall_known_extensions": False,
+                                        "temp_directory": str(location.work_dir / ".sonora-tmp")})
+            db.execute("LOAD ducklake; LOAD postgres")
+            found = _instances[key] = _Instance(db, {})
+        found.users += 1
+        return found
+
+
+def _release(instance: _Instance) -> None:
+    with _instances_lock:
+        instance.users -= 1
+        instance.last_used = time.monotonic()
+        idle = sorted((e.last_used, k) for k, e in _instances.items() if e.users == 0 and k[0] == os.getpid())
+        for _, old in idle[:max(0, len(idle) - MAX_IDLE_INSTANCES)]:
+            with contextlib.suppress(duckdb.Error):
+                _instances.pop(old).db.close()
+
+
+def _attach(instance: _Instance, location: LakeLocation, read_only: bool) -> str:
+    with _instances_lock:
+        alias = instance.aliases.get(read_only)
+        if alias is None:
+            alias = f"{location.alias}_{next(_aliases)}"
             try:
-                db.execute(location.attach_sql(read_only=read_only, with_data_path=not read_only, alias=entry.alias))
+                instance.db.execute(location.attach_sql(read_only=read_only, with_data_path=not read_only, alias=alias))
             except duckdb.Error as err:
                 if read_only and "does not exist" in str(err):
                     raise LakeNotCreated(str(location)) from None
                 raise _attach_failure(location, err) from None
-            _attached[key] = entry
-        entry.users += 1
-    conn = db.cursor()
+            instance.aliases[read_only] = alias
+        return alias
+
+
+def connect(location: LakeLocation, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A connection with the org's catalog attached (read-only for readers) and in use: a cursor of the org's
+    DuckDB in this process, with its own transactions and temporary tables (DuckLake starts each transaction at
+    the catalog's latest snapshot, so a kept attach sees every other writer's commits)."""
+    if not read_only:
+        _check_data_path(location)
+    instance = _instance(location)
     try:
-        conn.execute(f"USE {entry.alias}")
+        alias = _attach(instance, location, read_only)
+        conn = instance.db.cursor()
+        conn.execute(f"USE {alias}")
     except BaseException:
-        _release(db, key)
-        conn.close()
+        _release(instance)
         raise
-    return _Borrowed(conn, db, key)
-
-
-def _release(db: duckdb.DuckDBPyConnection, key: tuple) -> None:
-    with _instances_lock:
-        entry = _attached[key]
-        entry.users -= 1
-        entry.last_used = time.monotonic()
-        idle = sorted((e.last_used, k) for k, e in _attached.items() if e.users == 0 and k[0] == os.getpid())
-        for _, old in idle[:max(0, len(idle) - MAX_IDLE_ATTACHED)]:
-            with contextlib.suppress(duckdb.Error):
-                db.execute(f"DETACH DATABASE IF EXISTS {_attached.pop(old).alias}")
+    return _Borrowed(conn, instance)
 
 
 class _Borrowed:
-    """A cursor on an attached catalog; closing it leaves the catalog attached for the process's next one."""
+    """A cursor on an org's DuckDB; closing it leaves the catalog attached for the process's next connection."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection, db: duckdb.DuckDBPyConnection, key: tuple):
-        self._conn, self._db, self._key = conn, db, key
+    def __init__(self, conn: duckdb.DuckDBPyConnection, instance: _Instance):
+        self._conn, self._instance = conn, instance
 
     def close(self) -> None:
-        if self._key is None:
+        if self._instance is None:
             return
         try:
             with contextlib.suppress(duckdb.Error):  # a transaction an error left open
                 self._conn.execute("ROLLBACK")
             self._conn.close()
         finally:
-            _release(self._db, self._key)
-            self._key = None
+            _release(self._instance)
+            self._instance = None
 
     def __getattr__(self, name):
         return getattr(self._conn, name)
@@ -253,7 +256,8 @@ class LakeNotCreated(LakeUnavailable):
 
 def lake_exists(location: LakeLocation) -> bool:
     """Whether the org's catalog has been created (by a first commit); opening it read-only is the only test."""
-    if (os.getpid(), location, True) in _attached or (os.getpid(), location, False) in _attached:
+    known = _instances.get((os.getpid(), location.catalog, location.metadata_schema, location.data_path))
+    if known is not None and known.aliases:
         return True
     try:
         connect(location, read_only=True).close()

@@ -89,12 +89,13 @@ def _write_lock(path: Path, timeout: float) -> Iterator[None]:
         lock.release()
 
 
-def _bounded(conn: duckdb.DuckDBPyConnection, folder: Path) -> None:
+def _bounded(conn: duckdb.DuckDBPyConnection, folder: Path | None) -> None:
     # Bounded memory whatever the window's size: DuckDB spills to disk past this, and need not keep
     # insertion order (rows are keyed by Id).
     conn.execute(f"SET memory_limit = '{WRITE_MEMORY_LIMIT}'")
     conn.execute("SET preserve_insertion_order = false")
-    conn.execute(f"SET temp_directory = '{folder / '.sonora-tmp'}'")
+    if folder is not None:  # a lake's shared DuckDB has its spill folder from the start
+        conn.execute(f"SET temp_directory = '{folder / '.sonora-tmp'}'")
 
 
 @contextlib.contextmanager
@@ -104,7 +105,7 @@ def write_connection(db_path: Location, *,
     if isinstance(db_path, LakeLocation):
         db_path.work_dir.mkdir(parents=True, exist_ok=True)
         conn = lake.connect(db_path, read_only=False)
-        _bounded(conn, db_path.work_dir)
+        _bounded(conn, None)
         try:
             yield conn
         finally:

@@ -102,3 +102,31 @@ def test_orgs_sql_prints_one_attach_per_org_that_the_duckdb_cli_runs_offline(pg,
     ran = subprocess.run([str(duckdb_cli), "-csv", "-bail"], input=query, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip().splitlines()[-2:] == ["acme,3", "globex,2"], ran.stdout
+
+
+def test_single_org_cli_syncs_into_the_lake_and_prints_the_analyst_line(local_org_factory, pg, catalog_db, tmp_path):
+    """`sonora-pipeline sync` and `snapshot` with SONORA_DUCKLAKE_*: the Dagster run's warehouse resource is the
+    lake (no DuckDB file made), and the snapshot command tells analysts how to attach it read-only."""
+    from sonora_pipeline.settings.lake import LakeSettings
+    from sonora_pipeline_tests.sync.helpers import differences, sync_command
+
+    org = local_org_factory(records=120, seed=41)
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text("sync:\n  initial_import: all\n  lag_seconds: 5\n")
+    org.advance_clock(8)
+    command, env = sync_command(org, tmp_path / "data" / "warehouse.duckdb", settings_file)
+    env = {**clean_env(), **{k: v for k, v in env.items() if k.startswith(("SALESFORCE_", "SONORA_"))},
+           "SONORA_DUCKLAKE_CATALOG": pg.libpq(catalog_db), "SONORA_DUCKLAKE_DATA_PATH": "lake"}
+    synced = subprocess.run(command[:-3] + ["--objects", "Account", "--quiet"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert synced.returncode == 0, synced.stderr[-2000:]
+    assert "Warehouse: DuckLake catalog 'main'" in synced.stdout
+    assert not (tmp_path / "data" / "warehouse.duckdb").exists()   # (small commits are inlined in the catalog)
+    lake = LakeLocation.for_org(LakeSettings(pg.libpq(catalog_db), f"{tmp_path / 'lake'}/"), None, tmp_path / "data")
+    for name in ("Account",):
+        assert differences(org, lake, name) == []
+    shot = cli("snapshot", env=env, cwd=tmp_path)
+    assert shot.returncode == 0, shot.stderr
+    assert f"ATTACH 'ducklake:postgres:{pg.libpq(catalog_db)}' AS warehouse (METADATA_SCHEMA 'main', READ_ONLY);" \
+        in shot.stdout
+    assert (tmp_path / "data" / "warehouse-analyst.duckdb").exists()

@@ -52,7 +52,7 @@ def cursors_follow_windows(location) -> list[str]:
 
 
 def test_sync_model_ledger_and_snapshot_equal_the_duckdb_file(local_org_factory, pg, catalog_db, tmp_path):
-    org = local_org_factory(records=300, seed=21)
+    org = local_org_factory(records=120, seed=21)
     file, lake = tmp_path / "file" / "warehouse.duckdb", lake_for(pg, catalog_db, tmp_path)
     sync_into(org, [file, lake])                                   # initial import
     rng = random.Random(5)
@@ -125,7 +125,7 @@ class RivalCommitsFirst:
 
 
 def test_a_lost_commit_race_is_retried_with_its_data_and_cursor(local_org_factory, pg, catalog_db, tmp_path):
-    org = local_org_factory(records=200, seed=8)
+    org = local_org_factory(records=100, seed=8)
     lake = lake_for(pg, catalog_db, tmp_path)
     sync_into(org, [lake])
     changed = [r[0] for r in org.store.conn.execute(
