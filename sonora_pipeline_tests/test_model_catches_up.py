@@ -65,23 +65,33 @@ def last_commits(db: Path) -> dict[str, datetime]:
                                  "GROUP BY 1").fetchall())
 
 
-def last_build_start(instance: dg.DagsterInstance, table: str) -> datetime | None:
+def last_build(instance: dg.DagsterInstance, table: str) -> tuple[str, datetime | None, datetime] | None:
+    """(run id, that run's start, the materialization's time) of the table's last build."""
     event = instance.get_latest_materialization_event(model_key(table))
     if event is None:
         return None
     record = instance.get_run_record_by_id(event.run_id)
-    return datetime.fromtimestamp(record.start_time, UTC).replace(tzinfo=None) if record else None
+    started = datetime.fromtimestamp(record.start_time, UTC).replace(tzinfo=None) if record else None
+    return event.run_id, started, datetime.fromtimestamp(event.timestamp, UTC).replace(tzinfo=None)
 
 
 def behind(instance: dg.DagsterInstance, db: Path) -> list[str]:
-    """Model tables whose last build started before the newest commit of a mirror object they read."""
+    """Model tables whose last build started before the newest commit of a mirror object they read, or before
+    another run rebuilt a model table they read (the automation has yet to rebuild them: not at rest)."""
     commits = last_commits(db)
     out = []
-    for table in SPECS:
+    for table, spec in SPECS.items():
         newest = max((commits[o] for o in needs(table) if o in commits), default=None)
-        started = last_build_start(instance, table)
+        build = last_build(instance, table)
+        started = build[1] if build else None
         if newest is not None and (started is None or started <= newest):
             out.append(f"{table} (built {started}, mirror committed {newest})")
+            continue
+        for upstream in spec.after:
+            other = last_build(instance, upstream)
+            if build and other and other[0] != build[0] and (started is None or other[2] >= started):
+                out.append(f"{table} (built {started}, its input {upstream} rebuilt at {other[2]})")
+                break
     return out
 
 
