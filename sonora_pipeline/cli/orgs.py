@@ -105,13 +105,23 @@ def cmd_orgs_list(args: argparse.Namespace) -> int:
     registry = _registry(args)
     if registry is None:
         return 2
+    from sonora_pipeline.mirror.lake_purge import unregistered_data_folders
+
+    def state(name: str) -> str:
+        """The org's folder under warehouse_root, and with a local lake its data folder there (no catalog query:
+        listing stays cheap; `orgs purge NAME` reads the catalog)."""
+        if registry.ducklake is None or not registry.ducklake.is_local:
+            return _data_state(registry.org_folder(name))
+        lake_folder = Path(registry.ducklake.data_path) / name
+        return (f"work folder {_data_state(registry.org_folder(name))}; lake data "
+                f"{_data_state(lake_folder) if lake_folder.is_dir() else 'none'}")
+
     rows = [(entry.name, entry.instance_url, _credentials_state(entry),
              str(entry.settings_path) if entry.settings_path else "default (SONORA_CONFIG or built-in)",
-             _data_state(registry.org_folder(entry.name))) for entry in registry.orgs.values()]
-    rows += [(name, "-", "-", "-", f"entry skipped (below); {_data_state(registry.org_folder(name))}")
-             for name in registry.problems]
-    removed = registry.unregistered_folders()
-    rows += [(name, "-", "-", "-", f"removed — data kept ({_data_state(registry.org_folder(name))}), purge with "
+             state(entry.name)) for entry in registry.orgs.values()]
+    rows += [(name, "-", "-", "-", f"entry skipped (below); {state(name)}") for name in registry.problems]
+    removed = sorted(set(registry.unregistered_folders()) | set(unregistered_data_folders(registry)))
+    rows += [(name, "-", "-", "-", f"removed — data kept ({state(name)}), purge with "
               f"{PURGE_HINT.format(name=name)}") for name in removed]
     print(f"Registry {registry.path}: {len(registry.orgs)} org(s) to sync, {len(registry.problems)} entr"
           f"{'y' if len(registry.problems) == 1 else 'ies'} skipped, {len(removed)} removed; data folders under "
@@ -126,6 +136,9 @@ def cmd_orgs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_orgs_purge(args: argparse.Namespace) -> int:
+    """Delete a removed org's data: its folder under warehouse_root, and with a lake its catalog schema and data
+    folder too (mirror/lake_purge.py: schema first, so an interruption leaves only orphan files, and a re-run
+    finishes it)."""
     from filelock import FileLock, Timeout
 
     from sonora_pipeline.settings.registry import WAREHOUSE_FILE, org_name_problem
@@ -146,30 +159,83 @@ def cmd_orgs_purge(args: argparse.Namespace) -> int:
                       f"first (the sensor then stops its runs within one tick), then run {PURGE_HINT.format(name=name)}.")
     folder = registry.org_folder(name)
     root = registry.warehouse_root.resolve()
-    if not os.path.lexists(folder):
-        return refuse(f"there is no folder {folder} (org {name} has no data under {registry.warehouse_root}). "
-                      "Fix: check the name with `sonora-pipeline orgs list`.")
-    if folder.is_symlink() or not folder.is_dir() or folder.resolve().parent != root:
+    has_folder = os.path.lexists(folder)
+    if has_folder and (folder.is_symlink() or not folder.is_dir() or folder.resolve().parent != root):
         return refuse(f"{folder} is not a folder directly under {root} (a symlink or a file), so it is not an "
                       "org's namespace this command may delete. Fix: remove it by hand if it is yours.")
-    files, size = folder_size(folder)
+    lake = None
+    if registry.ducklake is not None:
+        from sonora_pipeline.mirror.lake import LakeLocation, LakeUnavailable
+        from sonora_pipeline.mirror.lake_purge import org_lake_data
+
+        try:
+            lake = org_lake_data(LakeLocation.for_org(registry.ducklake, name, folder))
+        except LakeUnavailable as err:
+            return refuse(f"{err}")
+    if not has_folder and (lake is None or lake.empty):
+        if lake is None:
+            return refuse(f"there is no folder {folder} (org {name} has no data under {registry.warehouse_root}). "
+                          "Fix: check the name with `sonora-pipeline orgs list`.")
+        return refuse(f"there is no folder {folder}, no schema '{name}' in the DuckLake catalog "
+                      f"{lake.location.catalog} and no data folder {lake.location.data_path} (org {name} has no data "
+                      "here). Fix: check the name with `sonora-pipeline orgs list`.")
+    files, size = folder_size(folder) if has_folder else (0, 0)
+    work = f"the work folder {folder} ({_count(files, size)}: its spool and extension links)" if lake else \
+        f"{folder} ({_count(files, size)})"
+    parts = _lake_parts(lake) + ([work] if has_folder else [])
     if not args.yes:
-        return refuse(f"this would delete {folder} ({_count(files, size)}: org {name}'s warehouse, "
-                      f"snapshots and spool). Fix: run {PURGE_HINT.format(name=name)} to delete it.")
-    # A run that started before the org left the registry may still be writing: its lock says so.
-    lock = FileLock(folder / f"{WAREHOUSE_FILE}.write.lock")
+        note = (" Runs of a removed org are cancelled by the change sensor within one tick; purge once Dagster's "
+                "Runs page shows none of its runs in progress (a run still committing would create its catalog "
+                "again)." if lake else "")
+        if lake and lake.remote:
+            note += (f" The Parquet files under {lake.location.data_path} (object storage) are not deleted by this "
+                     "command: remove that prefix with the storage's own tool.")
+        return refuse(f"this would delete org {name}'s data: {'; '.join(parts)}.{note} Fix: run "
+                      f"{PURGE_HINT.format(name=name)} to delete it.")
+    # A run that started before the org left the registry may still be writing a DuckDB file: its lock says so.
+    lock = FileLock(folder / f"{WAREHOUSE_FILE}.write.lock") if has_folder else None
     try:
-        lock.acquire(timeout=0)
+        if lock is not None:
+            lock.acquire(timeout=0)
     except Timeout:
         return refuse(f"a run of org {name} is still writing {folder / WAREHOUSE_FILE}. Fix: wait for it to end "
                       "(Dagster's Runs page) and purge again.")
     try:
-        shutil.rmtree(folder)
+        if lake is not None:
+            from sonora_pipeline.mirror.lake import LakeUnavailable
+            from sonora_pipeline.mirror.lake_purge import purge_org_lake
+
+            try:
+                purge_org_lake(lake.location)
+            except LakeUnavailable as err:
+                return refuse(f"{err}")
+        if has_folder:
+            shutil.rmtree(folder)
+    except OSError as err:
+        print(f"sonora-pipeline orgs purge: deleting org {name}'s files stopped ({err.strerror}: {err.filename}); "
+              + ("its catalog schema is already gone. " if lake else "") + f"Fix: the cause, then run {PURGE_HINT.format(name=name)} again to "
+              "finish.", file=sys.stderr)
+        return 1
     finally:
-        lock.release()
-    print(f"Deleted {folder} ({_count(files, size)}): all of org {name}'s data. Nothing else was "
-          "touched.")
+        if lock is not None:
+            lock.release()
+    remote = (f" The Parquet files under {lake.location.data_path} are in object storage, which this command "
+              "does not delete: remove that prefix with the storage's own tool." if lake and lake.remote else "")
+    print(f"Deleted {'; '.join(parts)}: all of org {name}'s data. Nothing else was touched.{remote}")
     return 0
+
+
+def _lake_parts(lake) -> list[str]:
+    """What of an org's lake data a purge deletes, in the order it goes (the catalog schema first)."""
+    if lake is None:
+        return []
+    parts = []
+    if lake.schema_exists:
+        parts.append(f"the DuckLake catalog schema '{lake.location.metadata_schema}' in {lake.location.catalog} "
+                     f"({lake.tables} table{'s' if lake.tables != 1 else ''}, last commit {lake.last_commit})")
+    if lake.folder is not None:
+        parts.append(f"the lake data folder {lake.folder} ({_count(lake.files, lake.size)})")
+    return parts
 
 
 def cross_org_sql(databases: dict[str, Path], attach: list[str] | None = None) -> str:
