@@ -2,7 +2,8 @@
 
 Why these three: removing an org from the registry stops its runs but keeps its data (a mistaken edit must
 cost nothing), so `list` shows what is registered, what is wrong and what was removed, and `purge` is the one
-explicit way to delete a removed org's folder, exactly that folder. `sql` prints the cross-org query for
+explicit way to delete a removed org's data, exactly that (its folder; with a DuckLake, its catalog schema and data
+folder too). `sql` prints the cross-org query for
 Sonora's staff: each org's file ATTACHed read-only and one view over them, a query rather than a copy.
 """
 
@@ -29,8 +30,9 @@ def add_orgs_parser(sub: argparse._SubParsersAction) -> None:
     listing = commands.add_parser("list", parents=[registry], help="registered orgs, their credentials source, "
                                   "settings and data folder; entries skipped and why; removed orgs' kept data")
     listing.set_defaults(func=cmd_orgs_list)
-    purge = commands.add_parser("purge", parents=[registry], help="delete the data folder of an org removed from "
-                                "the registry (<warehouse_root>/NAME/ and nothing else)")
+    purge = commands.add_parser("purge", parents=[registry], help="delete the data of an org removed from the registry "
+                                "(<warehouse_root>/NAME/; with a ducklake block also the catalog schema NAME and "
+                                "<data_path>/NAME/; nothing else)")
     purge.add_argument("name", metavar="NAME")
     purge.add_argument("--yes", action="store_true", help="really delete (without it, only say what would go)")
     purge.set_defaults(func=cmd_orgs_purge)
@@ -176,9 +178,11 @@ def cmd_orgs_purge(args: argparse.Namespace) -> int:
         if lake is None:
             return refuse(f"there is no folder {folder} (org {name} has no data under {registry.warehouse_root}). "
                           "Fix: check the name with `sonora-pipeline orgs list`.")
+        data = (f"(object storage under {lake.location.data_path} is not checked by this command)" if lake.remote
+                else f"and no data folder {lake.location.data_path}")
         return refuse(f"there is no folder {folder}, no schema '{name}' in the DuckLake catalog "
-                      f"{lake.location.catalog} and no data folder {lake.location.data_path} (org {name} has no data "
-                      "here). Fix: check the name with `sonora-pipeline orgs list`.")
+                      f"{lake.location.catalog} {data} (org {name} has no data here). Fix: check the name with "
+                      "`sonora-pipeline orgs list`.")
     files, size = folder_size(folder) if has_folder else (0, 0)
     work = f"the work folder {folder} ({_count(files, size)}: its spool and extension links)" if lake else \
         f"{folder} ({_count(files, size)})"
@@ -212,9 +216,9 @@ def cmd_orgs_purge(args: argparse.Namespace) -> int:
         if has_folder:
             shutil.rmtree(folder)
     except OSError as err:
+        done = "its catalog schema is already gone. " if lake else ""
         print(f"sonora-pipeline orgs purge: deleting org {name}'s files stopped ({err.strerror}: {err.filename}); "
-              + ("its catalog schema is already gone. " if lake else "") + f"Fix: the cause, then run {PURGE_HINT.format(name=name)} again to "
-              "finish.", file=sys.stderr)
+              f"{done}Fix: the cause, then run {PURGE_HINT.format(name=name)} again to finish.", file=sys.stderr)
         return 1
     finally:
         if lock is not None:

@@ -93,7 +93,7 @@ def test_purge_drops_the_removed_orgs_schema_and_data_and_nothing_of_another_org
     assert dry.returncode == 2 and "Nothing was deleted." in dry.stderr, dry.stderr
     count = len(files(data / "gone"))
     for words in ("the DuckLake catalog schema 'gone'", "tables, last commit",
-                  f"the lake data folder {data / 'gone'}", f"in {count} files", "cancelled by the change sensor",
+                  f"the lake data folder {data / 'gone'}", f"in {count} file{'s' if count != 1 else ''}", "cancelled by the change sensor",
                   "orgs purge gone --yes"):
         assert words in dry.stderr, (words, dry.stderr)
     assert {"acme", "gone"} <= schemas(pg, database) and (data / "gone").is_dir() and (root / "gone").is_dir()
