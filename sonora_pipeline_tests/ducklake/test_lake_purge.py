@@ -89,14 +89,15 @@ def test_purge_drops_the_removed_orgs_schema_and_data_and_nothing_of_another_org
     row = next(line for line in listed.stdout.splitlines() if line.startswith("gone "))
     assert "removed — data kept" in row and "lake data" in row and "orgs purge gone --yes" in row
 
+    before = files(registry.parent)
     dry = orgs_cli(registry, "purge", "gone")
     assert dry.returncode == 2 and "Nothing was deleted." in dry.stderr, dry.stderr
     count = len(files(data / "gone"))
-    for words in ("the DuckLake catalog schema 'gone'", "tables, last commit",
-                  f"the lake data folder {data / 'gone'}", f"in {count} file{'s' if count != 1 else ''}", "cancelled by the change sensor",
+    for words in ("the DuckLake catalog schema 'gone'", "tables, last commit", f"the lake data folder {data / 'gone'}",
+                  f"in {count} file{'s' if count != 1 else ''}", "cancelled by the change sensor",
                   "orgs purge gone --yes"):
         assert words in dry.stderr, (words, dry.stderr)
-    assert {"acme", "gone"} <= schemas(pg, database) and (data / "gone").is_dir() and (root / "gone").is_dir()
+    assert {"acme", "gone"} <= schemas(pg, database) and files(registry.parent) == before
 
     purged = orgs_cli(registry, "purge", "gone", "--yes")
     assert purged.returncode == 0, purged.stderr
