@@ -38,7 +38,8 @@ SNAPSHOT_FILE = "warehouse-analyst.duckdb"
 # A name is a Dagster partition key, a folder and a DuckDB ATTACH alias: plain lower-case identifiers only,
 # none that DuckDB or our schemas already use (an alias `sonora` would make `sonora.customers` ambiguous).
 ORG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-RESERVED_NAMES = frozenset({"salesforce", "sonora", "main", "warehouse", "memory", "system", "temp"})
+RESERVED_NAMES = frozenset({"salesforce", "sonora", "main", "warehouse", "memory", "system", "temp",
+                            "public", "information_schema"})  # the last two: PostgreSQL's, where a lake's catalog lives
 ENTRY_KEYS = ("instance_url", "credentials", "settings", "ca_bundle", "api_version")
 CREDENTIALS_KEYS = ("file", "env")
 TOP_KEYS = ("warehouse_root", "ducklake", "orgs")
@@ -121,7 +122,7 @@ def org_name_problem(name: Any) -> str | None:
         return (f"{described(name)} is not a valid org name; use 1 to 40 lower-case letters, digits or _, "
                 "starting with a letter (e.g. acme_sandbox): it is a folder, a Dagster partition and a DuckDB name")
     if name in RESERVED_NAMES:
-        return (f"'{name}' is reserved (DuckDB or the warehouse use it: {', '.join(sorted(RESERVED_NAMES))}); "
+        return (f"'{name}' is reserved (DuckDB, the warehouse or a DuckLake catalog in PostgreSQL use it: {', '.join(sorted(RESERVED_NAMES))}); "
                 f"pick another name, e.g. {name}_org")
     return None
 

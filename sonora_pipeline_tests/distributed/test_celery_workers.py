@@ -5,6 +5,9 @@ sensor and run queue deciding what runs when.
 - Orgs are imported by the two workers (6 in the suite, to keep CI inside its 20 minutes: a run costs ~14 CPU-s
   of a worker whatever the org's size; `SONORA_DISTRIBUTED_ORGS=20` for the issue's twenty): each mirror equals its org, both workers executed runs (the
   task's worker name as the result backend keeps it), no two runs of one org overlapped.
+- One org's runs contend for the per-org limit: two re-syncs launched at once (`dagster job launch`, as a
+  person asks for one) while the sensor sees the org's changes. The queue holds one while the other runs,
+  although worker slots are free; they run one after the other and the mirror equals the org.
 - The pool process executing a run is killed with SIGKILL mid-run: Celery records its task as failed
   (WorkerLostError), the daemon's run monitoring sees that through the launcher's health check and fails the
   run, run retries start it again from the failed steps, and the mirror ends equal to the org, nothing
@@ -19,12 +22,14 @@ The module shares one deployment (one PostgreSQL, Redis, daemon, two workers): t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -35,6 +40,8 @@ from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 from sonora_pipeline.localorg.fleet import LocalOrgFleet, tiny_specs
 from sonora_pipeline.mirror.names import table_name_for
 from sonora_pipeline_tests.distributed.helpers import (
+    BIN,
+    ROOT,
     deployment_environment,
     distributed_home,
     open_instance,
@@ -51,6 +58,7 @@ TICK = 5
 ORGS = int(os.environ.get("SONORA_DISTRIBUTED_ORGS", "6"))
 VICTIM = "org02"
 LOST_WITH_ITS_WORKER = "org03"
+CONTESTED = "org04"
 MONITORING_POLL_SECONDS = 5  # deploy/distributed/dagster.yaml run_monitoring.poll_interval_seconds
 OBJECTS = ("Account", "Contact", "Opportunity", "Case", "CaseComment", "Task", "Event", "User")
 SUCCESS = dg.DagsterRunStatus.SUCCESS
@@ -97,6 +105,7 @@ class Deployment:
     root: Path
     folder: Path
     imported_in: float
+    env: dict[str, str]
 
     @property
     def names(self) -> list[str]:
@@ -166,7 +175,7 @@ def imported_orgs(tmp_path_factory) -> Iterator[Deployment]:
                 names = [spec.name for spec in fleet.specs]
                 wait_for(f"{ORGS} initial imports", lambda: all(succeeded(instance, n) for n in names)
                          and not busy(instance), 900, folder / "daemon.log", describe=lambda: statuses(instance))
-                yield Deployment(fleet, instance, processes, root, folder, time.monotonic() - started)
+                yield Deployment(fleet, instance, processes, root, folder, time.monotonic() - started, env)
         finally:
             os.environ.clear()
             os.environ.update(saved)
@@ -185,6 +194,47 @@ def test_orgs_imported_by_two_celery_workers(imported_orgs):
         assert overlaps(org_runs(instance, name)) == [], f"{name}: runs overlap"
         assert mirror_problems(deployment.fleet, deployment.root, name) == [], name
     print(f"{ORGS} orgs imported by 2 Celery workers in {deployment.imported_in:.0f} s")
+
+
+def launch_resync(env: dict[str, str], org: str, since: str, cwd: Path) -> subprocess.Popen:
+    """A re-sync of the org from `since` (a UTC day), queued as a person launches one from the command line."""
+    tags = {"dagster/partition": org, "sonora/org": org, "sonora/resync_from": since, "sonora/trigger": "manual"}
+    return subprocess.Popen([str(BIN / "dagster"), "job", "launch", "-w", str(ROOT / "workspace.yaml"), "-j",
+                             "salesforce_sync_job", "--tags", json.dumps(tags)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.timeout(300)
+def test_runs_of_one_org_contend_for_its_limit(imported_orgs):
+    deployment, instance = imported_orgs, imported_orgs.instance
+    log = deployment.folder / "daemon.log"
+    org = deployment.fleet.org(CONTESTED)
+    before = {r.dagster_run.run_id for r in org_runs(instance, CONTESTED)}
+    for rid in [r[0] for r in org.store.conn.execute('SELECT "Id" FROM "Account" ORDER BY "Id" LIMIT 2').fetchall()]:
+        org.update("Account", rid, {"Name": "Changed while two re-syncs queue"})
+    org.advance_clock(8)
+    since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    launches = [launch_resync(deployment.env, CONTESTED, since, deployment.folder) for _ in range(2)]
+    for launch in launches:
+        output = launch.communicate(timeout=120)[0].decode(errors="replace")
+        assert launch.returncode == 0, output[-2000:]
+
+    def settled():
+        records = [r for r in org_runs(instance, CONTESTED) if r.dagster_run.run_id not in before]
+        manual = [r for r in records if r.dagster_run.tags.get("sonora/trigger") == "manual"]
+        return records if len(manual) == 2 and all(r.dagster_run.is_finished for r in records) else None
+
+    records = wait_for(f"{CONTESTED}'s re-syncs", settled, 240, log, describe=lambda: statuses(instance))
+    assert all(r.dagster_run.status == SUCCESS for r in records), [(r.dagster_run.run_id, r.dagster_run.status)
+                                                                  for r in records]
+    assert overlaps(org_runs(instance, CONTESTED)) == []
+    # Contended: a run was waiting in the queue (created) while another of the org ran, and started only
+    # after that one ended.
+    held = [(a.dagster_run.run_id, b.dagster_run.run_id) for a in records for b in records
+            if a is not b and a.create_timestamp.timestamp() < b.end_time <= a.start_time]
+    assert held, [(r.dagster_run.run_id, r.create_timestamp, r.start_time, r.end_time) for r in records]
+    assert mirror_problems(deployment.fleet, deployment.root, CONTESTED) == []
+    print(f"{len(records)} runs of {CONTESTED} ({len(held)} held by its limit) ran one at a time")
 
 
 @pytest.mark.sigkill_trial
