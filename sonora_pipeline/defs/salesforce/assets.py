@@ -15,9 +15,10 @@ from sonora_pipeline.defs.orgs import MULTI_ORG, ORG_PARTITIONS, step_org
 from sonora_pipeline.defs.partitions import sync_window
 from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import SalesforceResource, WarehouseResource
-from sonora_pipeline.defs.salesforce.org_sync import org_materialize_result, org_window
+from sonora_pipeline.defs.salesforce.org_sync import org_materialize_result, org_window, requested_range
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
 from sonora_pipeline.mirror.names import RAW_SCHEMA, table_name_for
+from sonora_pipeline.mirror.state import ObjectState
 from sonora_pipeline.mirror.tables import column_docs
 from sonora_pipeline.salesforce.describe import ObjectSchema
 from sonora_pipeline.salesforce.errors import SalesforceError
@@ -219,10 +220,16 @@ def build_org_object_asset(object_name: str) -> dg.AssetsDefinition:
             except ValueError as err:
                 raise dg.Failure(description=f"Run config initial_import {err}") from None
         db_path = warehouse.db_path(org)
-        window = org_window(context.run.tags, current_state(db_path, object_name))
+        requested_range(context.run.tags)  # bad run tags are refused before any call to the org
+        chosen: list[tuple | None] = [None]
+
+        def window_from(state: ObjectState) -> tuple | None:
+            chosen[0] = org_window(context.run.tags, state)
+            return chosen[0]
+
         try:
             result = sync_object(
-                salesforce.client(context.log, org=org), db_path, object_name, effective, window=window,
+                salesforce.client(context.log, org=org), db_path, object_name, effective, window=window_from,
                 partition_key=org, run_id=context.run.run_id, log=context.log,
                 force_initial=config.redo_initial_import)
         except SalesforceError as err:
@@ -232,7 +239,7 @@ def build_org_object_asset(object_name: str) -> dg.AssetsDefinition:
             f"{org} {object_name}: {result.rows_read:,} rows read, {result.rows_upserted:,} inserted or updated, "
             f"{result.deletes:,} newly marked deleted; {result.rows_in_table:,} rows in the table; "
             f"{result.api_calls} API calls via {result.method} in {result.seconds:.1f} s")
-        return org_materialize_result(result, org, window, column_schema)
+        return org_materialize_result(result, org, chosen[0], column_schema)
 
     return _org_object_asset
 
