@@ -43,7 +43,7 @@ def flows(tmp_path_factory):
     with running_org(tmp_path_factory.mktemp("comments-org"), records=400, seed=5) as org:
         org.advance_clock(SETTINGS.sync.lag_seconds + 3)
         db = tmp_path_factory.mktemp("comments") / "w.duckdb"
-        metadata = {}
+        metadata, checks = {}, {}
         with dg.instance_for_test() as instance:
             for assets, partition in ((OBJECT_ASSETS, org.clock.now().strftime("%Y-%m-%d")), (MODEL_ASSETS, None)):
                 result = dg.materialize(assets, resources=resources_for(org, db), instance=instance,
@@ -51,9 +51,10 @@ def flows(tmp_path_factory):
                 assert result.success
                 metadata.update({e.asset_key: e.materialization.metadata
                                  for e in result.get_asset_materialization_events()})
+                checks.update({(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()})
         with duckdb.connect(str(db)) as conn:
             compute_plan(conn, suite_settings_with(writeback={"enabled": True}))  # creates the ledger
-        yield org, db, metadata
+        yield org, db, metadata, checks
 
 
 def undocumented(db) -> list[str]:
@@ -75,7 +76,7 @@ def comments(db, schema: str, table: str) -> dict[str, str]:
 
 
 def test_every_table_and_column_of_both_schemas_has_a_comment(flows):
-    org, db, _ = flows
+    org, db, _, _ = flows
     tables = {tuple(r) for r in query(db, "SELECT schema_name, table_name FROM duckdb_tables() "
                                           "WHERE list_contains(?, schema_name)", [list(SCHEMAS)])}
     # The flows made what the check is about: model, history, ledger, mirror (a custom object too), state.
@@ -87,7 +88,7 @@ def test_every_table_and_column_of_both_schemas_has_a_comment(flows):
 
 
 def test_mapped_and_settings_named_fields_carry_their_salesforce_label(flows):
-    org, db, _ = flows
+    org, db, _, _ = flows
     settings = suite_settings()
     account, contact = org.catalog.object("Account"), org.catalog.object("Contact")
     customers, people = comments(db, "sonora", "customers"), comments(db, "sonora", "people")
@@ -106,7 +107,7 @@ def test_mapped_and_settings_named_fields_carry_their_salesforce_label(flows):
 
 
 def test_dagster_column_schemas_show_the_same_text(flows):
-    org, db, metadata = flows
+    org, db, metadata, _ = flows
     label = org.catalog.object("Account").field_named("Tier__c").label
     for asset in MODEL_ASSETS:
         key = asset.key
@@ -133,7 +134,7 @@ def test_dagster_column_schemas_show_the_same_text(flows):
 def test_comments_come_back_after_rebuilds_retyping_and_blanking(flows, tmp_path):
     """A copy of the warehouse as an older version would have left it: comments blank, a number column
     DOUBLE. The next sync commit and model build restore every comment (and the column's exact type)."""
-    org, db, _ = flows
+    org, db, _, _ = flows
     copy = tmp_path / "older.duckdb"
     shutil.copyfile(db, copy)
     settings = suite_settings()
@@ -163,3 +164,21 @@ def test_comments_come_back_after_rebuilds_retyping_and_blanking(flows, tmp_path
                        "AND column_name = 'ARR__c'") == [(arr_type,)]
     assert comments(copy, "salesforce", "account") == comments(db, "salesforce", "account")
     assert comments(copy, "sonora", "customers") == comments(db, "sonora", "customers")
+
+
+def test_the_model_checks_run_in_their_tables_builds_and_pass(flows):
+    """Each check runs in its table's build step, on the table just built, and is recorded against it."""
+    _, db, _, checks = flows
+    expected = {(model_key(t), name) for t, names in {
+        "customers": ["customer_ids_unique"], "people": ["people_point_at_customers"],
+        "touchpoints": ["touchpoints_point_at_customers"], "health_scores": ["health_scores_in_range"],
+        "ecsat": ["ecsat_in_range"]}.items() for name in names}
+    assert set(checks) == expected
+    assert [key for key, evaluation in checks.items() if not evaluation.passed] == []
+    with duckdb.connect(str(db), read_only=True) as conn:
+        customers, people = conn.execute("SELECT (SELECT count(*) FROM sonora.customers), "
+                                         "(SELECT count(*) FROM sonora.people)").fetchone()
+    assert customers > 0 and people > 0
+    unique = checks[(model_key("customers"), "customer_ids_unique")].metadata
+    assert unique["rows"].value == customers and unique["duplicates"].value == 0
+    assert checks[(model_key("people"), "people_point_at_customers")].metadata["rows"].value == people

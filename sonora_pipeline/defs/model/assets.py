@@ -2,22 +2,25 @@
 rebuilt from the mirror whenever the objects it reads change, with checks that keep it trustworthy."""
 
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import dagster as dg
+import duckdb
 
-from sonora_pipeline.defs.orgs import MULTI_ORG, ORG_PARTITIONS, org_of, step_org
+from sonora_pipeline.defs.orgs import MULTI_ORG, ORG_PARTITIONS, step_org
 from sonora_pipeline.defs.pools import DUCKDB_WRITER
 from sonora_pipeline.defs.resources import WarehouseResource
 from sonora_pipeline.defs.salesforce.assets import asset_key_for
 from sonora_pipeline.defs.salesforce.sensors import automation_status, tick_seconds
 from sonora_pipeline.defs.settings import SETTINGS, SettingsResource
 from sonora_pipeline.mirror.names import object_for_table
-from sonora_pipeline.mirror.warehouse import read_connection, write_connection
+from sonora_pipeline.mirror.warehouse import write_connection
 from sonora_pipeline.model.build import SPECS, MirrorMissing, build_table
 from sonora_pipeline.model.docs import TABLES, describe_columns
 from sonora_pipeline.model.statements import MODEL_SCHEMA
-from sonora_pipeline.settings import STANDARD_OBJECTS, SettingsError
+from sonora_pipeline.settings import STANDARD_OBJECTS, Settings, SettingsError
 
 
 class InputsNewerThanLastBuild(dg.AutomationCondition):
@@ -122,6 +125,8 @@ def build_model_asset(table: str) -> dg.AssetsDefinition:
         pool=None if MULTI_ORG else DUCKDB_WRITER,
         partitions_def=ORG_PARTITIONS if MULTI_ORG else None,
         backfill_policy=dg.BackfillPolicy.multi_run(1) if MULTI_ORG else None,
+        check_specs=[dg.AssetCheckSpec(c.name, asset=model_key(table), description=c.description,
+                                       blocking=c.blocking) for c in MODEL_CHECKS.get(table, [])],
     )
     def _model_asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                      settings: SettingsResource) -> dg.MaterializeResult:
@@ -131,74 +136,79 @@ def build_model_asset(table: str) -> dg.AssetsDefinition:
             with write_connection(warehouse.db_path(org)) as conn:
                 rows = build_table(conn, table, current, _today())
                 schema = _column_schema(conn, table)
+                checks = [check.evaluate(conn, current) for check in MODEL_CHECKS.get(table, [])]
         except (SettingsError, MirrorMissing) as err:
             raise dg.Failure(description=str(err)) from None
         context.log.info(f"sonora.{table}: {rows:,} rows")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": rows, "dagster/table_name": f"{MODEL_SCHEMA}.{table}", "dagster/column_schema": schema,
-        })
+        }, check_results=checks)
 
     return _model_asset
 
 
-MODEL_ASSETS = [build_model_asset(t) for t in SPECS]
+@dataclass(frozen=True)
+class ModelCheck:
+    """A check of a model table, run in the table's own build step on the connection that built it: a step
+    of its own cost a Dagster step and another opening of the DuckDB file for one query."""
+
+    name: str
+    description: str
+    evaluate: Callable[[duckdb.DuckDBPyConnection, Settings], dg.AssetCheckResult]
+    blocking: bool = False
 
 
-def _scalar(warehouse: WarehouseResource, sql: str, params=None, org: str | None = None):
-    with read_connection(warehouse.db_path(org)) as conn:
-        return conn.execute(sql, params or []).fetchone()
-
-
-@dg.asset_check(asset=model_key("customers"), blocking=True,
-                description="Every customer appears once (external_id = Account Id is unique).")
-def customer_ids_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    total, distinct = _scalar(warehouse, f"SELECT count(*), count(DISTINCT external_id) FROM {MODEL_SCHEMA}.customers",
-                              org=org_of(context))
-    return dg.AssetCheckResult(passed=total == distinct and total > 0 or total == 0,
+def _customer_ids_unique(conn: duckdb.DuckDBPyConnection, _: Settings) -> dg.AssetCheckResult:
+    total, distinct = conn.execute(
+        f"SELECT count(*), count(DISTINCT external_id) FROM {MODEL_SCHEMA}.customers").fetchone()
+    return dg.AssetCheckResult(check_name="customer_ids_unique", passed=total == distinct,
                                metadata={"rows": total, "duplicates": total - distinct})
 
 
-def _links_check(table: str, id_column: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=model_key(table), name=f"{table}_point_at_customers",
-                    description=f"Every row of sonora.{table} points at an existing customer, or is flagged "
-                                "(has_customer = false).")
-    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        dangling, flagged, total = _scalar(warehouse, f"""
+def _links_check(table: str) -> ModelCheck:
+    def evaluate(conn: duckdb.DuckDBPyConnection, _: Settings) -> dg.AssetCheckResult:
+        dangling, flagged, total = conn.execute(f"""
             SELECT count(*) FILTER (WHERE t.customer_id IS NOT NULL AND c.external_id IS NULL),
                    count(*) FILTER (WHERE NOT t.has_customer), count(*)
-            FROM {MODEL_SCHEMA}.{table} t LEFT JOIN {MODEL_SCHEMA}.customers c ON c.external_id = t.customer_id""",
-                                           org=org_of(context))
-        return dg.AssetCheckResult(passed=dangling == 0, metadata={
+            FROM {MODEL_SCHEMA}.{table} t LEFT JOIN {MODEL_SCHEMA}.customers c ON c.external_id = t.customer_id"""
+                                             ).fetchone()
+        return dg.AssetCheckResult(check_name=f"{table}_point_at_customers", passed=dangling == 0, metadata={
             "rows": total, "dangling": dangling, "flagged_without_customer": flagged})
 
-    return _check
+    return ModelCheck(f"{table}_point_at_customers",
+                      f"Every row of sonora.{table} points at an existing customer, or is flagged "
+                      "(has_customer = false).", evaluate)
 
 
-@dg.asset_check(asset=model_key("health_scores"), description="Scores and their measures are within 0-100 and "
-                "bands agree with the settings' thresholds.")
-def health_scores_in_range(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                           settings: SettingsResource) -> dg.AssetCheckResult:
-    org = org_of(context)
-    bands = settings.for_run(org).health.bands
-    green, yellow = bands.green, bands.yellow
-    bad = _scalar(warehouse, f"""
+def _health_scores_in_range(conn: duckdb.DuckDBPyConnection, settings: Settings) -> dg.AssetCheckResult:
+    bands = settings.health.bands
+    bad = conn.execute(f"""
         SELECT count(*) FROM {MODEL_SCHEMA}.health_scores WHERE
             (score IS NOT NULL AND (score < 0 OR score > 100))
             OR greatest(coalesce(engagement, 0), coalesce(support, 0), coalesce(commercial, 0), coalesce(sentiment, 0)) > 100
             OR least(coalesce(engagement, 0), coalesce(support, 0), coalesce(commercial, 0), coalesce(sentiment, 0)) < 0
-            OR (score >= ? AND band != 'green') OR (score < ? AND band != 'red')""", [green, yellow], org=org)[0]
-    return dg.AssetCheckResult(passed=bad == 0, metadata={"out_of_range": bad})
+            OR (score >= ? AND band != 'green') OR (score < ? AND band != 'red')""",
+                       [bands.green, bands.yellow]).fetchone()[0]
+    return dg.AssetCheckResult(check_name="health_scores_in_range", passed=bad == 0, metadata={"out_of_range": bad})
 
 
-@dg.asset_check(asset=model_key("ecsat"), description="eCSAT is within 0-100.")
-def ecsat_in_range(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    bad = _scalar(warehouse, f"SELECT count(*) FROM {MODEL_SCHEMA}.ecsat WHERE ecsat < 0 OR ecsat > 100",
-                  org=org_of(context))[0]
-    return dg.AssetCheckResult(passed=bad == 0, metadata={"out_of_range": bad})
+def _ecsat_in_range(conn: duckdb.DuckDBPyConnection, _: Settings) -> dg.AssetCheckResult:
+    bad = conn.execute(f"SELECT count(*) FROM {MODEL_SCHEMA}.ecsat WHERE ecsat < 0 OR ecsat > 100").fetchone()[0]
+    return dg.AssetCheckResult(check_name="ecsat_in_range", passed=bad == 0, metadata={"out_of_range": bad})
 
 
-MODEL_CHECKS = [customer_ids_unique, _links_check("people", "person_id"), _links_check("touchpoints", "touchpoint_id"),
-                health_scores_in_range, ecsat_in_range]
+MODEL_CHECKS: dict[str, list[ModelCheck]] = {
+    "customers": [ModelCheck("customer_ids_unique", "Every customer appears once (external_id = Account Id is "
+                             "unique).", _customer_ids_unique, blocking=True)],
+    "people": [_links_check("people")],
+    "touchpoints": [_links_check("touchpoints")],
+    "health_scores": [ModelCheck("health_scores_in_range", "Scores and their measures are within 0-100 and bands "
+                                 "agree with the settings' thresholds.", _health_scores_in_range)],
+    "ecsat": [ModelCheck("ecsat_in_range", "eCSAT is within 0-100.", _ecsat_in_range)],
+}
+
+
+MODEL_ASSETS = [build_model_asset(t) for t in SPECS]
 
 customer_model_job = dg.define_asset_job("customer_model_job", selection=dg.AssetSelection.groups("customer_model"),
                                          description="Rebuild the customer model from the mirror (no Salesforce calls).")
@@ -220,5 +230,5 @@ with warnings.catch_warnings():
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(assets=MODEL_ASSETS, asset_checks=MODEL_CHECKS, jobs=[customer_model_job],
+    return dg.Definitions(assets=MODEL_ASSETS, jobs=[customer_model_job],
                           sensors=[] if MULTI_ORG else [customer_model_automation])
