@@ -12,8 +12,8 @@ sensor on. The phase ends when every org has a successful run. Printed:
 
   wall        daemon start -> last run ended
   runs/min    runs / (first run started -> last run ended)
-  CPU/run     CPU seconds of the worker processes (celery main + pool processes) per run, and of the daemon
-              (sensor, queue, monitoring, its code server) per run, from /proc
+  CPU/run     CPU seconds of the worker processes (celery main + pool processes) per run, of the daemon
+              (sensor, queue, monitoring, its code server) per run, and of PostgreSQL and PgBouncer, from /proc
   per run     queued (created -> started) and run (started -> ended), mean / max
   projection  runs one worker completes per hour at the measured rate, and workers needed for 1,000 orgs
               synced hourly (an hourly incremental run has the same steps as these small imports: the objects
@@ -26,6 +26,7 @@ little gain; the projection uses the CPU per run, which is what a worker on its 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -48,7 +49,7 @@ from orgs_common import (  # noqa: E402
     write_registry,
 )
 
-from sonora_pipeline_tests.services import postgres_server, redis_server  # noqa: E402
+from sonora_pipeline_tests.services import pgbouncer_server, postgres_server, redis_server  # noqa: E402
 
 SETTINGS = {"sync": {"initial_import": "all", "lag_seconds": 5}}
 DEPLOY = ROOT / "deploy" / "distributed"
@@ -81,6 +82,12 @@ def cpu_seconds(pids: set[int]) -> float:
     return total / TICKS_PER_SECOND
 
 
+def servers_cpu_seconds(pg, storage) -> float:
+    """CPU of PostgreSQL (the postmaster and every backend it forked, live or reaped) and of PgBouncer."""
+    total = cpu_seconds(tree(pg.server_pid))
+    return total + (cpu_seconds(tree(storage.pid)) if storage is not pg else 0.0)
+
+
 def start_worker(name: str, env: dict, log: Path, cwd: Path) -> subprocess.Popen:
     out = open(log, "wb")
     worker = subprocess.Popen([str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y",
@@ -95,7 +102,7 @@ def start_worker(name: str, env: dict, log: Path, cwd: Path) -> subprocess.Popen
     return worker
 
 
-def phase(work: Path, pg, redis, workers: int, orgs: int, records: int, timeout: float) -> dict:
+def phase(work: Path, pg, storage, redis, workers: int, orgs: int, records: int, timeout: float) -> dict:
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
@@ -112,7 +119,7 @@ def phase(work: Path, pg, redis, workers: int, orgs: int, records: int, timeout:
         config["concurrency"]["runs"]["max_concurrent_runs"] = workers * CONCURRENCY  # every slot, no more
         (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         env = environment(registry, home, SONORA_AUTOMATION="on", SONORA_TICK_SECONDS="5")
-        env.update({"SONORA_DAGSTER_PG_URL": pg.url(database), "SONORA_CELERY_BROKER": redis.url(redis_db),
+        env.update({"SONORA_DAGSTER_PG_URL": storage.url(database), "SONORA_CELERY_BROKER": redis.url(redis_db),
                     "SONORA_CELERY_BACKEND": redis.url(redis_db + 1),
                     "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")])})
         os.environ.update({k: env[k] for k in ("SONORA_DAGSTER_PG_URL", "SONORA_CELERY_BROKER",
@@ -121,6 +128,7 @@ def phase(work: Path, pg, redis, workers: int, orgs: int, records: int, timeout:
             pools = [start_worker(f"worker{i}", env, work / f"worker{i}.log", work) for i in range(1, workers + 1)]
             started_processes += pools
             time.sleep(6)  # the orgs' records are older than the settings' 5 s lag
+            servers_before = servers_cpu_seconds(pg, storage)
             started = time.time()
             daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
                                       cwd=work, env=env, stdout=open(work / "daemon.log", "wb"),
@@ -136,6 +144,7 @@ def phase(work: Path, pg, redis, workers: int, orgs: int, records: int, timeout:
                 time.sleep(2)
             worker_cpu = sum(cpu_seconds(tree(p.pid)) for p in pools)
             daemon_cpu = cpu_seconds(tree(daemon.pid))
+            servers_cpu = servers_cpu_seconds(pg, storage) - servers_before
             runs = instance.get_run_records()
             failed = [r for r in runs if r.dagster_run.status == dg.DagsterRunStatus.FAILURE]
             # Each org's import: its first successful run (the sensor may already have asked for a second,
@@ -151,7 +160,7 @@ def phase(work: Path, pg, redis, workers: int, orgs: int, records: int, timeout:
             return {"workers": workers, "orgs": orgs, "runs": len(runs), "started_runs": started_runs,
                     "failed": len(failed),
                     "wall_s": last_end - started, "busy_s": last_end - first_start,
-                    "worker_cpu_s": worker_cpu, "daemon_cpu_s": daemon_cpu,
+                    "worker_cpu_s": worker_cpu, "daemon_cpu_s": daemon_cpu, "servers_cpu_s": servers_cpu,
                     "queued": [r.start_time - r.create_timestamp.timestamp() for r in done],
                     "run": [r.end_time - r.start_time for r in done]}
     finally:
@@ -170,7 +179,8 @@ def report(result: dict) -> None:
           f" | run {statistics.mean(result['run']):.1f} / {max(result['run']):.1f}")
     started = result["started_runs"]
     print(f"  CPU per run ({started} runs started): workers {result['worker_cpu_s'] / started:.1f} s, "
-          f"daemon {result['daemon_cpu_s'] / started:.1f} s")
+          f"daemon {result['daemon_cpu_s'] / started:.1f} s, PostgreSQL (and PgBouncer) "
+          f"{result['servers_cpu_s'] / started:.1f} s")
 
 
 def main() -> None:
@@ -179,13 +189,20 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--direct", action="store_true",
+                        help="Dagster's storage straight to PostgreSQL (a server process forked per query) instead of "
+                             "through PgBouncer, as the README advises")
     args = parser.parse_args()
     print(f"load average before: {load_average()} ({os.cpu_count()} cores)", flush=True)
     results = []
-    with tempfile.TemporaryDirectory(prefix="sonora-distributed-") as tmp, postgres_server() as pg, \
-            redis_server() as redis:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="sonora-distributed-"))
+        pg = stack.enter_context(postgres_server())
+        storage = pg if args.direct else stack.enter_context(pgbouncer_server(pg))
+        redis = stack.enter_context(redis_server())
+        print(f"Dagster's storage: {'PostgreSQL directly' if args.direct else 'through PgBouncer'}", flush=True)
         for workers in args.workers:
-            results.append(phase(Path(tmp) / f"w{workers}", pg, redis, workers, args.orgs, args.records,
+            results.append(phase(Path(tmp) / f"w{workers}", pg, storage, redis, workers, args.orgs, args.records,
                                  args.timeout))
             report(results[-1])
             print(f"load average: {load_average()}", flush=True)

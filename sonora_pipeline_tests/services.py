@@ -11,6 +11,7 @@ until Ctrl-C: what the README's "Scaling out" commands use on a machine with no 
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import glob
 import os
@@ -47,10 +48,30 @@ class Postgres:
         """A libpq connection string, as DuckLake's `ducklake:postgres:` catalog takes it."""
         return f"dbname={database} host={self.host} port={self.port} user={self.user}"
 
+    @property
+    def server_pid(self) -> int:
+        """The postmaster's pid (it forks a backend per connection and reaps them: its children's CPU is theirs)."""
+        return int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+
     def create_database(self, name: str) -> str:
         _run_as_owner([_pg_bin("psql"), "-h", self.host, "-p", str(self.port), "-U", self.user, "-d", "postgres",
                        "-v", "ON_ERROR_STOP=1", "-qc", f'CREATE DATABASE "{name}"'], self.folder)
         return name
+
+
+@dataclass(frozen=True)
+class PgBouncer:
+    """PgBouncer in transaction mode in front of a `Postgres`: Dagster's storages open a new connection for
+    every query (SQLAlchemy's NullPool, hard-coded in dagster-postgres), which PostgreSQL answers by forking a
+    backend each time; PgBouncer answers them from a few server connections it keeps open."""
+
+    host: str
+    port: int
+    user: str
+    pid: int  # of the process started (runuser's under root; pgbouncer is its child)
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg2://{self.user}@{self.host}:{self.port}/{database}"
 
 
 @dataclass(frozen=True)
@@ -145,6 +166,58 @@ def postgres_server(user: str = "sonora") -> Iterator[Postgres]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+PGBOUNCER_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "distributed" / "pgbouncer.ini"
+
+
+def _pgbouncer_config(pg: Postgres, port: int, folder: Path) -> str:
+    """deploy/distributed/pgbouncer.ini (its pooling as the README gives it) with this machine's parts: every
+    database of `pg`, a loopback port, trust authentication (as `pg` has), files in `folder`."""
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(PGBOUNCER_CONFIG)
+    config["databases"] = {"*": f"host={pg.host} port={pg.port}"}
+    config["pgbouncer"].update({"listen_addr": "127.0.0.1", "listen_port": str(port), "unix_socket_dir": "",
+                                "auth_type": "trust", "auth_file": str(folder / "users.txt"),
+                                "logfile": str(folder / "pgbouncer.log"), "pidfile": str(folder / "pgbouncer.pid")})
+    lines = []
+    for section in config.sections():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {value}" for key, value in config[section].items()]
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def pgbouncer_server(pg: Postgres) -> Iterator[PgBouncer]:
+    """PgBouncer (Debian's package) on a free loopback port, pooling connections to `pg` per database and user
+    (transaction mode, trust on loopback as `pg` has). Like PostgreSQL it refuses root, so it runs as `postgres`."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).exists():
+        raise ServiceUnavailable("pgbouncer is not installed. Fix: scripts/install-services")
+    folder = Path(tempfile.mkdtemp(prefix="sonora-pgbouncer-"))
+    owner = _server_owner()
+    port = free_port()
+    config = folder / "pgbouncer.ini"
+    config.write_text(_pgbouncer_config(pg, port, folder))
+    (folder / "users.txt").write_text(f'"{pg.user}" ""\n')
+    if owner:
+        for path in (folder, config, folder / "users.txt"):
+            shutil.chown(path, owner)
+    command = [binary, "--quiet", str(config)]
+    process = subprocess.Popen(["runuser", "-u", owner, "--", *command] if owner else command,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_port(port, process, "PgBouncer", folder / "pgbouncer.log")
+        yield PgBouncer("127.0.0.1", port, pg.user, process.pid)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)  # immediate shutdown (SIGINT waits for clients to leave)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def redis_server() -> Iterator[Redis]:
     """A Redis server with nothing saved to disk, on a free loopback port."""
@@ -172,10 +245,11 @@ def redis_server() -> Iterator[Redis]:
 
 
 def main() -> None:
-    with postgres_server() as pg, redis_server() as redis:
+    with postgres_server() as pg, pgbouncer_server(pg) as bouncer, redis_server() as redis:
         print(f"PostgreSQL: {pg.url('postgres')}  (libpq: {pg.libpq('postgres')})")
+        print(f"PgBouncer:  {bouncer.url('postgres')}  (Dagster's storage; transaction pooling)")
         print(f"Redis:      {redis.url()}")
-        print("Ctrl-C stops both and removes their folders.", flush=True)
+        print("Ctrl-C stops them all and removes their folders.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
 

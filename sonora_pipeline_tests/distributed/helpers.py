@@ -18,7 +18,7 @@ import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
 from sonora_pipeline_tests.orgs.helpers import environment
-from sonora_pipeline_tests.services import Postgres, Redis
+from sonora_pipeline_tests.services import PgBouncer, Postgres, Redis
 from sonora_pipeline_tests.test_dagster_ui import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,9 +27,10 @@ BIN = Path(sys.executable).parent
 WORKER_READY_SECONDS = 60
 
 
-def deployment_environment(registry: Path, home: Path, pg: Postgres, database: str, redis: Redis,
+def deployment_environment(registry: Path, home: Path, pg: Postgres | PgBouncer, database: str, redis: Redis,
                            tick_seconds: int) -> dict[str, str]:
-    """What every process of the deployment is given: the orgs, the instance and where its servers are."""
+    """What every process of the deployment is given: the orgs, the instance and where its servers are (Dagster's
+    storage through PgBouncer, as the README advises: dagster-postgres opens a connection per query)."""
     env = environment(registry, home, tick_seconds)
     env.update({"SONORA_DAGSTER_PG_URL": pg.url(database), "SONORA_CELERY_BROKER": redis.url(0),
                 "SONORA_CELERY_BACKEND": redis.url(1),
