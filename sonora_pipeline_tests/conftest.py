@@ -143,7 +143,7 @@ LONGEST_FIRST = tuple(f"sonora_pipeline_tests/{name}" for name in (
     "distributed/test_celery_workers.py", "ducklake/test_lake_warehouse.py",
     "test_model_catches_up.py", "orgs/test_many_orgs.py", "orgs/test_org_faults.py", "test_quiet_start.py",
     "orgs/test_ui_many_orgs.py",
-    "sync/test_initial_import_status.py", "test_orgs_cli.py",
+    "sync/test_initial_import_status.py", "test_orgs_cli.py", "ducklake/test_lake_purge.py",
     "sync/test_concurrency.py", "sync/test_fault_matrix.py",
     "sync/test_dagster_sync.py", "sync/test_kill_and_rerun.py", "sync/test_engine.py", "writeback/test_writeback.py",
     "test_secrets.py",
