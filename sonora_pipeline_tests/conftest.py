@@ -140,8 +140,10 @@ def pytest_terminal_summary(terminalreporter):
 # demo) came last, one after another on one worker while the other sat idle. Longest first lets the many short
 # files fill in around them, and both workers finish together. A file missing here only runs later.
 LONGEST_FIRST = tuple(f"sonora_pipeline_tests/{name}" for name in (
+    # The model's catch-up test after files that outlast the distributed test's import on the other worker:
+    # beside that import, its daemon's runs took minutes.
     "distributed/test_celery_workers.py", "ducklake/test_lake_warehouse.py",
-    "test_model_catches_up.py", "orgs/test_many_orgs.py", "orgs/test_org_faults.py", "test_quiet_start.py",
+    "orgs/test_many_orgs.py", "orgs/test_org_faults.py", "test_model_catches_up.py", "test_quiet_start.py",
     "orgs/test_ui_many_orgs.py",
     "sync/test_initial_import_status.py", "test_orgs_cli.py", "ducklake/test_lake_purge.py",
     "sync/test_concurrency.py", "sync/test_fault_matrix.py",
