@@ -60,19 +60,6 @@ def _registry(args: argparse.Namespace):
         return None
 
 
-def folder_size(folder: Path) -> tuple[int, int]:
-    """(files, bytes) under `folder`, not following symlinks."""
-    files = size = 0
-    for root, _dirs, names in os.walk(folder):
-        for name in names:
-            try:
-                size += os.lstat(os.path.join(root, name)).st_size
-                files += 1
-            except OSError:
-                continue
-    return files, size
-
-
 def human_size(size: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
@@ -84,7 +71,8 @@ def human_size(size: int) -> str:
 def _data_state(folder: Path) -> str:
     if not folder.is_dir():
         return "none yet (the first sync creates it)"
-    return _count(*folder_size(folder))
+    from sonora_pipeline.mirror.lake_purge import files_and_bytes
+    return _count(*files_and_bytes(folder))
 
 
 def _count(files: int, size: int) -> str:
@@ -183,7 +171,8 @@ def cmd_orgs_purge(args: argparse.Namespace) -> int:
         return refuse(f"there is no folder {folder}, no schema '{name}' in the DuckLake catalog "
                       f"{lake.location.catalog} {data} (org {name} has no data here). Fix: check the name with "
                       "`sonora-pipeline orgs list`.")
-    files, size = folder_size(folder) if has_folder else (0, 0)
+    from sonora_pipeline.mirror.lake_purge import files_and_bytes
+    files, size = files_and_bytes(folder) if has_folder else (0, 0)
     work = f"the work folder {folder} ({_count(files, size)}: its spool and extension links)" if lake else \
         f"{folder} ({_count(files, size)})"
     parts = _lake_parts(lake) + ([work] if has_folder else [])
